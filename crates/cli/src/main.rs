@@ -1,0 +1,33 @@
+//! `ksw`: the command-line front end.
+//!
+//! A thin layer: `flags` parses the command line, and each command calls
+//! into the library crates and renders what they return. Exit codes: 0 on
+//! success, 1 when a command ran but found a problem in its input, 2 on a
+//! usage error or a command this build does not provide.
+
+mod flags;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::flags::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ksw: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let name = command.name();
+    // Commands land one issue at a time; until then say so plainly rather
+    // than print anything that could be mistaken for an answer.
+    eprintln!("ksw: `{name}` is not available in this build yet");
+    Ok(ExitCode::from(2))
+}
