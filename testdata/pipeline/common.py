@@ -1,0 +1,61 @@
+"""Shared plumbing of the fixture pipeline: paths, logging, subprocesses."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("KSW_CACHE", Path.home() / ".cache" / "ksw"))
+
+_T0 = time.monotonic()
+
+
+class StepError(Exception):
+    """A pipeline step failed; the message names the step and what to look at."""
+
+
+def log(msg):
+    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, step, cwd=None, env=None, check=True):
+    """Run a command for `step` and return its output (stdout and stderr).
+
+    On failure raise StepError naming the step, with the output's tail.
+    """
+    res = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        errors="replace",
+    )
+    if check and res.returncode != 0:
+        tail = "\n".join(res.stdout.splitlines()[-20:])
+        raise StepError(f"step '{step}': {cmd[0]} exited {res.returncode}\n{tail}")
+    return res.stdout
+
+
+def need_tools(tools, packages, step="host tools"):
+    """Install Debian packages when any of `tools` is missing from PATH."""
+    missing = [t for t in tools if shutil.which(t) is None
+               and not Path(t).exists()]
+    if not missing:
+        return
+    log(f"{step}: installing {' '.join(packages)} (missing {' '.join(missing)})")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], step, env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        step, env=env)
+
+
+def host_packages():
+    """Everything the pipeline needs on the host, as Debian packages."""
+    need_tools(
+        ["qemu-system-x86_64", "/bin/busybox", "kexec", "makedumpfile", "cpio",
+         "debugfs", "mke2fs", "xz", "zstd", "gcc", "make", "bc", "flex", "bison"],
+        ["qemu-system-x86", "busybox-static", "kexec-tools", "makedumpfile",
+         "cpio", "e2fsprogs", "xz-utils", "zstd", "gcc", "make", "bc", "flex",
+         "bison", "libelf-dev", "dwarves", "python3-venv"],
+    )
