@@ -1,0 +1,73 @@
+"""ksw fixture pipeline: real Debian kernels, real crashes, real dumps.
+
+    python3 testdata/pipeline all [--kernel 6.1 ...]   the whole matrix
+    python3 testdata/pipeline run NAME --kernel 6.1    one run of the matrix
+    python3 testdata/pipeline kernel 6.1               fetch a kernel only
+
+Everything lands under $KSW_CACHE (default ~/.cache/ksw): kernels/, and
+fixtures/SERIES/RUN/ with console.log, ground-truth/, dumps and
+manifest.json. A failure names its step and keeps the console log under
+work/SERIES/RUN/.
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import kernels  # noqa: E402
+import scenarios  # noqa: E402
+from common import REPO, StepError, host_packages, log  # noqa: E402
+
+
+def _build_binaries(runs):
+    if any(r.binaries for r in runs):
+        log("building ksw (release) for the live scenario")
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "ksw"],
+                       cwd=REPO, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="pipeline", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("all", help="run the whole fixture matrix")
+    a.add_argument("--kernel", action="append", choices=sorted(kernels.PINS))
+    a.add_argument("--force", action="store_true", help="ignore cached fixtures")
+    r = sub.add_parser("run", help="run one entry of the matrix")
+    r.add_argument("name")
+    r.add_argument("--kernel", default="6.1", choices=sorted(kernels.PINS))
+    r.add_argument("--force", action="store_true")
+    k = sub.add_parser("kernel", help="fetch and unpack a kernel series")
+    k.add_argument("series", choices=sorted(kernels.PINS))
+    args = ap.parse_args()
+
+    try:
+        host_packages()
+        if args.cmd == "kernel":
+            print(kernels.fetch(args.series))
+            return 0
+        if args.cmd == "run":
+            runs = [x for x in scenarios.standard_runs(args.kernel)
+                    if x.name == args.name]
+            if not runs:
+                names = ", ".join(x.name for x in scenarios.standard_runs(args.kernel))
+                raise StepError(f"unknown run {args.name!r}; known: {names}")
+            _build_binaries(runs)
+            print(scenarios.execute(args.kernel, runs[0], force=args.force))
+            return 0
+        for series in args.kernel or sorted(kernels.PINS):
+            runs = scenarios.standard_runs(series)
+            _build_binaries(runs)
+            for x in runs:
+                scenarios.execute(series, x, force=args.force)
+        return 0
+    except StepError as e:
+        log(f"FAILED: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
