@@ -3,6 +3,8 @@
     python3 testdata/pipeline all [--kernel 6.1 ...]   the whole matrix
     python3 testdata/pipeline run NAME --kernel 6.1    one run of the matrix
     python3 testdata/pipeline kernel 6.1               fetch a kernel only
+    python3 testdata/pipeline deps                     host packages only
+    python3 testdata/pipeline oracle                   drgn's virtualenv only
 
 Everything lands under $KSW_CACHE (default ~/.cache/ksw): kernels/, and
 fixtures/SERIES/RUN/ with console.log, ground-truth/, dumps and
@@ -19,7 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kernels  # noqa: E402
 import scenarios  # noqa: E402
-from common import REPO, StepError, host_packages, log  # noqa: E402
+from common import CACHE, REPO, StepError, host_packages, log, run  # noqa: E402
+
+# drgn is an oracle for the tests only; pinned so that its answers are stable.
+DRGN = "drgn==0.3.0"
+
+
+def oracle_venv():
+    venv = CACHE / "drgn-venv"
+    python = venv / "bin" / "python"
+    stamp = venv / "installed"
+    if not stamp.exists() or stamp.read_text() != DRGN:
+        log(f"oracle: installing {DRGN} into {venv}")
+        run([sys.executable, "-m", "venv", "--clear", venv], "oracle venv")
+        run([python, "-m", "pip", "install", "-q", DRGN], "oracle venv")
+        stamp.write_text(DRGN)
+    return python
 
 
 def _build_binaries(runs):
@@ -42,10 +59,17 @@ def main():
     r.add_argument("--force", action="store_true")
     k = sub.add_parser("kernel", help="fetch and unpack a kernel series")
     k.add_argument("series", choices=sorted(kernels.PINS))
+    sub.add_parser("deps", help="install the host packages the pipeline uses")
+    sub.add_parser("oracle", help="set up drgn (PyPI) in its own virtualenv")
     args = ap.parse_args()
 
     try:
         host_packages()
+        if args.cmd == "deps":
+            return 0
+        if args.cmd == "oracle":
+            print(oracle_venv())
+            return 0
         if args.cmd == "kernel":
             print(kernels.fetch(args.series))
             return 0

@@ -33,6 +33,9 @@ ksw_ground_truth() {
 	uname -a > "$gt/uname"
 	uname -r > "$gt/release"
 	cat /sys/kernel/vmcoreinfo > "$gt/vmcoreinfo"
+	# The head of /proc/kcore holds the VMCOREINFO note itself (4.19+):
+	# the override for a QEMU dump taken without -device vmcoreinfo.
+	head -c 65536 /proc/kcore > "$gt/kcore.head"
 	cat /proc/cmdline > "$gt/cmdline"
 	grep -c ^processor /proc/cpuinfo > "$gt/ncpus"
 	sync

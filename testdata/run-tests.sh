@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test of ksw, from a fresh Debian 12 machine: installs what it
+# needs, makes the real-kernel fixtures the cache lacks (QEMU + kdump),
+# sets up drgn as an oracle, then runs the Rust and the fixture tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "host packages"
+python3 testdata/pipeline deps
+step "fixtures (cached under ${KSW_CACHE:-~/.cache/ksw})"
+python3 testdata/pipeline all
+step "drgn oracle"
+python3 testdata/pipeline oracle
+step "Rust tests"
+cargo test --workspace --locked
+step "fixture tests"
+python3 -m unittest discover -v -s testdata/tests -p 'test_*.py'
