@@ -1,0 +1,106 @@
+//! The crate's error type: why a dump could not be opened, or why a read
+//! failed.
+//!
+//! Read failures name their reason, because "the page was filtered out by
+//! makedumpfile" and "the address is not mapped" lead a developer to very
+//! different conclusions.
+
+use std::path::PathBuf;
+
+use crate::addr::{FileOffset, Pfn, PhysAddr, VirtAddr};
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened, mapped or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not a kernel dump this crate reads.
+    #[error("not a kernel dump: {0}")]
+    NotADump(String),
+    /// The file ends before the data its headers describe.
+    #[error("truncated dump: {what} needs bytes up to offset {needed}, but the file has {len}")]
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+        /// The offset one past the last byte needed.
+        needed: FileOffset,
+        /// The length of the file.
+        len: u64,
+    },
+    /// A header or table holds values that cannot be right.
+    #[error("corrupt dump: {0}")]
+    Corrupt(String),
+    /// The dump uses a feature this build does not read.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The dump carries no VMCOREINFO, so kernel addresses cannot be
+    /// translated.
+    #[error(
+        "the dump has no VMCOREINFO note ({0}); a QEMU guest needs `-device vmcoreinfo` \
+         and the qemu_fw_cfg module loaded, or pass a VMCOREINFO file (e.g. a copy of the \
+         guest's /sys/kernel/vmcoreinfo note text) with --vmcoreinfo"
+    )]
+    MissingVmcoreinfo(&'static str),
+    /// VMCOREINFO lacks a key this operation needs, or has an unreadable
+    /// value.
+    #[error("VMCOREINFO: {0}")]
+    Vmcoreinfo(String),
+    /// The page was in memory but makedumpfile excluded it (`-d`).
+    #[error("page {0} was excluded from the dump by its dump level")]
+    Excluded(Pfn),
+    /// The physical address is not covered by the dump at all (a hole in
+    /// RAM, or outside the memory the dump describes).
+    #[error("physical address {0} is not in the dump")]
+    NotInDump(PhysAddr),
+    /// The virtual address has no translation in the kernel page tables.
+    #[error("virtual address {addr} is not mapped ({reason})")]
+    Unmapped {
+        /// The address.
+        addr: VirtAddr,
+        /// Where the walk stopped.
+        reason: &'static str,
+    },
+    /// A page's data lies past the end of a truncated file.
+    #[error("page {pfn} lies past the end of the truncated dump (needs offset {needed}, file has {len})")]
+    PageTruncated {
+        /// The page.
+        pfn: Pfn,
+        /// One past the last byte needed.
+        needed: FileOffset,
+        /// The file length.
+        len: u64,
+    },
+    /// A page's descriptor or compressed data is damaged.
+    #[error("page {pfn}: {what}")]
+    CorruptPage {
+        /// The page.
+        pfn: Pfn,
+        /// What is wrong with it.
+        what: String,
+    },
+}
+
+impl Error {
+    /// True for the errors that concern one address rather than the whole
+    /// dump (excluded, not in dump, unmapped, truncated or corrupt page).
+    pub fn is_read_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::Excluded(_)
+                | Error::NotInDump(_)
+                | Error::Unmapped { .. }
+                | Error::PageTruncated { .. }
+                | Error::CorruptPage { .. }
+        )
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

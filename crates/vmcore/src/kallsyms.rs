@@ -1,0 +1,165 @@
+//! The kernel's own symbol table, decoded from memory.
+//!
+//! Since Linux 6.0 VMCOREINFO gives the addresses of the compressed
+//! kallsyms tables, so symbol addresses (runtime, KASLR applied) can be had
+//! without any vmlinux. This module only decodes the tables; it is what the
+//! dump reader needs to find `crash_notes`, `__per_cpu_offset` and
+//! `panic_cpu`. Symbolization policy lives in the analysis crate.
+//!
+//! Encoding: `kallsyms_names` is a sequence of entries, each a length (one
+//! byte, or two when the first has bit 7 set, since 6.1) and that many
+//! token indices; `kallsyms_token_index[i]` is the offset of token `i`'s
+//! NUL-terminated text in `kallsyms_token_table`. The first character of a
+//! decoded name is its type (`T`, `d`, ...). Addresses are
+//! `kallsyms_offsets[i]`, relative to `kallsyms_relative_base`; with
+//! `CONFIG_KALLSYMS_ABSOLUTE_PERCPU` (x86_64 SMP before 6.15) a
+//! non-negative offset is an absolute per-CPU address and a negative one
+//! means `relative_base - 1 - offset`.
+
+use std::collections::HashMap;
+
+use crate::addr::VirtAddr;
+use crate::error::{Error, Result};
+use crate::memory::KernelMemory;
+use crate::vmcoreinfo::Vmcoreinfo;
+
+/// One kernel symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSymbol {
+    /// The name.
+    pub name: String,
+    /// The runtime address.
+    pub address: VirtAddr,
+    /// The `nm`-style type character.
+    pub kind: char,
+}
+
+/// The decoded kallsyms table.
+#[derive(Debug, Clone)]
+pub struct Kallsyms {
+    symbols: Vec<KernelSymbol>,
+    by_name: HashMap<String, usize>,
+}
+
+/// More symbols than any kernel has; guards against a corrupt count.
+const MAX_SYMBOLS: u32 = 4_000_000;
+
+impl Kallsyms {
+    /// Decodes the tables VMCOREINFO points at.
+    pub fn from_memory(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Self> {
+        let num = mem.read_u32(info.require_symbol("kallsyms_num_syms")?)?;
+        if num == 0 || num > MAX_SYMBOLS {
+            return Err(Error::Corrupt(format!("kallsyms_num_syms is {num}")));
+        }
+        let names_at = info.require_symbol("kallsyms_names")?;
+        let token_table_at = info.require_symbol("kallsyms_token_table")?;
+        let token_index_at = info.require_symbol("kallsyms_token_index")?;
+        let offsets_at = info.require_symbol("kallsyms_offsets")?;
+        let base = mem.read_u64(info.require_symbol("kallsyms_relative_base")?)?;
+
+        let index_raw = mem.read_vec(token_index_at, 512)?;
+        let token_index: Vec<u16> = index_raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let table_len = usize::from(token_index.iter().copied().max().unwrap_or(0)) + 256;
+        let token_table = read_prefix(mem, token_table_at, table_len)?;
+        let tokens: Vec<Vec<u8>> = token_index
+            .iter()
+            .map(|&i| {
+                let rest = token_table.get(usize::from(i)..).unwrap_or(&[]);
+                crate::bytes::c_str(rest).to_vec()
+            })
+            .collect();
+
+        let offsets_raw = mem.read_vec(offsets_at, num as usize * 4)?;
+        let offsets: Vec<i32> = offsets_raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let absolute_percpu = offsets.iter().any(|&o| o < 0);
+
+        let mut names = NameStream { mem, at: names_at, buf: Vec::new(), pos: 0 };
+        let mut symbols = Vec::with_capacity(num as usize);
+        for &offset in offsets.iter() {
+            let mut len = usize::from(names.byte()?);
+            if len & 0x80 != 0 {
+                len = (len & 0x7f) | (usize::from(names.byte()?) << 7);
+            }
+            let mut text = Vec::with_capacity(32);
+            for _ in 0..len {
+                let t = names.byte()?;
+                text.extend_from_slice(&tokens[usize::from(t)]);
+            }
+            let (kind, name) = match text.split_first() {
+                Some((&k, rest)) => (char::from(k), String::from_utf8_lossy(rest).into_owned()),
+                None => return Err(Error::Corrupt("empty kallsyms name".into())),
+            };
+            let address = if absolute_percpu {
+                if offset >= 0 { offset as u64 } else { base.wrapping_sub(1).wrapping_sub(i64::from(offset) as u64) }
+            } else {
+                base.wrapping_add(offset as u32 as u64)
+            };
+            symbols.push(KernelSymbol { name, address: VirtAddr(address), kind });
+        }
+        let mut by_name = HashMap::with_capacity(symbols.len());
+        for (i, s) in symbols.iter().enumerate() {
+            by_name.entry(s.name.clone()).or_insert(i);
+        }
+        Ok(Kallsyms { symbols, by_name })
+    }
+
+    /// The address of the first symbol called `name`.
+    pub fn address_of(&self, name: &str) -> Option<VirtAddr> {
+        self.by_name.get(name).map(|&i| self.symbols[i].address)
+    }
+
+    /// All symbols, in table order (sorted by address for text).
+    pub fn symbols(&self) -> &[KernelSymbol] {
+        &self.symbols
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// True if the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.symbols.is_empty()
+    }
+}
+
+/// Reads up to `len` bytes, stopping early at an unreadable page.
+fn read_prefix(mem: &dyn KernelMemory, at: VirtAddr, len: usize) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let a = at.0 + done as u64;
+        let n = (4096 - (a % 4096) as usize).min(len - done);
+        match mem.read_virt(VirtAddr(a), &mut out[done..done + n]) {
+            Ok(()) => done += n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    out.truncate(done);
+    Ok(out)
+}
+
+/// `kallsyms_names`, read a page at a time.
+struct NameStream<'a> {
+    mem: &'a dyn KernelMemory,
+    at: VirtAddr,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl NameStream<'_> {
+    fn byte(&mut self) -> Result<u8> {
+        if self.pos >= self.buf.len() {
+            let a = self.at.0 + self.buf.len() as u64;
+            let n = 4096 - (a % 4096) as usize;
+            let mut chunk = vec![0u8; n];
+            self.mem.read_virt(VirtAddr(a), &mut chunk)?;
+            self.buf.extend_from_slice(&chunk);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+}

@@ -1,0 +1,525 @@
+//! makedumpfile's kdump-compressed format (`KDUMP   `, and the older
+//! `DISKDUMP`), in header versions 1 to 6.
+//!
+//! Layout (in blocks of `block_size`): the `disk_dump_header`, then
+//! `sub_hdr_size` blocks holding the `kdump_sub_header` (and the notes and
+//! VMCOREINFO it points at), then two bitmaps (pages present in RAM; pages
+//! in the dump), then one 24-byte `page_desc` per dumped page in PFN order,
+//! then the page data. A page's descriptor index is the number of dumped
+//! pages below it, so a rank index over the second bitmap makes lookups
+//! constant-time. Decompressed pages are kept in a [`PageCache`].
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::addr::{FileOffset, Pfn, PhysAddr};
+use crate::bytes::{c_str, le_i32, le_u32, le_u64};
+use crate::error::{Error, Result};
+use crate::memory::PhysicalMemory;
+use crate::source::ByteSource;
+
+/// `status` and per-page flag: zlib.
+pub const DUMP_DH_COMPRESSED_ZLIB: u32 = 0x1;
+/// `status` and per-page flag: lzo.
+pub const DUMP_DH_COMPRESSED_LZO: u32 = 0x2;
+/// `status` and per-page flag: snappy.
+pub const DUMP_DH_COMPRESSED_SNAPPY: u32 = 0x4;
+/// `status`: the dump could not be finished.
+pub const DUMP_DH_COMPRESSED_INCOMPLETE: u32 = 0x8;
+/// `status`: vmemmap pages were excluded.
+pub const DUMP_DH_EXCLUDED_VMEMMAP: u32 = 0x10;
+/// `status` and per-page flag: zstd.
+pub const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
+
+const COMPRESSION_MASK: u32 = DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD;
+
+/// Size of a `page_desc`.
+const PAGE_DESC_SIZE: u64 = 24;
+
+/// A page compression method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Stored as is.
+    None,
+    /// zlib (RFC 1950).
+    Zlib,
+    /// LZO1X.
+    Lzo,
+    /// Raw snappy.
+    Snappy,
+    /// Zstandard.
+    Zstd,
+}
+
+impl Compression {
+    /// The method a set of flag bits names, or an error if several are set.
+    pub fn from_flags(flags: u32) -> std::result::Result<Self, u32> {
+        match flags & COMPRESSION_MASK {
+            0 => Ok(Compression::None),
+            DUMP_DH_COMPRESSED_ZLIB => Ok(Compression::Zlib),
+            DUMP_DH_COMPRESSED_LZO => Ok(Compression::Lzo),
+            DUMP_DH_COMPRESSED_SNAPPY => Ok(Compression::Snappy),
+            DUMP_DH_COMPRESSED_ZSTD => Ok(Compression::Zstd),
+            other => Err(other),
+        }
+    }
+
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::Lzo => "lzo",
+            Compression::Snappy => "snappy",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// The fields of `disk_dump_header` and `kdump_sub_header` this reader uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct KdumpHeader {
+    /// `"KDUMP"` or `"DISKDUMP"`.
+    pub signature: String,
+    /// `header_version`.
+    pub header_version: i32,
+    /// `utsname.release`.
+    pub release: String,
+    /// `utsname.machine`.
+    pub machine: String,
+    /// `timestamp.tv_sec`.
+    pub timestamp: i64,
+    /// `status`.
+    pub status: u32,
+    /// `block_size` (the page size).
+    pub block_size: u64,
+    /// `sub_hdr_size`, in blocks.
+    pub sub_hdr_size: u64,
+    /// `bitmap_blocks`.
+    pub bitmap_blocks: u64,
+    /// Number of page frames described (`max_mapnr_64` from version 6).
+    pub max_mapnr: u64,
+    /// `nr_cpus`.
+    pub nr_cpus: i32,
+    /// `phys_base` from the sub-header.
+    pub phys_base: u64,
+    /// `dump_level` (the `-d` value).
+    pub dump_level: i32,
+    /// `split`.
+    pub split: i32,
+    /// `(offset, size)` of the raw VMCOREINFO text (version 3+).
+    pub vmcoreinfo: Option<(u64, u64)>,
+    /// `(offset, size)` of the ELF notes (version 4+).
+    pub notes: Option<(u64, u64)>,
+}
+
+/// Excluded-page statistics from the two bitmaps.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct PageStats {
+    /// Page frames the dump describes (`max_mapnr`).
+    pub max_pfn: u64,
+    /// Pages present in RAM (first bitmap).
+    pub present: u64,
+    /// Pages saved in the dump (second bitmap).
+    pub dumped: u64,
+    /// Present pages that the dump level excluded.
+    pub excluded: u64,
+}
+
+/// A bounded cache of decompressed pages, first in, first out.
+#[derive(Debug)]
+pub struct PageCache {
+    pages: HashMap<u64, Arc<[u8]>>,
+    order: VecDeque<u64>,
+    capacity: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl PageCache {
+    /// A cache holding at most `capacity` pages.
+    pub fn new(capacity: usize) -> Self {
+        PageCache { pages: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1), hits: 0, misses: 0 }
+    }
+
+    fn get(&mut self, pfn: u64) -> Option<Arc<[u8]>> {
+        let hit = self.pages.get(&pfn).cloned();
+        if hit.is_some() { self.hits += 1 } else { self.misses += 1 }
+        hit
+    }
+
+    fn insert(&mut self, pfn: u64, page: Arc<[u8]>) {
+        if self.pages.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.pages.remove(&old);
+        }
+        if self.pages.insert(pfn, page).is_none() {
+            self.order.push_back(pfn);
+        }
+    }
+
+    /// `(hits, misses)` so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+/// One of the two bitmaps, with a rank index over it.
+#[derive(Debug)]
+struct Bitmap {
+    bits: Vec<u8>,
+    /// Set bits before each 512-bit block.
+    rank: Vec<u64>,
+}
+
+impl Bitmap {
+    fn new(bits: Vec<u8>) -> Self {
+        let mut rank = Vec::with_capacity(bits.len() / 64 + 1);
+        let mut total = 0u64;
+        for chunk in bits.chunks(64) {
+            rank.push(total);
+            total += chunk.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+        }
+        rank.push(total);
+        Bitmap { bits, rank }
+    }
+
+    fn get(&self, bit: u64) -> bool {
+        self.bits.get((bit / 8) as usize).is_some_and(|b| b & (1 << (bit % 8)) != 0)
+    }
+
+    /// Set bits below `bit`.
+    fn rank(&self, bit: u64) -> u64 {
+        let byte = (bit / 8) as usize;
+        if byte >= self.bits.len() {
+            return self.count();
+        }
+        let block = byte / 64;
+        let mut r = self.rank.get(block).copied().unwrap_or(0);
+        for b in &self.bits[block * 64..byte] {
+            r += u64::from(b.count_ones());
+        }
+        if let Some(b) = self.bits.get(byte) {
+            r += u64::from((b & ((1u8 << (bit % 8)) - 1)).count_ones());
+        }
+        r
+    }
+
+    fn count(&self) -> u64 {
+        self.rank.last().copied().unwrap_or(0)
+    }
+}
+
+/// A kdump-compressed dump over any [`ByteSource`] (a mapped file, or a
+/// flattened file's records).
+pub struct KdumpCompressed<S> {
+    src: S,
+    header: KdumpHeader,
+    present: Bitmap,
+    dumped: Bitmap,
+    desc_offset: u64,
+    cache: Mutex<PageCache>,
+}
+
+impl<S> std::fmt::Debug for KdumpCompressed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KdumpCompressed").field("header", &self.header).finish()
+    }
+}
+
+/// True if `b` starts with a kdump-compressed signature.
+pub fn has_kdump_signature(b: &[u8]) -> bool {
+    b.starts_with(b"KDUMP   ") || b.starts_with(b"DISKDUMP")
+}
+
+impl<S: ByteSource> KdumpCompressed<S> {
+    /// Parses the headers and bitmaps. Page data is read on demand.
+    pub fn new(src: S) -> Result<Self> {
+        let h = src.bytes(FileOffset(0), 464, "kdump header")?;
+        if !has_kdump_signature(&h) {
+            return Err(Error::NotADump("no KDUMP signature".into()));
+        }
+        let corrupt = |what: String| Error::Corrupt(format!("kdump header: {what}"));
+        let short = || corrupt("short".into());
+        let header_version = le_i32(&h, 8).ok_or_else(short)?;
+        let field_str = |off: usize| String::from_utf8_lossy(c_str(&h[off..off + 65])).into_owned();
+        let release = field_str(12 + 2 * 65);
+        let machine = field_str(12 + 4 * 65);
+        let timestamp = le_u64(&h, 408).ok_or_else(short)? as i64;
+        let status = le_u32(&h, 424).ok_or_else(short)?;
+        let block_size = le_i32(&h, 428).ok_or_else(short)?;
+        let sub_hdr_size = le_i32(&h, 432).ok_or_else(short)?;
+        let bitmap_blocks = le_u32(&h, 436).ok_or_else(short)?;
+        let max_mapnr_32 = le_u32(&h, 440).ok_or_else(short)?;
+        let nr_cpus = le_i32(&h, 460).ok_or_else(short)?;
+        let signature = String::from_utf8_lossy(&h[..8]).trim_end().to_owned();
+        drop(h);
+        if !(1..=64).contains(&header_version) {
+            return Err(corrupt(format!("header version {header_version}")));
+        }
+        if block_size < 512 || block_size > 1 << 20 || (block_size as u32).count_ones() != 1 {
+            return Err(corrupt(format!("block size {block_size}")));
+        }
+        if sub_hdr_size < 1 || sub_hdr_size > 1 << 16 {
+            return Err(corrupt(format!("sub-header size {sub_hdr_size} blocks")));
+        }
+        if bitmap_blocks == 0 || bitmap_blocks % 2 != 0 {
+            return Err(corrupt(format!("{bitmap_blocks} bitmap blocks (must be even and non-zero)")));
+        }
+        if !machine.is_empty() && machine != "x86_64" {
+            return Err(Error::Unsupported(format!("kdump of machine {machine:?}; only x86_64 is read")));
+        }
+        let bs = block_size as u64;
+        let sub = src.bytes(FileOffset(bs), 104.min(bs as usize), "kdump sub-header")?;
+        let sub_u64 = |off: usize| le_u64(&sub, off).unwrap_or(0);
+        let phys_base = sub_u64(0);
+        let dump_level = le_i32(&sub, 8).unwrap_or(0);
+        let split = if header_version >= 2 { le_i32(&sub, 12).unwrap_or(0) } else { 0 };
+        let vmcoreinfo = (header_version >= 3 && sub_u64(40) != 0).then(|| (sub_u64(32), sub_u64(40)));
+        let notes = (header_version >= 4 && sub_u64(56) != 0).then(|| (sub_u64(48), sub_u64(56)));
+        let max_mapnr = if header_version >= 6 { sub_u64(96) } else { u64::from(max_mapnr_32) };
+        drop(sub);
+        if split != 0 {
+            return Err(Error::Unsupported("split kdump files (makedumpfile --split)".into()));
+        }
+        let half = u64::from(bitmap_blocks) / 2 * bs;
+        if max_mapnr > half * 8 {
+            return Err(corrupt(format!("{max_mapnr} page frames but bitmaps of {half} bytes")));
+        }
+        let bitmap_off = (1 + sub_hdr_size as u64) * bs;
+        let present = Bitmap::new(src.bytes(FileOffset(bitmap_off), half as usize, "first bitmap")?.into_owned());
+        let dumped = Bitmap::new(src.bytes(FileOffset(bitmap_off + half), half as usize, "second bitmap")?.into_owned());
+        let desc_offset = bitmap_off + 2 * half;
+        let header = KdumpHeader {
+            signature,
+            header_version,
+            release,
+            machine,
+            timestamp,
+            status,
+            block_size: bs,
+            sub_hdr_size: sub_hdr_size as u64,
+            bitmap_blocks: u64::from(bitmap_blocks),
+            max_mapnr,
+            nr_cpus,
+            phys_base,
+            dump_level,
+            split,
+            vmcoreinfo,
+            notes,
+        };
+        Ok(KdumpCompressed { src, header, present, dumped, desc_offset, cache: Mutex::new(PageCache::new(8192)) })
+    }
+
+    /// The parsed headers.
+    pub fn header(&self) -> &KdumpHeader {
+        &self.header
+    }
+
+    /// The underlying bytes.
+    pub fn source(&self) -> &S {
+        &self.src
+    }
+
+    /// The compression named in the header's `status`.
+    pub fn compression(&self) -> Compression {
+        Compression::from_flags(self.header.status).unwrap_or(Compression::None)
+    }
+
+    /// The raw VMCOREINFO text, if the sub-header points at one.
+    pub fn vmcoreinfo_text(&self) -> Result<Option<Vec<u8>>> {
+        let Some((off, size)) = self.header.vmcoreinfo else { return Ok(None) };
+        if size > 1 << 20 {
+            return Err(Error::Corrupt(format!("VMCOREINFO of {size} bytes")));
+        }
+        Ok(Some(self.src.bytes(FileOffset(off), size as usize, "VMCOREINFO")?.into_owned()))
+    }
+
+    /// The ELF notes blob, if the sub-header points at one.
+    pub fn notes(&self) -> Result<Option<Vec<u8>>> {
+        let Some((off, size)) = self.header.notes else { return Ok(None) };
+        if size > 64 << 20 {
+            return Err(Error::Corrupt(format!("notes of {size} bytes")));
+        }
+        Ok(Some(self.src.bytes(FileOffset(off), size as usize, "ELF notes")?.into_owned()))
+    }
+
+    /// Present, dumped and excluded page counts.
+    pub fn page_stats(&self) -> PageStats {
+        let present = self.present.count();
+        let dumped = self.dumped.count();
+        PageStats { max_pfn: self.header.max_mapnr, present, dumped, excluded: present.saturating_sub(dumped) }
+    }
+
+    /// Where the page data of the last dumped page ends, if the file is too
+    /// short for it: `(needed, file length)`.
+    pub fn truncation(&self) -> Option<(u64, u64)> {
+        let len = self.src.len();
+        let count = self.dumped.count();
+        let table_end = self.desc_offset + count * PAGE_DESC_SIZE;
+        if table_end > len {
+            return Some((table_end, len));
+        }
+        if count == 0 {
+            return None;
+        }
+        // The data of the highest PFN is written last.
+        let desc = self.src.bytes(FileOffset(table_end - PAGE_DESC_SIZE), 24, "page descriptor").ok()?;
+        let off = le_u64(&desc, 0)?;
+        let size = u64::from(le_u32(&desc, 8)?);
+        let end = off.saturating_add(size);
+        (end > len).then_some((end, len))
+    }
+
+    /// Hit and miss counts of the page cache.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.lock().map(|c| c.stats()).unwrap_or((0, 0))
+    }
+
+    /// The decompressed contents of page `pfn`.
+    pub fn read_page(&self, pfn: Pfn) -> Result<Arc<[u8]>> {
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(page) = cache.get(pfn.0)
+        {
+            return Ok(page);
+        }
+        let page: Arc<[u8]> = self.load_page(pfn)?.into();
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(pfn.0, page.clone());
+        }
+        Ok(page)
+    }
+
+    fn load_page(&self, pfn: Pfn) -> Result<Vec<u8>> {
+        let bs = self.header.block_size;
+        if pfn.0 >= self.header.max_mapnr {
+            return Err(Error::NotInDump(pfn.to_phys(bs)));
+        }
+        if !self.dumped.get(pfn.0) {
+            return Err(if self.present.get(pfn.0) { Error::Excluded(pfn) } else { Error::NotInDump(pfn.to_phys(bs)) });
+        }
+        let idx = self.dumped.rank(pfn.0);
+        let desc_at = FileOffset(self.desc_offset + idx * PAGE_DESC_SIZE);
+        let truncated = |needed: FileOffset, len: u64| Error::PageTruncated { pfn, needed, len };
+        let desc = self.src.bytes(desc_at, 24, "page descriptor").map_err(|e| match e {
+            Error::Truncated { needed, len, .. } => truncated(needed, len),
+            other => other,
+        })?;
+        let bad = |what: String| Error::CorruptPage { pfn, what };
+        let offset = le_u64(&desc, 0).ok_or_else(|| bad("short descriptor".into()))?;
+        let size = le_u32(&desc, 8).ok_or_else(|| bad("short descriptor".into()))?;
+        let flags = le_u32(&desc, 12).ok_or_else(|| bad("short descriptor".into()))?;
+        drop(desc);
+        if offset == 0 && size == 0 {
+            // An incomplete dump leaves the descriptors past the failure
+            // point zeroed.
+            return Err(truncated(desc_at, self.src.len()));
+        }
+        if size == 0 || u64::from(size) > bs * 2 {
+            return Err(bad(format!("descriptor gives {size} bytes of data for a {bs}-byte page")));
+        }
+        let method = Compression::from_flags(flags).map_err(|f| bad(format!("several compression flags set ({f:#x})")))?;
+        let data = self.src.bytes(FileOffset(offset), size as usize, "page data").map_err(|e| match e {
+            Error::Truncated { needed, len, .. } => truncated(needed, len),
+            other => other,
+        })?;
+        let page = decompress(method, &data, bs as usize).map_err(|what| bad(format!("{} data: {what}", method.name())))?;
+        if page.len() as u64 != bs {
+            return Err(bad(format!("{} data gives {} bytes, expected {bs}", method.name(), page.len())));
+        }
+        Ok(page)
+    }
+}
+
+/// Decompresses one page. The output never exceeds `page_size` bytes plus
+/// one (so an oversized stream is detected without unbounded allocation).
+pub fn decompress(method: Compression, data: &[u8], page_size: usize) -> std::result::Result<Vec<u8>, String> {
+    match method {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Zlib => {
+            let mut out = Vec::with_capacity(page_size);
+            flate2::read::ZlibDecoder::new(data)
+                .take(page_size as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+        Compression::Lzo => crate::lzo::decompress(data, page_size).map_err(str::to_owned),
+        Compression::Snappy => {
+            let len = snap::raw::decompress_len(data).map_err(|e| e.to_string())?;
+            if len != page_size {
+                return Err(format!("snappy stream claims {len} bytes"));
+            }
+            snap::raw::Decoder::new().decompress_vec(data).map_err(|e| e.to_string())
+        }
+        Compression::Zstd => {
+            let mut out = Vec::with_capacity(page_size + 1);
+            ruzstd::decoding::FrameDecoder::new().decode_all_to_vec(data, &mut out).map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+    }
+}
+
+impl<S: ByteSource> PhysicalMemory for KdumpCompressed<S> {
+    fn page_size(&self) -> u64 {
+        self.header.block_size
+    }
+
+    fn read_phys(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
+        let bs = self.header.block_size;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr.0.checked_add(done as u64).ok_or(Error::NotInDump(addr))?;
+            let page = self.read_page(PhysAddr(a).pfn(bs))?;
+            let in_page = (a % bs) as usize;
+            let n = (bs as usize - in_page).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&page[in_page..in_page + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_counts_bits_below() {
+        let mut bits = vec![0u8; 200];
+        for i in [0u64, 5, 7, 8, 511, 512, 513, 1000, 1599] {
+            bits[(i / 8) as usize] |= 1 << (i % 8);
+        }
+        let bm = Bitmap::new(bits);
+        assert_eq!(bm.rank(0), 0);
+        assert_eq!(bm.rank(1), 1);
+        assert_eq!(bm.rank(8), 3);
+        assert_eq!(bm.rank(512), 5);
+        assert_eq!(bm.rank(1000), 7);
+        assert_eq!(bm.rank(1600), 9);
+        assert_eq!(bm.count(), 9);
+        assert!(bm.get(513) && !bm.get(514));
+        assert_eq!(bm.rank(99_999), 9);
+    }
+
+    #[test]
+    fn compression_flags_must_name_one_method() {
+        assert_eq!(Compression::from_flags(0x21), Err(0x21));
+        assert_eq!(Compression::from_flags(0x20), Ok(Compression::Zstd));
+        assert_eq!(Compression::from_flags(0x8), Ok(Compression::None));
+    }
+
+    #[test]
+    fn decoders_reject_garbage_without_panicking() {
+        let garbage: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for m in [Compression::Zlib, Compression::Lzo, Compression::Snappy, Compression::Zstd] {
+            let r = decompress(m, &garbage, 4096);
+            assert!(r.map(|p| p.len() != 4096).unwrap_or(true), "{m:?}");
+        }
+    }
+}

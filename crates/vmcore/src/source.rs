@@ -1,0 +1,134 @@
+//! Where a dump's bytes come from: a memory-mapped file, positioned reads
+//! of a file that cannot be mapped (`/proc/kcore`), or the records of a
+//! flattened dump.
+//!
+//! Format readers are written against [`ByteSource`], so the kdump-compressed
+//! reader works unchanged on a plain file and on a flattened one.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use memmap2::Mmap;
+
+use crate::addr::FileOffset;
+use crate::error::{Error, Result};
+
+/// Random access to the bytes of a (possibly virtual) file.
+pub trait ByteSource: Send + Sync {
+    /// The length of the file in bytes.
+    fn len(&self) -> u64;
+
+    /// True if the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` bytes at `off`; borrowed where the source allows it. `what`
+    /// names the structure being read, for the truncation error.
+    fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>>;
+}
+
+/// Checks that `[off, off + len)` lies inside a file of `file_len` bytes.
+pub(crate) fn check_range(off: FileOffset, len: usize, file_len: u64, what: &'static str) -> Result<()> {
+    let end = off.0.checked_add(len as u64).ok_or_else(|| Error::Corrupt(format!("{what}: offset {off} overflows")))?;
+    if end > file_len {
+        return Err(Error::Truncated { what, needed: FileOffset(end), len: file_len });
+    }
+    Ok(())
+}
+
+/// A whole file, memory-mapped read-only.
+#[derive(Debug)]
+pub struct MappedFile {
+    map: Mmap,
+}
+
+impl MappedFile {
+    /// Maps `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let io = |source| Error::Io { path: path.to_owned(), source };
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(Error::NotADump(format!("{} is a directory", path.display())));
+        }
+        if meta.len() == 0 {
+            return Err(Error::NotADump(format!("{} is empty", path.display())));
+        }
+        // SAFETY: the map is read-only and private to this process. A dump is
+        // not expected to change while it is read; if another process
+        // truncates it, the kernel may deliver SIGBUS, which is the same
+        // promise every mmap-based reader (gimli's users, ripgrep) makes.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Ok(MappedFile { map })
+    }
+
+    /// The whole mapping.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl ByteSource for MappedFile {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>> {
+        check_range(off, len, self.len(), what)?;
+        let start = off.0 as usize;
+        Ok(Cow::Borrowed(&self.map[start..start + len]))
+    }
+}
+
+/// Bytes held in memory; used for synthetic dumps in tests and fuzzing.
+#[derive(Debug, Clone)]
+pub struct OwnedBytes(pub Vec<u8>);
+
+impl ByteSource for OwnedBytes {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>> {
+        check_range(off, len, self.len(), what)?;
+        let start = off.0 as usize;
+        Ok(Cow::Borrowed(&self.0[start..start + len]))
+    }
+}
+
+/// A file read with `pread`, for files that cannot be mapped, such as
+/// `/proc/kcore` (its size is the whole kernel address space).
+#[derive(Debug)]
+pub struct PositionedFile {
+    file: File,
+    len: u64,
+    path: std::path::PathBuf,
+}
+
+impl PositionedFile {
+    /// Opens `path` for positioned reads.
+    pub fn open(path: &Path) -> Result<Self> {
+        let io = |source| Error::Io { path: path.to_owned(), source };
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Ok(PositionedFile { file, len, path: path.to_owned() })
+    }
+}
+
+impl ByteSource for PositionedFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>> {
+        check_range(off, len, self.len, what)?;
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, off.0)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        Ok(Cow::Owned(buf))
+    }
+}
