@@ -55,6 +55,10 @@ pub(crate) struct DumpArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// A file holding VMCOREINFO text, for dumps without it (QEMU without
+    /// `-device vmcoreinfo`) or to override the dump's own.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmcoreinfo: Option<PathBuf>,
 }
 
 /// Arguments of `ksw resolve`.

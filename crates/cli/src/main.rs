@@ -5,7 +5,9 @@
 //! success, 1 when a command ran but found a problem in its input, 2 on a
 //! usage error or a command this build does not provide.
 
+mod dmesg;
 mod flags;
+mod info;
 
 use std::process::ExitCode;
 
@@ -25,9 +27,26 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let output = match &command {
+        Command::Info(args) => Some(info::run(args)?),
+        Command::Dmesg(args) => Some(dmesg::run(args)?),
+        _ => None,
+    };
+    if let Some(text) = output {
+        print_all(&text);
+        return Ok(ExitCode::SUCCESS);
+    }
     let name = command.name();
     // Commands land one issue at a time; until then say so plainly rather
     // than print anything that could be mistaken for an answer.
     eprintln!("ksw: `{name}` is not available in this build yet");
     Ok(ExitCode::from(2))
+}
+
+/// Writes `text` to stdout; a closed pipe (`ksw dmesg | head`) is not an
+/// error.
+fn print_all(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
