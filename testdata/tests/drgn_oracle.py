@@ -56,8 +56,8 @@ def main():
     a = ap.parse_args()
     vmci = Path(a.vmcoreinfo).read_bytes() if a.vmcoreinfo else None
     if a.custom or vmci:
-        f = open(a.dump, "rb")
-        data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        with open(a.dump, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
         prog = custom_program(data, vmci)
     else:
         prog = drgn.Program()

@@ -41,8 +41,8 @@ def fixture(series, run):
 
 
 def mapped(path):
-    f = open(path, "rb")
-    return mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
 
 
 def kcore_vmcoreinfo(d):
