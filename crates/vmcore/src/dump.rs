@@ -102,6 +102,8 @@ pub struct Dump {
     walker: Option<PageTableWalker>,
     kallsyms: OnceLock<std::result::Result<Kallsyms, String>>,
     warnings: Vec<String>,
+    /// True if QEMU wrote the dump (it has `QEMU` notes).
+    qemu: bool,
 }
 
 impl std::fmt::Debug for Dump {
@@ -171,6 +173,7 @@ impl Dump {
             _ => return Err(Error::NotADump("internal: not a kdump reader".into())),
         };
         let notes = notes.unwrap_or_default();
+        let qemu = NoteIter::new(&notes).filter_map(|n| n.ok()).any(|n| n.name == b"QEMU");
         let mut found = vmcoreinfo_note(&notes)?.map(|v| (v, "ELF note"));
         if found.is_none()
             && let Some(text) = raw_info
@@ -178,6 +181,7 @@ impl Dump {
             found = Some((text, "kdump sub-header"));
         }
         let mut dump = Self::finish(path, format, physical, notes, found, options)?;
+        dump.qemu = qemu;
         if header.status & kdump::DUMP_DH_COMPRESSED_INCOMPLETE != 0 {
             dump.warnings.push("the dump is marked incomplete (makedumpfile ran out of space or failed)".into());
         }
@@ -265,6 +269,7 @@ impl Dump {
         let mut warnings = Vec::new();
         let (vmcoreinfo, vmcoreinfo_source) = if let Some(p) = &options.vmcoreinfo_override {
             let text = std::fs::read(p).map_err(|source| Error::Io { path: p.clone(), source })?;
+            let text = override_text(&text, physical.memory())?;
             (Some(Vmcoreinfo::parse(&text)?), "override file")
         } else if let Some((text, source)) = found {
             (Some(Vmcoreinfo::parse(&text)?), source)
@@ -296,6 +301,7 @@ impl Dump {
             walker,
             kallsyms: OnceLock::new(),
             warnings,
+            qemu: format == DumpFormat::ElfQemu,
         })
     }
 
@@ -321,9 +327,10 @@ impl Dump {
 
     /// VMCOREINFO, or the error explaining its absence.
     pub fn require_vmcoreinfo(&self) -> Result<&Vmcoreinfo> {
-        self.vmcoreinfo.as_ref().ok_or(Error::MissingVmcoreinfo(match self.format {
-            DumpFormat::ElfQemu => "QEMU dump without -device vmcoreinfo",
-            _ => "not in the dump",
+        self.vmcoreinfo.as_ref().ok_or(Error::MissingVmcoreinfo(if self.qemu {
+            "QEMU dump made without -device vmcoreinfo"
+        } else {
+            "not in the dump"
         }))
     }
 
@@ -336,6 +343,11 @@ impl Dump {
     /// Problems noticed while opening (truncation, incomplete dump, ...).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// True if QEMU's `dump-guest-memory` wrote this dump.
+    pub fn is_qemu(&self) -> bool {
+        self.qemu
     }
 
     /// The raw ELF notes (for kdump-compressed files, the notes blob).
@@ -461,9 +473,7 @@ impl Dump {
             }
         }
         if states.is_empty() {
-            let qemu = !notes.is_empty() && notes.iter().enumerate().all(|(_, p)| p.pid >= 1)
-                && matches!(self.format, DumpFormat::ElfQemu | DumpFormat::KdumpFlattened | DumpFormat::KdumpCompressed)
-                && !crashed;
+            let qemu = self.qemu && notes.iter().all(|p| p.pid >= 1);
             for (i, p) in notes.iter().enumerate() {
                 let (cpu, how) = if qemu { (p.pid - 1, CpuMatch::QemuPid) } else { (i as u32, CpuMatch::NoteOrder) };
                 states.push(CpuState { cpu, pid: p.pid, registers: p.registers, matched_by: how, panicked: false });
@@ -535,6 +545,42 @@ impl KernelMemory for Dump {
         }
         Ok(())
     }
+}
+
+/// The VMCOREINFO text an override file gives. Three forms are accepted:
+/// the text itself; an ELF file whose notes hold it (such as the head of a
+/// guest's `/proc/kcore`); or `/sys/kernel/vmcoreinfo`'s "physical address
+/// and size" line, in which case the note is read from the dump's own
+/// physical memory (it is there even when QEMU was not told to export it).
+fn override_text(file: &[u8], mem: &dyn PhysicalMemory) -> Result<Vec<u8>> {
+    if elf::has_elf_magic(file) {
+        let src = OwnedBytes(file.to_vec());
+        let header = CoreHeader::parse(&src)?;
+        for ph in header.program_headers.iter().filter(|p| p.p_type == PT_NOTE) {
+            let len = ph.filesz.min(src.len().saturating_sub(ph.offset.0)) as usize;
+            let notes = src.bytes(ph.offset, len, "override notes")?;
+            if let Some(text) = vmcoreinfo_note(&notes).ok().flatten() {
+                return Ok(text);
+            }
+        }
+        return Err(Error::Vmcoreinfo("the override ELF file has no VMCOREINFO note".into()));
+    }
+    let text = String::from_utf8_lossy(file);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if let [addr, size] = words[..]
+        && let (Ok(addr), Ok(size)) =
+            (u64::from_str_radix(addr.trim_start_matches("0x"), 16), u64::from_str_radix(size.trim_start_matches("0x"), 16))
+    {
+        if size > 1 << 20 {
+            return Err(Error::Vmcoreinfo(format!("a VMCOREINFO note of {size} bytes")));
+        }
+        let mut note = vec![0u8; size as usize];
+        mem.read_phys(PhysAddr(addr), &mut note)?;
+        return vmcoreinfo_note(&note)?.ok_or_else(|| {
+            Error::Vmcoreinfo(format!("no VMCOREINFO note at physical {addr:#x} in the dump"))
+        });
+    }
+    Ok(file.to_vec())
 }
 
 /// The VMCOREINFO note's descriptor in a notes buffer.

@@ -94,9 +94,19 @@ impl<S: ByteSource> ElfPhysicalMemory<S> {
         self.segments.iter().map(|s| (s.memsz - s.filesz) / self.page_size).sum()
     }
 
-    /// Pages described by the segments (including excluded ones).
+    /// Pages described by the segments (including excluded ones), counting
+    /// overlapping segments (kernel text inside a RAM range) once.
     pub fn described_pages(&self) -> u64 {
-        self.segments.iter().map(|s| s.memsz / self.page_size).sum()
+        let mut total = 0;
+        let mut covered_to = 0u64;
+        for s in &self.segments {
+            let end = s.paddr + s.memsz;
+            if end > covered_to {
+                total += end - s.paddr.max(covered_to);
+                covered_to = end;
+            }
+        }
+        total / self.page_size
     }
 
     /// The first segment whose file data runs past the end of the file:

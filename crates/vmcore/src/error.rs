@@ -14,11 +14,12 @@ use crate::addr::{FileOffset, Pfn, PhysAddr, VirtAddr};
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened, mapped or read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
+        #[source]
         source: std::io::Error,
     },
     /// The file is not a kernel dump this crate reads.
@@ -43,9 +44,11 @@ pub enum Error {
     /// The dump carries no VMCOREINFO, so kernel addresses cannot be
     /// translated.
     #[error(
-        "the dump has no VMCOREINFO note ({0}); a QEMU guest needs `-device vmcoreinfo` \
-         and the qemu_fw_cfg module loaded, or pass a VMCOREINFO file (e.g. a copy of the \
-         guest's /sys/kernel/vmcoreinfo note text) with --vmcoreinfo"
+        "the dump has no VMCOREINFO note ({0}); run QEMU with `-device vmcoreinfo` and load \
+         the guest's qemu_fw_cfg module, or pass --vmcoreinfo FILE, where FILE is the \
+         guest's VMCOREINFO text, an ELF file with a VMCOREINFO note (the head of its \
+         /proc/kcore), or a copy of its /sys/kernel/vmcoreinfo (\"address size\": the note \
+         is then read from the dump itself)"
     )]
     MissingVmcoreinfo(&'static str),
     /// VMCOREINFO lacks a key this operation needs, or has an unreadable
