@@ -5,4 +5,34 @@
 //! variable lives, how a stack unwinds across exception frames, and what a
 //! kstackwatch catch record says. It knows nothing of terminals; reports are
 //! data that the CLI renders.
+//!
+//! The debug-info layer, bottom up:
+//! - [`elf`]: a memory-mapped vmlinux or `.ko` ([`DebugFile`]), its symbols,
+//!   decompressed sections and lazily applied relocations;
+//! - `dwarf`: one compilation unit at a time, found through
+//!   `.debug_aranges`; subprograms, locals and their locations, lines;
+//! - `types`: C types and member/index paths (`req.hdr.len`, `buf[8]`);
+//! - `cfi`, `disasm`: the CFA rule per address, and an annotated
+//!   disassembly (stack writes, canary, SP tracking);
+//! - [`resolve()`]: a variable's name to a kstackwatch watch ([`Resolution`]);
+//! - [`locate`]: where a release's debug files are on disk (the only part
+//!   that searches the filesystem; the rest takes paths).
 #![deny(missing_docs)]
+
+mod cfi;
+mod disasm;
+mod dwarf;
+pub mod elf;
+mod error;
+mod index;
+pub mod locate;
+mod resolve;
+mod types;
+pub mod watch;
+
+pub use dwarf::{DebugSections, Location, Place};
+pub use elf::{DebugFile, ElfImage, ImageKind};
+pub use error::{Candidate, Error, Result};
+pub use resolve::{ExpectedHit, Resolution, ResolveRequest, resolve};
+pub use types::{PathStep, VariablePath};
+pub use watch::Watch;

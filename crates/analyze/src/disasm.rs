@@ -1,0 +1,338 @@
+//! Disassembly of one function, annotated with what `resolve` needs: the
+//! CFA-to-SP distance before and after each instruction, which stack bytes
+//! each instruction writes (CFA-relative), which calls receive a pointer
+//! into the frame, and where the stack-protector canary is loaded.
+//!
+//! Register values are tracked only as far as "this register holds CFA + k"
+//! (set by `lea`/`mov` from rsp, rbp or another tracked register), in
+//! address order. That is an approximation across branches; it is used to
+//! find the function's own writes, never to compute the watch address,
+//! which comes from CFI.
+
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Formatter, GasFormatter, Instruction, InstructionInfoFactory, Mnemonic,
+    OpAccess, OpKind, Register,
+};
+
+use crate::cfi::{CfaRow, row_at};
+
+/// A write to stack memory, CFA-relative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StackWrite {
+    /// First byte written, relative to the CFA.
+    pub(crate) cfa_offset: i64,
+    /// Bytes written; `None` for a `rep` string store of unknown count.
+    pub(crate) len: Option<u64>,
+    /// `true` when an index register makes the address only a lower bound.
+    pub(crate) indexed: bool,
+}
+
+impl StackWrite {
+    /// Whether this write may touch `[start, start + len)` (CFA-relative).
+    pub(crate) fn overlaps(&self, start: i64, len: u64, object_end: i64) -> bool {
+        let end = start + len as i64;
+        let (w_start, w_end) = match (self.len, self.indexed) {
+            (Some(n), false) => (self.cfa_offset, self.cfa_offset + n as i64),
+            // Unknown extent: anything from the first byte to the end of
+            // the object it starts in.
+            _ => (self.cfa_offset, object_end.max(self.cfa_offset + 1)),
+        };
+        w_start < end && start < w_end
+    }
+}
+
+/// How control leaves an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Falls through.
+    Next,
+    /// A call: returns to the next instruction.
+    Call,
+    /// Any jump, return or trap.
+    Branch,
+}
+
+/// One decoded instruction with its annotations.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub(crate) address: u64,
+    pub(crate) next: u64,
+    pub(crate) text: String,
+    pub(crate) flow: Flow,
+    /// CFA − SP before the instruction.
+    pub(crate) cfa_minus_sp_before: Option<i64>,
+    /// CFA − SP after it (for `Flow::Next`).
+    pub(crate) cfa_minus_sp_after: Option<i64>,
+    /// Where `cfa_minus_sp_after` came from.
+    pub(crate) after_from_cfi: bool,
+    /// The value the linear SP tracker predicts after the instruction.
+    pub(crate) tracked_after: Option<i64>,
+    pub(crate) writes: Vec<StackWrite>,
+    /// For calls: argument registers holding CFA + k.
+    pub(crate) pointer_args: Vec<(&'static str, i64)>,
+    pub(crate) modifies_rsp: bool,
+    /// Loads the stack-protector guard into this register.
+    pub(crate) canary_load: Option<Register>,
+    /// Stores this register into the frame at CFA + k.
+    pub(crate) register_store: Option<(Register, i64)>,
+    pub(crate) is_nop: bool,
+}
+
+/// How to recognise the stack-protector guard load.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CanaryForms {
+    /// The address of `__stack_chk_guard` (6.12+ with a per-CPU guard).
+    pub(crate) guard_symbol: Option<u64>,
+    /// For a `.ko`: offsets (in the function) of displacements relocated
+    /// against `__stack_chk_guard`.
+    pub(crate) relocated_guard_at: Vec<u64>,
+}
+
+const ARGUMENT_REGISTERS: [(Register, &str); 6] = [
+    (Register::RDI, "rdi"),
+    (Register::RSI, "rsi"),
+    (Register::RDX, "rdx"),
+    (Register::RCX, "rcx"),
+    (Register::R8, "r8"),
+    (Register::R9, "r9"),
+];
+
+const CALLER_SAVED: [Register; 9] = [
+    Register::RAX,
+    Register::RCX,
+    Register::RDX,
+    Register::RSI,
+    Register::RDI,
+    Register::R8,
+    Register::R9,
+    Register::R10,
+    Register::R11,
+];
+
+/// Decode and annotate the function whose bytes are `code` at `address`.
+pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary: &CanaryForms) -> Vec<Step> {
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut formatter = GasFormatter::new();
+    let mut info_factory = InstructionInfoFactory::new();
+    let mut steps = Vec::new();
+    let mut tracked: Option<i64> = Some(8); // CFA - SP at entry: the return address
+    let mut tracked_rbp: Option<i64> = None; // CFA - rbp
+    let mut body: Option<i64> = None; // SP state of the body, restored after exits
+    let mut known: Vec<(Register, i64)> = Vec::new(); // register == CFA + k
+    let mut instruction = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        let at = instruction.ip();
+        let next = instruction.next_ip();
+        let mut text = String::new();
+        formatter.format(&instruction, &mut text);
+
+        let cfi_before = cfi.and_then(|rows| row_at(rows, at));
+        let cfi_after = cfi.and_then(|rows| row_at(rows, next));
+        let before = cfi_before.and_then(|r| r.rsp_offset).or(tracked);
+        let rbp_k = cfi_before.and_then(|r| r.rbp_offset).or(tracked_rbp);
+
+        let flow = match instruction.flow_control() {
+            FlowControl::Next => Flow::Next,
+            FlowControl::Call | FlowControl::IndirectCall => Flow::Call,
+            _ => Flow::Branch,
+        };
+
+        // Stack bytes written.
+        let info = info_factory.info(&instruction);
+        let mut writes = Vec::new();
+        for memory in info.used_memory() {
+            if !matches!(
+                memory.access(),
+                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+            ) {
+                continue;
+            }
+            // push/call write below SP: never inside a frame's locals.
+            if instruction.is_stack_instruction() && memory.base() == Register::RSP {
+                continue;
+            }
+            let base = cfa_relative(memory.base(), before, rbp_k, &known);
+            if let Some(base) = base {
+                let rep = instruction.has_rep_prefix() || instruction.has_repe_prefix();
+                writes.push(StackWrite {
+                    cfa_offset: base + memory.displacement() as i64,
+                    len: if rep { None } else { Some(memory.memory_size().size() as u64) },
+                    indexed: memory.index() != Register::None,
+                });
+            }
+        }
+        let written_registers: Vec<Register> = info
+            .used_registers()
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.access(),
+                    OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                )
+            })
+            .map(|r| r.register().full_register())
+            .collect();
+        let modifies_rsp = written_registers.contains(&Register::RSP) && !matches!(flow, Flow::Call | Flow::Branch);
+
+        let pointer_args = if flow == Flow::Call {
+            ARGUMENT_REGISTERS
+                .iter()
+                .filter_map(|(reg, name)| known.iter().find(|(r, _)| r == reg).map(|(_, k)| (*name, *k)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        // Canary load: mov reg, %gs:0x28 or mov reg, %gs:__stack_chk_guard(%rip).
+        let mut canary_load = None;
+        if instruction.mnemonic() == Mnemonic::Mov
+            && instruction.op_count() == 2
+            && instruction.op0_kind() == OpKind::Register
+            && instruction.op1_kind() == OpKind::Memory
+            && instruction.memory_segment() == Register::GS
+        {
+            let absolute = instruction.memory_base() == Register::None
+                && instruction.memory_index() == Register::None
+                && instruction.memory_displacement64() == 0x28;
+            let rip_guard = instruction.is_ip_rel_memory_operand()
+                && (canary.guard_symbol == Some(instruction.ip_rel_memory_address())
+                    || canary
+                        .relocated_guard_at
+                        .iter()
+                        .any(|&off| off >= at - address && off < next - address));
+            if absolute || rip_guard {
+                canary_load = Some(instruction.op0_register().full_register());
+            }
+        }
+        // A register stored into the frame (for the canary's slot).
+        let mut register_store = None;
+        if instruction.mnemonic() == Mnemonic::Mov
+            && instruction.op0_kind() == OpKind::Memory
+            && instruction.op1_kind() == OpKind::Register
+            && instruction.memory_index() == Register::None
+        {
+            if let Some(base) = cfa_relative(instruction.memory_base(), before, rbp_k, &known) {
+                register_store = Some((
+                    instruction.op1_register().full_register(),
+                    base + instruction.memory_displacement64() as i64,
+                ));
+            }
+        }
+
+        // Update the tracked SP and rbp.
+        let mut after = before;
+        if instruction.is_stack_instruction() && flow == Flow::Next {
+            after = before.map(|b| b - i64::from(instruction.stack_pointer_increment()));
+        } else if modifies_rsp {
+            after = sp_after_explicit(&instruction, before, rbp_k);
+        }
+        if instruction.mnemonic() == Mnemonic::Mov
+            && instruction.op0_kind() == OpKind::Register
+            && instruction.op0_register() == Register::RBP
+            && instruction.op1_kind() == OpKind::Register
+            && instruction.op1_register() == Register::RSP
+        {
+            tracked_rbp = before;
+        } else if written_registers.contains(&Register::RBP) {
+            tracked_rbp = None;
+        }
+
+        // Update registers known to hold CFA + k.
+        let new_value = match instruction.mnemonic() {
+            Mnemonic::Lea if instruction.memory_index() == Register::None => {
+                cfa_relative(instruction.memory_base(), before, rbp_k, &known)
+                    .map(|b| b + instruction.memory_displacement64() as i64)
+            }
+            Mnemonic::Mov if instruction.op1_kind() == OpKind::Register && instruction.op0_kind() == OpKind::Register => {
+                cfa_relative(instruction.op1_register(), before, rbp_k, &known)
+            }
+            _ => None,
+        };
+        known.retain(|(r, _)| !written_registers.contains(r));
+        if flow == Flow::Call {
+            known.retain(|(r, _)| !CALLER_SAVED.contains(r));
+        }
+        if let Some(value) = new_value {
+            if instruction.op0_kind() == OpKind::Register {
+                let reg = instruction.op0_register().full_register();
+                if reg != Register::RSP && reg != Register::RBP && instruction.op0_register().size() == 8 {
+                    known.push((reg, value));
+                }
+            }
+        }
+
+        let tracked_after = after;
+        if flow == Flow::Branch {
+            // Code after an exit, in address order, continues with the
+            // body's frame, not with the epilogue's: the body's SP is the
+            // one in force at the first exit of the entry region.
+            if body.is_none() {
+                body = before;
+            }
+            tracked = body;
+            known.clear();
+        } else {
+            tracked = after;
+        }
+        let (cfa_minus_sp_after, after_from_cfi) = match cfi_after.and_then(|r| r.rsp_offset) {
+            Some(k) => (Some(k), true),
+            None => match (cfi_after.and_then(|r| r.rbp_offset), tracked_after) {
+                (Some(_), Some(t)) => (Some(t), false),
+                _ => (tracked_after, false),
+            },
+        };
+        steps.push(Step {
+            address: at,
+            next,
+            text,
+            flow,
+            cfa_minus_sp_before: before,
+            cfa_minus_sp_after,
+            after_from_cfi,
+            tracked_after,
+            writes,
+            pointer_args,
+            modifies_rsp,
+            canary_load,
+            register_store,
+            is_nop: instruction.mnemonic() == Mnemonic::Nop || instruction.mnemonic() == Mnemonic::Endbr64,
+        });
+        if instruction.is_invalid() {
+            break;
+        }
+    }
+    steps
+}
+
+/// CFA-relative value of `register` before an instruction, when known.
+fn cfa_relative(register: Register, sp: Option<i64>, rbp: Option<i64>, known: &[(Register, i64)]) -> Option<i64> {
+    match register.full_register() {
+        Register::RSP => sp.map(|s| -s),
+        Register::RBP => rbp.map(|k| -k),
+        other => known.iter().find(|(r, _)| *r == other).map(|(_, k)| *k),
+    }
+}
+
+/// CFA − SP after an instruction that writes rsp explicitly.
+fn sp_after_explicit(instruction: &Instruction, before: Option<i64>, rbp: Option<i64>) -> Option<i64> {
+    let before = before?;
+    let immediate = || match instruction.op1_kind() {
+        OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate8 | OpKind::Immediate32 => {
+            Some(instruction.immediate(1) as i64)
+        }
+        _ => None,
+    };
+    match instruction.mnemonic() {
+        Mnemonic::Sub if instruction.op0_register() == Register::RSP => immediate().map(|i| before + i),
+        Mnemonic::Add if instruction.op0_register() == Register::RSP => immediate().map(|i| before - i),
+        Mnemonic::Lea if instruction.memory_index() == Register::None => match instruction.memory_base() {
+            Register::RSP => Some(before - instruction.memory_displacement64() as i64),
+            Register::RBP => rbp.map(|k| k - instruction.memory_displacement64() as i64),
+            _ => None,
+        },
+        Mnemonic::Mov if instruction.op1_kind() == OpKind::Register && instruction.op1_register() == Register::RBP => rbp,
+        Mnemonic::Leave => rbp.map(|k| k - 8),
+        _ => None,
+    }
+}

@@ -1,0 +1,527 @@
+//! DWARF access for one question at a time: which compilation unit covers
+//! an address, which subprogram starts there, what its locals are and
+//! where they live, and which source line an address belongs to.
+//!
+//! Sections are loaded from an [`ElfImage`] as borrowed slices (decompressed
+//! only when SHF_COMPRESSED) and read through gimli with relocations applied
+//! on the fly ([`RelocationView`]). The unit for an address is found through
+//! `.debug_aranges`; only that unit's abbreviations and DIEs are parsed.
+
+use std::borrow::Cow;
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian, Operation, Reader as _, UnitOffset};
+
+use crate::elf::{ElfImage, RelocationView};
+use crate::error::{Error, Result};
+
+/// The reader every gimli structure here is instantiated with.
+pub(crate) type Reader<'s> = gimli::RelocateReader<EndianSlice<'s, LittleEndian>, RelocationView<'s>>;
+
+/// The DWARF sections of one image, owned or borrowed from the map.
+#[derive(Debug)]
+pub struct DebugSections<'f> {
+    path: std::path::PathBuf,
+    sections: Vec<(gimli::SectionId, Cow<'f, [u8]>, RelocationView<'f>)>,
+    debug_frame: Option<(Cow<'f, [u8]>, RelocationView<'f>)>,
+}
+
+impl<'f> DebugSections<'f> {
+    /// Load the DWARF sections of `image`; fails when it has no `.debug_info`.
+    pub fn load(image: &ElfImage<'f>) -> Result<DebugSections<'f>> {
+        let mut sections = Vec::new();
+        let ids = [
+            gimli::SectionId::DebugAbbrev,
+            gimli::SectionId::DebugAddr,
+            gimli::SectionId::DebugAranges,
+            gimli::SectionId::DebugInfo,
+            gimli::SectionId::DebugLine,
+            gimli::SectionId::DebugLineStr,
+            gimli::SectionId::DebugLoc,
+            gimli::SectionId::DebugLocLists,
+            gimli::SectionId::DebugRanges,
+            gimli::SectionId::DebugRngLists,
+            gimli::SectionId::DebugStr,
+            gimli::SectionId::DebugStrOffsets,
+        ];
+        for id in ids {
+            if let Some((index, data)) = image.section_data(id.name())? {
+                let relocations = image.relocations_for(index)?;
+                sections.push((id, data, relocations));
+            }
+        }
+        if !sections.iter().any(|(id, data, _)| *id == gimli::SectionId::DebugInfo && !data.is_empty()) {
+            return Err(Error::NoDebugInfo {
+                path: image.path().to_path_buf(),
+            });
+        }
+        let debug_frame = match image.section_data(".debug_frame")? {
+            Some((index, data)) => Some((data, image.relocations_for(index)?)),
+            None => None,
+        };
+        Ok(DebugSections {
+            path: image.path().to_path_buf(),
+            sections,
+            debug_frame,
+        })
+    }
+
+    fn reader<'s>(&'s self, data: &'s [u8], relocations: &RelocationView<'f>) -> Reader<'s> {
+        gimli::RelocateReader::new(EndianSlice::new(data, LittleEndian), relocations.clone())
+    }
+
+    /// A gimli `Dwarf` over these sections.
+    pub(crate) fn dwarf(&self) -> Result<gimli::Dwarf<Reader<'_>>> {
+        let empty: &[u8] = &[];
+        let load = |id: gimli::SectionId| -> std::result::Result<Reader<'_>, gimli::Error> {
+            Ok(match self.sections.iter().find(|(sid, _, _)| *sid == id) {
+                Some((_, data, relocations)) => self.reader(data, relocations),
+                None => self.reader(empty, &RelocationView::None),
+            })
+        };
+        gimli::Dwarf::load(load).map_err(|e| self.err(e))
+    }
+
+    /// `.debug_frame`, when present.
+    pub(crate) fn debug_frame(&self) -> Option<gimli::DebugFrame<Reader<'_>>> {
+        let (data, relocations) = self.debug_frame.as_ref()?;
+        let mut frame = gimli::DebugFrame::from(self.reader(data, relocations));
+        frame.set_address_size(8);
+        Some(frame)
+    }
+
+    /// Map a gimli error to this crate's error, naming the file.
+    pub(crate) fn err(&self, source: gimli::Error) -> Error {
+        Error::Dwarf {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Where a variable lives over some pc range.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Place {
+    /// In memory at CFA + offset (`DW_OP_fbreg` with a CFA frame base).
+    Stack {
+        /// Offset from the canonical frame address.
+        cfa_offset: i64,
+    },
+    /// In memory at a fixed address (a `static` local).
+    Static {
+        /// The address.
+        address: u64,
+    },
+    /// In a register.
+    Register {
+        /// The register's name.
+        register: String,
+    },
+    /// Something else: a computed value, pieces, an entry value.
+    Other {
+        /// A short description.
+        what: String,
+    },
+}
+
+/// A variable's location over its scope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Location {
+    /// No `DW_AT_location`: optimised out everywhere.
+    Absent,
+    /// One place for the whole scope.
+    Single(Place),
+    /// A location list: `[begin, end)` ranges with a place each.
+    List(Vec<(u64, u64, Place)>),
+}
+
+/// A local variable or parameter of a function.
+#[derive(Debug, Clone)]
+pub struct Variable {
+    /// Its name.
+    pub name: String,
+    /// `true` for a formal parameter.
+    pub parameter: bool,
+    /// The declaration line.
+    pub decl_line: Option<u64>,
+    /// The pc ranges of the lexical block it is declared in; `None` when it
+    /// is declared at function level.
+    pub block_ranges: Option<Vec<(u64, u64)>>,
+    /// The inlined function it belongs to, when it is a local of an inlined
+    /// call rather than of the function itself.
+    pub inlined_from: Option<String>,
+    /// Where it lives.
+    pub location: Location,
+    /// Its type DIE.
+    pub type_offset: Option<UnitOffset>,
+}
+
+/// The frame base a function's `DW_OP_fbreg` offsets are relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameBase {
+    /// `DW_OP_call_frame_cfa`: the CFA.
+    Cfa,
+    /// No frame base attribute.
+    None,
+    /// Anything else (not produced by GCC for x86_64 kernels).
+    Unsupported,
+}
+
+/// A function's DWARF description.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// The name in DWARF (for `foo.isra.0` this is `foo`).
+    pub name: String,
+    /// The compilation unit's name (source file).
+    pub unit_name: String,
+    /// The DIE of the subprogram.
+    pub offset: UnitOffset,
+    /// What `DW_OP_fbreg` is relative to.
+    pub frame_base: FrameBase,
+    /// Its locals and parameters, in DIE order.
+    pub variables: Vec<Variable>,
+}
+
+/// One compilation unit, parsed, with the queries resolve needs.
+pub(crate) struct UnitContext<'d, 's> {
+    pub(crate) dwarf: &'d gimli::Dwarf<Reader<'s>>,
+    pub(crate) unit: gimli::Unit<Reader<'s>>,
+    sections: &'d DebugSections<'s>,
+}
+
+/// Find the unit covering `address`, through `.debug_aranges` first and
+/// then, if it has no entry, through each unit's ranges.
+pub(crate) fn unit_for_address<'d, 's>(
+    sections: &'d DebugSections<'s>,
+    dwarf: &'d gimli::Dwarf<Reader<'s>>,
+    address: u64,
+) -> Result<Option<UnitContext<'d, 's>>> {
+    let e = |err| sections.err(err);
+    let mut headers = dwarf.debug_aranges.headers();
+    while let Some(header) = headers.next().map_err(e)? {
+        let mut entries = header.entries();
+        while let Some(entry) = entries.next().map_err(e)? {
+            let range = entry.range();
+            if range.begin <= address && address < range.end {
+                let unit_header = dwarf
+                    .debug_info
+                    .header_from_offset(header.debug_info_offset())
+                    .map_err(e)?;
+                let unit = dwarf.unit(unit_header).map_err(e)?;
+                return Ok(Some(UnitContext { dwarf, unit, sections }));
+            }
+        }
+    }
+    // Fallback for images without aranges (common in .ko files).
+    let mut units = dwarf.units();
+    while let Some(unit_header) = units.next().map_err(e)? {
+        let unit = dwarf.unit(unit_header).map_err(e)?;
+        let mut ranges = dwarf.unit_ranges(&unit).map_err(e)?;
+        while let Some(range) = ranges.next().map_err(e)? {
+            if range.begin <= address && address < range.end {
+                return Ok(Some(UnitContext { dwarf, unit, sections }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A DWARF register number on x86_64, as its name.
+pub(crate) fn register_name(register: gimli::Register) -> String {
+    gimli::X86_64::register_name(register)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("r{}", register.0))
+}
+
+impl<'d, 's> UnitContext<'d, 's> {
+    fn e(&self, err: gimli::Error) -> Error {
+        self.sections.err(err)
+    }
+
+    /// The unit's name (its primary source file).
+    pub(crate) fn name(&self) -> String {
+        self.unit
+            .name
+            .as_ref()
+            .and_then(|n| n.to_string_lossy().ok().map(|s| s.into_owned()))
+            .unwrap_or_else(|| "<unknown unit>".to_string())
+    }
+
+    /// A string attribute as text.
+    fn string(&self, value: AttributeValue<Reader<'s>>) -> Option<String> {
+        let reader = self.dwarf.attr_string(&self.unit, value).ok()?;
+        reader.to_string_lossy().ok().map(|s| s.into_owned())
+    }
+
+    /// Attribute `at` of the DIE at `offset`, following `DW_AT_abstract_origin`
+    /// and `DW_AT_specification` (within this unit) when the DIE lacks it.
+    pub(crate) fn attr_followed(
+        &self,
+        offset: UnitOffset,
+        at: gimli::DwAt,
+    ) -> Result<Option<AttributeValue<Reader<'s>>>> {
+        let mut current = offset;
+        for _ in 0..8 {
+            let entry = self.unit.entry(current).map_err(|e| self.e(e))?;
+            if let Some(value) = entry.attr_value(at).map_err(|e| self.e(e))? {
+                return Ok(Some(value));
+            }
+            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin).map_err(|e| self.e(e))? {
+                Some(v) => Some(v),
+                None => entry.attr_value(gimli::DW_AT_specification).map_err(|e| self.e(e))?,
+            };
+            match origin {
+                Some(AttributeValue::UnitRef(next)) => current = next,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The name of the DIE at `offset` (following origins).
+    pub(crate) fn name_of(&self, offset: UnitOffset) -> Result<Option<String>> {
+        Ok(self.attr_followed(offset, gimli::DW_AT_name)?.and_then(|v| self.string(v)))
+    }
+
+    /// An unsigned constant attribute.
+    pub(crate) fn udata_of(&self, offset: UnitOffset, at: gimli::DwAt) -> Result<Option<u64>> {
+        Ok(self.attr_followed(offset, at)?.and_then(|v| v.udata_value()))
+    }
+
+    /// A reference attribute to a DIE in this unit (`DW_AT_type`).
+    pub(crate) fn ref_of(&self, offset: UnitOffset, at: gimli::DwAt) -> Result<Option<UnitOffset>> {
+        Ok(match self.attr_followed(offset, at)? {
+            Some(AttributeValue::UnitRef(r)) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// The tag of the DIE at `offset`.
+    pub(crate) fn tag_of(&self, offset: UnitOffset) -> Result<gimli::DwTag> {
+        Ok(self.unit.entry(offset).map_err(|e| self.e(e))?.tag())
+    }
+
+    /// The children of the DIE at `offset`, as offsets.
+    pub(crate) fn children_of(&self, offset: UnitOffset) -> Result<Vec<UnitOffset>> {
+        let mut tree = self.unit.entries_tree(Some(offset)).map_err(|e| self.e(e))?;
+        let root = tree.root().map_err(|e| self.e(e))?;
+        let mut children = root.children();
+        let mut out = Vec::new();
+        while let Some(child) = children.next().map_err(|e| self.e(e))? {
+            out.push(child.entry().offset());
+        }
+        Ok(out)
+    }
+
+    /// The subprogram DIE whose entry pc is `address`.
+    pub(crate) fn subprogram_at(&self, address: u64) -> Result<Option<UnitOffset>> {
+        let mut cursor = self.unit.entries();
+        while let Some((_, entry)) = cursor.next_dfs().map_err(|e| self.e(e))? {
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            if let Some(AttributeValue::Addr(low)) = entry.attr_value(gimli::DW_AT_low_pc).map_err(|e| self.e(e))? {
+                if low == address {
+                    return Ok(Some(entry.offset()));
+                }
+                continue;
+            }
+            if entry.attr_value(gimli::DW_AT_ranges).map_err(|e| self.e(e))?.is_some() {
+                let mut ranges = self.dwarf.die_ranges(&self.unit, entry).map_err(|e| self.e(e))?;
+                if let Some(first) = ranges.next().map_err(|e| self.e(e))? {
+                    // The entry pc is the lowest address of the first range
+                    // (the hot part; `.cold` parts come later).
+                    if first.begin == address {
+                        return Ok(Some(entry.offset()));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Describe the function whose subprogram DIE is `offset`.
+    pub(crate) fn function(&self, offset: UnitOffset) -> Result<Function> {
+        let name = self.name_of(offset)?.unwrap_or_else(|| "<anonymous>".to_string());
+        let entry = self.unit.entry(offset).map_err(|e| self.e(e))?;
+        let frame_base = match entry.attr_value(gimli::DW_AT_frame_base).map_err(|e| self.e(e))? {
+            None => FrameBase::None,
+            Some(AttributeValue::Exprloc(expr)) => {
+                let mut ops = expr.operations(self.unit.encoding());
+                match (ops.next(), ops.next()) {
+                    (Ok(Some(Operation::CallFrameCFA)), Ok(None)) => FrameBase::Cfa,
+                    _ => FrameBase::Unsupported,
+                }
+            }
+            Some(_) => FrameBase::Unsupported,
+        };
+        let mut variables = Vec::new();
+        let mut tree = self.unit.entries_tree(Some(offset)).map_err(|e| self.e(e))?;
+        let root = tree.root().map_err(|e| self.e(e))?;
+        self.collect_variables(root, None, None, &mut variables)?;
+        Ok(Function {
+            name,
+            unit_name: self.name(),
+            offset,
+            frame_base,
+            variables,
+        })
+    }
+
+    fn collect_variables(
+        &self,
+        node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'s>>,
+        block: Option<Vec<(u64, u64)>>,
+        inlined: Option<String>,
+        out: &mut Vec<Variable>,
+    ) -> Result<()> {
+        let mut children = node.children();
+        while let Some(child) = children.next().map_err(|e| self.e(e))? {
+            let entry = child.entry();
+            let tag = entry.tag();
+            let offset = entry.offset();
+            match tag {
+                gimli::DW_TAG_formal_parameter | gimli::DW_TAG_variable => {
+                    let Some(name) = self.name_of(offset)? else { continue };
+                    let location = match entry.attr_value(gimli::DW_AT_location).map_err(|e| self.e(e))? {
+                        None => Location::Absent,
+                        Some(AttributeValue::Exprloc(expr)) => Location::Single(self.place(expr)),
+                        Some(value) => self.location_list(value)?,
+                    };
+                    out.push(Variable {
+                        name,
+                        parameter: tag == gimli::DW_TAG_formal_parameter,
+                        decl_line: self.udata_of(offset, gimli::DW_AT_decl_line)?,
+                        block_ranges: block.clone(),
+                        inlined_from: inlined.clone(),
+                        location,
+                        type_offset: self.ref_of(offset, gimli::DW_AT_type)?,
+                    });
+                }
+                gimli::DW_TAG_lexical_block => {
+                    let mut ranges = Vec::new();
+                    let mut iter = self.dwarf.die_ranges(&self.unit, entry).map_err(|e| self.e(e))?;
+                    while let Some(r) = iter.next().map_err(|e| self.e(e))? {
+                        ranges.push((r.begin, r.end));
+                    }
+                    self.collect_variables(child, Some(ranges), inlined.clone(), out)?;
+                }
+                gimli::DW_TAG_inlined_subroutine => {
+                    let callee = self.name_of(offset)?.unwrap_or_else(|| "<inlined>".to_string());
+                    self.collect_variables(child, block.clone(), Some(callee), out)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn location_list(&self, value: AttributeValue<Reader<'s>>) -> Result<Location> {
+        let Some(mut iter) = self.dwarf.attr_locations(&self.unit, value).map_err(|e| self.e(e))? else {
+            return Ok(Location::Absent);
+        };
+        let mut entries = Vec::new();
+        while let Some(entry) = iter.next().map_err(|e| self.e(e))? {
+            entries.push((entry.range.begin, entry.range.end, self.place(entry.data)));
+        }
+        Ok(Location::List(entries))
+    }
+
+    /// Classify one location expression.
+    fn place(&self, expr: gimli::Expression<Reader<'s>>) -> Place {
+        let mut ops = expr.operations(self.unit.encoding());
+        let mut list = Vec::new();
+        loop {
+            match ops.next() {
+                Ok(Some(op)) => list.push(op),
+                Ok(None) => break,
+                Err(e) => {
+                    return Place::Other {
+                        what: format!("unparsable expression ({e})"),
+                    };
+                }
+            }
+        }
+        match list.as_slice() {
+            [Operation::FrameOffset { offset }] => Place::Stack { cfa_offset: *offset },
+            [Operation::Address { address }] => Place::Static { address: *address },
+            [Operation::Register { register }] => Place::Register {
+                register: register_name(*register),
+            },
+            [] => Place::Other {
+                what: "optimised out".to_string(),
+            },
+            ops => {
+                let what = if ops.iter().any(|o| matches!(o, Operation::Piece { .. })) {
+                    "split into pieces (registers or partly optimised out)"
+                } else if ops.iter().any(|o| matches!(o, Operation::EntryValue { .. })) {
+                    "only its value at function entry is known"
+                } else if ops.iter().any(|o| matches!(o, Operation::StackValue | Operation::ImplicitValue { .. })) {
+                    "a computed value with no memory behind it"
+                } else {
+                    "a DWARF expression that is not a plain stack slot"
+                };
+                Place::Other { what: what.to_string() }
+            }
+        }
+    }
+
+    /// The source file and line of `address`, from this unit's line table.
+    pub(crate) fn line_of(&self, address: u64) -> Result<Option<(String, u64)>> {
+        let Some(program) = self.unit.line_program.clone() else {
+            return Ok(None);
+        };
+        let mut rows = program.rows();
+        let mut best: Option<(u64, u64, u64)> = None; // (address, file index, line)
+        let mut previous: Option<(u64, u64, u64)> = None;
+        while let Some((header, row)) = rows.next_row().map_err(|e| self.e(e))? {
+            let here = (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()));
+            if let Some(prev) = previous {
+                if prev.0 <= address && address < here.0 && best.is_none_or(|b| prev.0 >= b.0) {
+                    best = Some(prev);
+                }
+            }
+            previous = if row.end_sequence() { None } else { Some(here) };
+            let _ = header;
+        }
+        let Some((_, file_index, line)) = best else {
+            return Ok(None);
+        };
+        let header = rows.header();
+        let Some(file) = header.file(file_index) else {
+            return Ok(Some(("<unknown>".to_string(), line)));
+        };
+        let name = self.string(file.path_name()).unwrap_or_else(|| "<unknown>".to_string());
+        let dir = file
+            .directory(header)
+            .and_then(|d| self.string(d))
+            .filter(|d| !d.is_empty() && !name.starts_with('/'));
+        let path = match dir {
+            Some(d) if file.directory_index() != 0 => format!("{d}/{name}"),
+            _ => name,
+        };
+        Ok(Some((path, line)))
+    }
+}
+
+impl DebugSections<'_> {
+    /// Whether `.debug_str` holds `name` as a whole string (or the name is
+    /// short enough to be stored inline, where it cannot be searched).
+    pub(crate) fn strings_contain(&self, name: &str) -> bool {
+        if name.len() < 8 {
+            return true;
+        }
+        let Some((_, data, _)) = self.sections.iter().find(|(id, _, _)| *id == gimli::SectionId::DebugStr) else {
+            return true;
+        };
+        let needle = name.as_bytes();
+        data.split(|&b| b == 0).any(|s| s == needle)
+    }
+
+    /// Size of `.debug_info` in bytes.
+    pub(crate) fn debug_info_len(&self) -> usize {
+        self.sections
+            .iter()
+            .find(|(id, _, _)| *id == gimli::SectionId::DebugInfo)
+            .map_or(0, |(_, d, _)| d.len())
+    }
+}

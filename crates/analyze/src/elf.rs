@@ -1,0 +1,474 @@
+//! ELF images of vmlinux and kernel modules: the memory map, symbols,
+//! section data (decompressed when SHF_COMPRESSED) and relocations.
+//!
+//! A [`DebugFile`] is a memory-mapped file; an [`ElfImage`] borrows it and
+//! answers the questions the DWARF and disassembly layers ask. Nothing is
+//! read eagerly beyond the section and symbol headers.
+//!
+//! Addresses: in vmlinux (ET_EXEC) an address is the one stated in the file
+//! (the SVMA, before KASLR). A `.ko` (ET_REL) has no addresses, so each
+//! allocated section gets a synthetic base here, and symbols, DWARF
+//! addresses and CFI all use those bases consistently. Offsets inside a
+//! function, the only thing a kprobe needs, do not depend on them.
+//!
+//! Relocations of debug sections are applied lazily while gimli reads, by
+//! [`RelocationView`]: vmlinux built with `--emit-relocs` (Debian 6.1) keeps
+//! millions of `.rela.debug_info` entries, so they are binary-searched in the
+//! mapped file rather than loaded into a map.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use object::elf;
+use object::read::elf::{ElfFile64, FileHeader, Rela, SectionHeader, Sym};
+use object::{LittleEndian as LE, Object, ObjectSection};
+
+use crate::error::{Error, Result};
+
+/// A memory-mapped debug file (vmlinux or `.ko`).
+#[derive(Debug)]
+pub struct DebugFile {
+    path: PathBuf,
+    bytes: FileBytes,
+}
+
+#[derive(Debug)]
+enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl DebugFile {
+    /// Map `path` into memory. A `.ko.xz` is not handled here: decompress it
+    /// first and use [`DebugFile::from_bytes`].
+    pub fn open(path: impl AsRef<Path>) -> Result<DebugFile> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        // SAFETY: the map is read-only and private. Debug files are not
+        // expected to change while ksw runs; if one is truncated underneath
+        // us the process may fault, which is the documented mmap caveat that
+        // every DWARF consumer (gdb, drgn) shares. The caller opts in by
+        // opening a file rather than passing bytes.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(DebugFile {
+            path,
+            bytes: FileBytes::Mapped(map),
+        })
+    }
+
+    /// Wrap bytes already in memory (a decompressed `.ko.xz`, a test image).
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> DebugFile {
+        DebugFile {
+            path: path.into(),
+            bytes: FileBytes::Owned(bytes),
+        }
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// The kind of ELF file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ImageKind {
+    /// A linked kernel image (vmlinux).
+    Executable,
+    /// A relocatable object: a kernel module (`.ko`) or a `.o`.
+    Relocatable,
+}
+
+/// A function symbol from `.symtab`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSymbol<'f> {
+    /// The symbol name (`foo`, `foo.isra.0`, `foo.cold`).
+    pub name: &'f str,
+    /// Its address (synthetic in a `.ko`, see the module docs).
+    pub address: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// `true` for STB_LOCAL (a static function).
+    pub local: bool,
+}
+
+/// A parsed ELF image borrowing a [`DebugFile`].
+pub struct ElfImage<'f> {
+    path: &'f Path,
+    file: ElfFile64<'f, LE>,
+    kind: ImageKind,
+    /// Per section index: the address the section's bytes start at.
+    section_bases: Vec<u64>,
+    symbols: &'f [elf::Sym64<LE>],
+    strings: object::read::StringTable<'f>,
+}
+
+impl std::fmt::Debug for ElfImage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElfImage")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first address given to a `.ko`'s sections; non-zero so that no real
+/// code sits at address 0, which DWARF consumers treat as "absent".
+const RELOCATABLE_BASE: u64 = 0x10000;
+
+impl<'f> ElfImage<'f> {
+    /// Parse the headers of `debug_file`.
+    pub fn parse(debug_file: &'f DebugFile) -> Result<ElfImage<'f>> {
+        let path = debug_file.path();
+        let not_elf = |reason: String| Error::NotElf {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = ElfFile64::<LE>::parse(debug_file.bytes())
+            .map_err(|e| not_elf(format!("{e} (only 64-bit little-endian ELF is supported)")))?;
+        let header = file.elf_header();
+        if header.e_machine(LE) != elf::EM_X86_64 {
+            return Err(not_elf(format!("machine {} is not x86_64", header.e_machine(LE))));
+        }
+        let kind = match header.e_type(LE) {
+            elf::ET_EXEC | elf::ET_DYN => ImageKind::Executable,
+            elf::ET_REL => ImageKind::Relocatable,
+            other => return Err(not_elf(format!("ELF type {other} is neither executable nor relocatable"))),
+        };
+        let sections = file.elf_section_table();
+        let mut section_bases = Vec::with_capacity(sections.len());
+        let mut cursor = RELOCATABLE_BASE;
+        for section in sections.iter() {
+            let base = match kind {
+                ImageKind::Executable => section.sh_addr(LE),
+                ImageKind::Relocatable if section.sh_flags(LE) & u64::from(elf::SHF_ALLOC) != 0 => {
+                    let align = section.sh_addralign(LE).max(1);
+                    cursor = cursor.div_ceil(align).saturating_mul(align);
+                    let base = cursor;
+                    cursor = cursor.saturating_add(section.sh_size(LE)).saturating_add(16);
+                    base
+                }
+                ImageKind::Relocatable => 0,
+            };
+            section_bases.push(base);
+        }
+        let symtab = file.elf_symbol_table();
+        Ok(ElfImage {
+            path,
+            kind,
+            section_bases,
+            symbols: symtab.symbols(),
+            strings: symtab.strings(),
+            file,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &'f Path {
+        self.path
+    }
+
+    /// Executable (vmlinux) or relocatable (`.ko`).
+    pub fn kind(&self) -> ImageKind {
+        self.kind
+    }
+
+    fn malformed(&self, what: impl Into<String>) -> Error {
+        Error::Malformed {
+            path: self.path.to_path_buf(),
+            what: what.into(),
+        }
+    }
+
+    /// The address of a symbol as used throughout this crate.
+    fn symbol_address(&self, sym: &elf::Sym64<LE>) -> u64 {
+        let value = sym.st_value(LE);
+        match self.kind {
+            ImageKind::Executable => value,
+            ImageKind::Relocatable => {
+                let shndx = usize::from(sym.st_shndx(LE));
+                match sym.st_shndx(LE) {
+                    elf::SHN_UNDEF | elf::SHN_ABS | elf::SHN_COMMON => value,
+                    _ => self.section_bases.get(shndx).copied().unwrap_or(0).wrapping_add(value),
+                }
+            }
+        }
+    }
+
+    fn symbol_name(&self, sym: &elf::Sym64<LE>) -> Option<&'f str> {
+        let bytes = sym.name(LE, self.strings).ok()?;
+        std::str::from_utf8(bytes).ok()
+    }
+
+    /// Defined function symbols whose name satisfies `wanted`.
+    pub fn function_symbols(&self, mut wanted: impl FnMut(&str) -> bool) -> Vec<FunctionSymbol<'f>> {
+        let mut found = Vec::new();
+        for sym in self.symbols {
+            if sym.st_type() != elf::STT_FUNC || sym.st_shndx(LE) == elf::SHN_UNDEF {
+                continue;
+            }
+            let Some(name) = self.symbol_name(sym) else { continue };
+            if wanted(name) {
+                found.push(FunctionSymbol {
+                    name,
+                    address: self.symbol_address(sym),
+                    size: sym.st_size(LE),
+                    local: sym.st_bind() == elf::STB_LOCAL,
+                });
+            }
+        }
+        found
+    }
+
+    /// The address of the first defined symbol called `name`, any type.
+    pub fn symbol_address_by_name(&self, name: &str) -> Option<u64> {
+        self.symbols
+            .iter()
+            .filter(|s| s.st_shndx(LE) != elf::SHN_UNDEF)
+            .find(|s| self.symbol_name(s) == Some(name))
+            .map(|s| self.symbol_address(s))
+    }
+
+    /// The function symbol covering `address`, preferring global names.
+    pub fn function_containing(&self, address: u64) -> Option<FunctionSymbol<'f>> {
+        let mut best: Option<FunctionSymbol<'f>> = None;
+        for sym in self.symbols {
+            if sym.st_type() != elf::STT_FUNC || sym.st_shndx(LE) == elf::SHN_UNDEF {
+                continue;
+            }
+            let start = self.symbol_address(sym);
+            if address < start || address >= start.saturating_add(sym.st_size(LE).max(1)) {
+                continue;
+            }
+            let Some(name) = self.symbol_name(sym) else { continue };
+            let candidate = FunctionSymbol {
+                name,
+                address: start,
+                size: sym.st_size(LE),
+                local: sym.st_bind() == elf::STB_LOCAL,
+            };
+            if best.as_ref().is_none_or(|b| b.local && !candidate.local) {
+                best = Some(candidate);
+            }
+        }
+        best
+    }
+
+    /// The bytes at `[address, address + len)` in an allocated section
+    /// with file contents.
+    pub fn bytes_at(&self, address: u64, len: u64) -> Option<&'f [u8]> {
+        let data = self.file.data();
+        for (index, section) in self.file.elf_section_table().iter().enumerate() {
+            if section.sh_flags(LE) & u64::from(elf::SHF_ALLOC) == 0 || section.sh_type(LE) == elf::SHT_NOBITS {
+                continue;
+            }
+            let base = self.section_bases.get(index).copied().unwrap_or(0);
+            let size = section.sh_size(LE);
+            if address >= base && address.checked_add(len)? <= base.checked_add(size)? {
+                let bytes = section.data(LE, data).ok()?;
+                let start = usize::try_from(address - base).ok()?;
+                let end = start.checked_add(usize::try_from(len).ok()?)?;
+                return bytes.get(start..end);
+            }
+        }
+        None
+    }
+
+    /// The index of the allocated section holding `address`, and the offset
+    /// of `address` in it.
+    pub fn section_of(&self, address: u64) -> Option<(usize, u64)> {
+        for (index, section) in self.file.elf_section_table().iter().enumerate() {
+            if section.sh_flags(LE) & u64::from(elf::SHF_ALLOC) == 0 {
+                continue;
+            }
+            let base = self.section_bases.get(index).copied().unwrap_or(0);
+            if address >= base && address < base.saturating_add(section.sh_size(LE)) {
+                return Some((index, address - base));
+            }
+        }
+        None
+    }
+
+    /// The name of the symbol a relocation at `[offset, offset + len)` of
+    /// section `section_index` refers to (a `.ko`'s code is unrelocated, so
+    /// RIP-relative operands are only known through their relocation).
+    pub fn relocation_symbol_in(&self, section_index: usize, offset: u64, len: u64) -> Option<&'f str> {
+        let data = self.file.data();
+        for header in self.file.elf_section_table().iter() {
+            if header.sh_type(LE) != elf::SHT_RELA || header.sh_info(LE) as usize != section_index {
+                continue;
+            }
+            let (relas, _) = header.rela(LE, data).ok()??;
+            for rela in relas {
+                let at = rela.r_offset(LE);
+                if at >= offset && at < offset.saturating_add(len) {
+                    let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
+                    return self.symbol_name(sym);
+                }
+            }
+        }
+        None
+    }
+
+    /// The bytes of the named section, decompressed if SHF_COMPRESSED.
+    pub fn section_data(&self, name: &str) -> Result<Option<(usize, Cow<'f, [u8]>)>> {
+        let Some(section) = self.file.section_by_name(name) else {
+            return Ok(None);
+        };
+        let data = section
+            .uncompressed_data()
+            .map_err(|e| self.malformed(format!("section {name}: {e}")))?;
+        Ok(Some((section.index().0, data)))
+    }
+
+    /// The relocations that apply to section `section_index`, for gimli.
+    pub fn relocations_for(&self, section_index: usize) -> Result<RelocationView<'f>> {
+        let data = self.file.data();
+        for header in self.file.elf_section_table().iter() {
+            if header.sh_type(LE) != elf::SHT_RELA || header.sh_info(LE) as usize != section_index {
+                continue;
+            }
+            let Some((relas, _)) = header
+                .rela(LE, data)
+                .map_err(|e| self.malformed(format!("relocation section: {e}")))?
+            else {
+                continue;
+            };
+            return Ok(match self.kind {
+                // Few entries: resolve them all now into a map.
+                ImageKind::Relocatable => {
+                    let mut map = HashMap::with_capacity(relas.len());
+                    for rela in relas {
+                        if let Some(value) = self.relocation_value(rela) {
+                            map.insert(rela.r_offset(LE), value);
+                        }
+                    }
+                    RelocationView::Resolved(std::sync::Arc::new(map))
+                }
+                // Millions of entries, already sorted by offset by the
+                // linker: search them in place, on demand.
+                ImageKind::Executable => RelocationView::InPlace(InPlaceRelocations {
+                    entries: relas,
+                    symbols: self.symbols,
+                }),
+            });
+        }
+        Ok(RelocationView::None)
+    }
+
+    /// S + A for the relocation types DWARF uses; `None` for others.
+    fn relocation_value(&self, rela: &elf::Rela64<LE>) -> Option<u64> {
+        let kind = rela.r_type(LE, false);
+        if !matches!(kind, elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S) {
+            return None;
+        }
+        let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
+        let value = self.symbol_address(sym).wrapping_add(rela.r_addend(LE) as u64);
+        Some(if kind == elf::R_X86_64_64 { value } else { value & 0xffff_ffff })
+    }
+
+    /// The GNU build ID, from the `.note.gnu.build-id` or `.notes` section.
+    pub fn build_id(&self) -> Option<&'f [u8]> {
+        self.file.build_id().ok().flatten()
+    }
+
+    /// The kernel's `linux_banner` string ("Linux version 6.1.0-... ").
+    pub fn linux_banner(&self) -> Option<String> {
+        let sym = self
+            .symbols
+            .iter()
+            .find(|s| s.st_type() == elf::STT_OBJECT && self.symbol_name(s) == Some("linux_banner"))?;
+        let size = sym.st_size(LE).clamp(1, 512);
+        let bytes = self.bytes_at(self.symbol_address(sym), size)?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Some(String::from_utf8_lossy(&bytes[..end]).trim_end().to_string())
+    }
+
+    /// The kernel release named in `linux_banner` (`6.1.0-54-cloud-amd64`).
+    pub fn kernel_release(&self) -> Option<String> {
+        let banner = self.linux_banner()?;
+        banner.strip_prefix("Linux version ")?.split_whitespace().next().map(str::to_string)
+    }
+
+    /// The module's `vermagic` from `.modinfo` (for a `.ko`).
+    pub fn module_vermagic(&self) -> Option<String> {
+        let (_, data) = self.section_data(".modinfo").ok()??;
+        data.split(|&b| b == 0)
+            .filter_map(|entry| std::str::from_utf8(entry).ok())
+            .find_map(|entry| entry.strip_prefix("vermagic=").map(str::to_string))
+    }
+}
+
+/// The relocations of one debug section, as gimli's [`gimli::Relocate`].
+#[derive(Debug, Clone)]
+pub enum RelocationView<'f> {
+    /// The section has no relocations.
+    None,
+    /// All relocations resolved up front (a `.ko`).
+    Resolved(std::sync::Arc<HashMap<u64, u64>>),
+    /// Relocations searched in the mapped file (vmlinux).
+    InPlace(InPlaceRelocations<'f>),
+}
+
+/// A sorted `.rela` section in the mapped file, searched on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlaceRelocations<'f> {
+    entries: &'f [elf::Rela64<LE>],
+    symbols: &'f [elf::Sym64<LE>],
+}
+
+impl InPlaceRelocations<'_> {
+    fn lookup(&self, offset: u64) -> Option<u64> {
+        let index = self
+            .entries
+            .binary_search_by_key(&offset, |r| r.r_offset(LE))
+            .ok()?;
+        let rela = &self.entries[index];
+        let kind = rela.r_type(LE, false);
+        if !matches!(kind, elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S) {
+            return None;
+        }
+        let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
+        let value = sym.st_value(LE).wrapping_add(rela.r_addend(LE) as u64);
+        Some(if kind == elf::R_X86_64_64 { value } else { value & 0xffff_ffff })
+    }
+}
+
+impl RelocationView<'_> {
+    fn lookup(&self, offset: usize) -> Option<u64> {
+        match self {
+            RelocationView::None => None,
+            RelocationView::Resolved(map) => map.get(&(offset as u64)).copied(),
+            RelocationView::InPlace(rel) => rel.lookup(offset as u64),
+        }
+    }
+}
+
+impl gimli::read::Relocate<usize> for RelocationView<'_> {
+    fn relocate_address(&self, offset: usize, value: u64) -> gimli::Result<u64> {
+        Ok(self.lookup(offset).unwrap_or(value))
+    }
+
+    fn relocate_offset(&self, offset: usize, value: usize) -> gimli::Result<usize> {
+        match self.lookup(offset) {
+            Some(v) => usize::try_from(v).map_err(|_| gimli::Error::UnsupportedOffset),
+            None => Ok(value),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The error type of the debug-info layer and of `resolve`.
+//!
+//! Every variant carries what a user needs to act on it: the file, the
+//! name that was not found and the names that were, or the reason a
+//! variable cannot be watched. Nothing here panics on bad input; malformed
+//! files become [`Error::Malformed`] or [`Error::Dwarf`].
+
+use std::path::PathBuf;
+
+/// A function that a name could refer to, listed when the name is ambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Candidate {
+    /// The ELF symbol, as a kprobe names it (`foo.isra.0`, `foo.cold`).
+    pub symbol: String,
+    /// The symbol's address as stated in the file (SVMA).
+    pub address: u64,
+    /// The compilation unit or object that defines it, where known.
+    pub defined_in: String,
+    /// Why this candidate is listed, or why it is not a probe target.
+    pub note: String,
+}
+
+/// Errors of the debug-info layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened or mapped.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not an ELF file this crate understands.
+    #[error("{path}: not a usable x86_64 ELF file: {reason}")]
+    NotElf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file has no DWARF debug info.
+    #[error(
+        "{path}: no DWARF debug info (.debug_info is missing); use the unstripped \
+         vmlinux from the kernel's -dbg package, or a .ko built with debug info"
+    )]
+    NoDebugInfo {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The DWARF could not be parsed.
+    #[error("{path}: malformed DWARF: {source}")]
+    Dwarf {
+        /// The file.
+        path: PathBuf,
+        /// gimli's description.
+        source: gimli::Error,
+    },
+    /// A structure in the file is inconsistent.
+    #[error("{path}: {what}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is inconsistent.
+        what: String,
+    },
+    /// The debug file is not the one for the kernel that was asked for.
+    #[error("{path} does not match: expected {expected}, found {found}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What was expected (build ID or release).
+        expected: String,
+        /// What the file has.
+        found: String,
+    },
+    /// No function of that name.
+    #[error("no function `{name}` in {searched}{}", suggest(.suggestions))]
+    UnknownFunction {
+        /// The name asked for.
+        name: String,
+        /// Which files were searched.
+        searched: String,
+        /// Near names.
+        suggestions: Vec<String>,
+    },
+    /// The function exists only inlined into its callers: nothing to probe.
+    #[error(
+        "`{name}` has no out-of-line copy: it exists only inlined into {callers}; \
+         probe one of those callers and watch the variable there"
+    )]
+    InlinedOnly {
+        /// The function.
+        name: String,
+        /// Some of the functions it is inlined into.
+        callers: String,
+    },
+    /// The name refers to several functions.
+    #[error("`{name}` is ambiguous; name one of these exactly:{}", list(.candidates))]
+    AmbiguousFunction {
+        /// The name asked for.
+        name: String,
+        /// The copies found.
+        candidates: Vec<Candidate>,
+    },
+    /// No variable of that name in the function.
+    #[error("`{function}` has no local or parameter `{name}`{}", suggest(.suggestions))]
+    UnknownVariable {
+        /// The function.
+        function: String,
+        /// The variable asked for.
+        name: String,
+        /// The names the function does have, nearest first.
+        suggestions: Vec<String>,
+    },
+    /// Several variables of that name in the function.
+    #[error("`{function}` has several variables named `{name}`:{}", lines(.places))]
+    AmbiguousVariable {
+        /// The function.
+        function: String,
+        /// The variable asked for.
+        name: String,
+        /// Where each is declared.
+        places: Vec<String>,
+    },
+    /// The variable is not in stack memory where it could be watched.
+    #[error("`{name}` in `{function}` cannot be watched: {reason}")]
+    NotOnStack {
+        /// The function.
+        function: String,
+        /// The variable.
+        name: String,
+        /// Where it lives instead.
+        reason: String,
+    },
+    /// The member/index path is wrong or goes through a pointer.
+    #[error("bad variable path `{path}`: {reason}")]
+    BadPath {
+        /// The path as typed.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No stack-protector slot in the function.
+    #[error("`{function}` has no stack-protector canary of its own: {reason}")]
+    NoCanary {
+        /// The function.
+        function: String,
+        /// Why none was found, and what to do.
+        reason: String,
+    },
+    /// No instruction is a safe place for the probe.
+    #[error("no safe probe point in `{function}`: {reason}")]
+    NoProbePoint {
+        /// The function.
+        function: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something this version does not handle yet.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+fn suggest(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean: {}?", names.join(", "))
+    }
+}
+
+fn list(candidates: &[Candidate]) -> String {
+    let mut out = String::new();
+    for c in candidates {
+        out.push_str(&format!(
+            "\n  {:<40} {:#x}  {}  {}",
+            c.symbol, c.address, c.defined_in, c.note
+        ));
+    }
+    out
+}
+
+fn lines(places: &[String]) -> String {
+    places.iter().map(|p| format!("\n  {p}")).collect()
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,754 @@
+//! `resolve`: from a function and a variable's name to a kstackwatch watch.
+//!
+//! The steps, each answering from the debug files alone:
+//! 1. the function's symbol (and its `.isra`/`.constprop`/`.cold` copies)
+//!    from `.symtab`, refusing ambiguous names;
+//! 2. its compilation unit through `.debug_aranges`, and its subprogram DIE;
+//! 3. the variable, its location (CFA + offset, from `DW_OP_fbreg` with a
+//!    `DW_OP_call_frame_cfa` frame base) and, through the member/index path,
+//!    the bytes to watch (1, 2, 4 or 8, naturally aligned);
+//! 4. the probe point: an instruction after the prologue and after the
+//!    function's own initialising stores to those bytes, found by
+//!    disassembly, where the variable is in its slot until the function
+//!    returns;
+//! 5. `sp_offset` = (CFA − SP after the probed instruction, from CFI) +
+//!    the watched bytes' CFA offset.
+//!
+//! The answer is a [`Resolution`], plain data that the CLI renders as a
+//! table or JSON.
+
+use serde::Serialize;
+
+use crate::cfi;
+use crate::disasm::{self, CanaryForms, Flow, Step};
+use crate::dwarf::{self, DebugSections, FrameBase, Location, Place, Variable};
+use crate::elf::{DebugFile, ElfImage, FunctionSymbol, ImageKind};
+use crate::error::{Candidate, Error, Result};
+use crate::types::VariablePath;
+use crate::watch::Watch;
+
+/// What to resolve.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveRequest {
+    /// The function, by name or by exact symbol (`foo.isra.0`).
+    pub function: String,
+    /// The variable path (`req.hdr.len`); ignored with `canary`.
+    pub variable: Option<String>,
+    /// Watch the stack-protector canary instead of a variable.
+    pub canary: bool,
+    /// `dp=`: the recursion depth to watch.
+    pub depth: Option<u16>,
+    /// `ph=1`: panic on a hit.
+    pub panic: bool,
+}
+
+/// A write by the function itself to the watched bytes, after the probe:
+/// the module will report it, and it is not corruption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedHit {
+    /// Offset of the writing instruction in the function.
+    pub offset: u64,
+    /// The instruction (AT&T syntax).
+    pub instruction: String,
+    /// Source file and line.
+    pub source: Option<String>,
+    /// Why it counts.
+    pub why: String,
+}
+
+/// Everything `resolve` found, with the watch it recommends.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    /// The watch to arm.
+    pub watch: Watch,
+    /// `watch` in the key=value grammar.
+    pub key_value: String,
+    /// `watch` in the positional grammar.
+    pub positional: String,
+    /// The debug file the function came from.
+    pub object: String,
+    /// The function's symbol and address (SVMA).
+    pub symbol: String,
+    /// Function address as stated in the file.
+    pub function_address: u64,
+    /// The compilation unit.
+    pub unit: String,
+    /// The variable path, or `<canary>`.
+    pub variable: String,
+    /// The C type of the watched object.
+    pub type_name: String,
+    /// Size of the selected object.
+    pub object_size: u64,
+    /// Which bytes of it are watched: `[start, start + watch_len)`.
+    pub watched_part: (u64, u64),
+    /// The variable's location as DWARF states it.
+    pub location: String,
+    /// CFA-relative offset of the first watched byte.
+    pub cfa_offset: i64,
+    /// CFA − SP after the probed instruction.
+    pub cfa_to_sp: i64,
+    /// Where `cfa_to_sp` came from (`.debug_frame` or disassembly).
+    pub cfa_source: String,
+    /// The probed instruction.
+    pub probe_instruction: String,
+    /// Source file and line of the probe point.
+    pub probe_source: Option<String>,
+    /// Why this probe point.
+    pub probe_reason: String,
+    /// The function's own later writes to the watched bytes.
+    pub expected_hits: Vec<ExpectedHit>,
+    /// Things the user should know.
+    pub caveats: Vec<String>,
+}
+
+/// Resolve `request` against the debug files (vmlinux first, then modules).
+pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolution> {
+    if files.is_empty() {
+        return Err(Error::Unsupported("no debug files given".to_string()));
+    }
+    let images = files.iter().map(|f| ElfImage::parse(f)).collect::<Result<Vec<_>>>()?;
+    let (image, symbol, mut caveats) = choose_function(&images, &request.function)?;
+    let sections = DebugSections::load(image)?;
+    let dwarf = sections.dwarf()?;
+    let unit = dwarf::unit_for_address(&sections, &dwarf, symbol.address)?.ok_or_else(|| Error::Unsupported(
+        format!("no DWARF unit covers `{}` at {:#x} (assembly, or built without -g)", symbol.name, symbol.address),
+    ))?;
+    let subprogram = unit.subprogram_at(symbol.address)?.ok_or_else(|| {
+        Error::Unsupported(format!(
+            "unit {} has no subprogram starting at `{}` ({:#x})",
+            unit.name(),
+            symbol.name,
+            symbol.address
+        ))
+    })?;
+    let function = unit.function(subprogram)?;
+    let code = image.bytes_at(symbol.address, symbol.size).ok_or_else(|| Error::Malformed {
+        path: image.path().to_path_buf(),
+        what: format!("no code bytes for `{}`", symbol.name),
+    })?;
+    let rows = cfi::rows_for(&sections, symbol.address)?;
+    let canary_forms = canary_forms(image, &symbol);
+    let steps = disasm::analyse(code, symbol.address, rows.as_deref(), &canary_forms);
+    let cfa_source = if rows.is_some() { ".debug_frame" } else { "prologue disassembly (no CFI)" };
+    if rows.is_none() {
+        caveats.push("no .debug_frame entry for this function: CFA−SP comes from disassembly".to_string());
+    }
+    let entry_end = steps.iter().position(|s| s.flow == Flow::Branch).unwrap_or(steps.len());
+    let canary = find_canary(&steps[..entry_end]);
+    let prologue_end = steps[..entry_end]
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.modifies_rsp || s.cfa_minus_sp_before != s.cfa_minus_sp_after || Some(*i) == canary.map(|c| c.1))
+        .map(|(i, _)| i)
+        .max();
+
+    let line_of = |address: u64| -> Option<String> {
+        unit.line_of(address).ok().flatten().map(|(f, l)| format!("{f}:{l}"))
+    };
+
+    // What to watch: CFA-relative start, object size, type, location text.
+    let target = if request.canary {
+        let (_, store, slot) = canary.ok_or_else(|| Error::NoCanary {
+            function: symbol.name.to_string(),
+            reason: "its prologue does not copy the stack-protector guard (%gs:0x28 or \
+                     __stack_chk_guard) into the frame, so the function has no canary slot. \
+                     `ac=1` would make the module search upward from SP and find a caller's \
+                     canary instead; use it only if that is what you want"
+                .to_string(),
+        })?;
+        Target {
+            path: "<canary>".to_string(),
+            variable_start: slot,
+            variable_size: 8,
+            start: slot,
+            size: 8,
+            type_name: "unsigned long (stack-protector canary)".to_string(),
+            location: format!("CFA{slot:+} (stored at +{:#x})", steps[store].address - symbol.address),
+            block_ranges: None,
+            stack_ranges: None,
+            forced_probe: Some(store),
+        }
+    } else {
+        let text = request
+            .variable
+            .as_deref()
+            .ok_or_else(|| Error::Unsupported("no variable given (use --canary to watch the canary)".into()))?;
+        let path = VariablePath::parse(text)?;
+        let variable = choose_variable(&function, &path.root)?;
+        let (cfa_offset, stack_ranges, location) = stack_slot(&function, variable)?;
+        if function.frame_base != FrameBase::Cfa {
+            return Err(Error::Unsupported(format!(
+                "`{}`'s frame base is not DW_OP_call_frame_cfa; only CFA-based frames are supported",
+                function.name
+            )));
+        }
+        let selection = unit.select(&path, variable.type_offset)?;
+        let variable_size = variable
+            .type_offset
+            .map(|t| unit.type_size(t))
+            .transpose()?
+            .flatten()
+            .unwrap_or(selection.size);
+        if selection.bitfield {
+            caveats.push("a bit-field: the watch covers its storage bytes, and writes to neighbouring bit-fields hit too".into());
+        }
+        if let Some(callee) = &variable.inlined_from {
+            caveats.push(format!("`{}` is a local of `{callee}`, inlined into `{}`", variable.name, function.name));
+        }
+        Target {
+            path: path.text.clone(),
+            variable_start: cfa_offset,
+            variable_size,
+            start: cfa_offset + selection.offset as i64,
+            size: selection.size,
+            type_name: selection.type_name,
+            location,
+            block_ranges: variable.block_ranges.clone(),
+            stack_ranges,
+            forced_probe: None,
+        }
+    };
+    if target.size == 0 {
+        return Err(Error::Unsupported(format!("`{}` has no size in DWARF", target.path)));
+    }
+
+    // The watched part: naturally aligned, 1/2/4/8 bytes. The CFA is
+    // 8-byte aligned on x86_64 (the kernel keeps an 8-byte stack boundary),
+    // so CFA-relative alignment is address alignment.
+    let (part, watch_len) = choose_part(target.start, target.size).ok_or_else(|| {
+        Error::Unsupported(format!("no naturally aligned 1/2/4/8-byte part inside `{}`", target.path))
+    })?;
+    let watched = target.start + part as i64;
+    if target.size > u64::from(watch_len) {
+        caveats.push(format!(
+            "`{}` is {} bytes; the watch covers bytes [{part}, {}) of it (one breakpoint holds at most 8). \
+             Name a member or element to watch another part",
+            target.path,
+            target.size,
+            part + u64::from(watch_len)
+        ));
+    } else if target.size != u64::from(watch_len) {
+        caveats.push(format!(
+            "`{}` is {} bytes and not naturally aligned; only bytes [{part}, {}) are watched",
+            target.path,
+            target.size,
+            part + u64::from(watch_len)
+        ));
+    }
+    let variable_end = target.variable_start + target.variable_size as i64;
+
+    // Own writes: direct stores to the watched bytes, and calls that get a
+    // pointer into the variable.
+    let own_write = |s: &Step| -> Option<String> {
+        if let Some(w) = s.writes.iter().find(|w| w.overlaps(watched, u64::from(watch_len), variable_end)) {
+            return Some(if w.len.is_none() {
+                "string store into the variable".to_string()
+            } else if w.indexed {
+                "indexed store into the variable".to_string()
+            } else {
+                "store to the watched bytes".to_string()
+            });
+        }
+        s.pointer_args
+            .iter()
+            .find(|(_, k)| *k >= target.variable_start && *k < variable_end)
+            .map(|(reg, k)| format!("call gets a pointer into the variable (%{reg} = CFA{k:+})"))
+    };
+    let writes: Vec<(usize, String)> = steps.iter().enumerate().filter_map(|(i, s)| own_write(s).map(|w| (i, w))).collect();
+
+    // The probe point.
+    let floor = prologue_end.unwrap_or(0);
+    let (mut probe, mut reason) = if let Some(store) = target.forced_probe {
+        (store, "the store of the canary into its slot".to_string())
+    } else if let Some((i, why)) = writes.iter().filter(|(i, _)| *i < entry_end).last() {
+        if *i >= floor {
+            (*i, format!("the function's last initialising write before its first branch ({why})"))
+        } else {
+            (floor, "end of the prologue, after the function's initialising writes".to_string())
+        }
+    } else if let Some((i, why)) = writes.iter().find(|(i, _)| *i >= floor) {
+        caveats.push(
+            "the probe sits on the first own write after a branch: calls that take another path arm no watch"
+                .to_string(),
+        );
+        (*i, format!("the function's first own write ({why})"))
+    } else {
+        (floor, "end of the prologue (the function itself never writes the watched bytes)".to_string())
+    };
+    // A call's writes are done when it returns: probe the instruction after it.
+    if steps.get(probe).is_some_and(|s| s.flow == Flow::Call) {
+        probe += 1;
+        reason.push_str("; probing the instruction after the call");
+    }
+    // Skip what a kprobe must not or cannot sit on usefully.
+    while let Some(s) = steps.get(probe) {
+        if s.address == symbol.address || s.is_nop {
+            probe += 1;
+            continue;
+        }
+        break;
+    }
+    let step = steps.get(probe).ok_or_else(|| Error::NoProbePoint {
+        function: symbol.name.to_string(),
+        reason: "the function ends before a probe point".into(),
+    })?;
+    if step.flow != Flow::Next {
+        return Err(Error::NoProbePoint {
+            function: symbol.name.to_string(),
+            reason: format!(
+                "the instruction at +{:#x} (`{}`) transfers control, so SP after it is not this frame's",
+                step.address - symbol.address,
+                step.text
+            ),
+        });
+    }
+
+    // The variable must be in its slot from the probe to the end.
+    if let Some(blocks) = &target.block_ranges {
+        if !blocks.iter().any(|(b, e)| *b <= step.next && step.next < *e) {
+            return Err(Error::NoProbePoint {
+                function: symbol.name.to_string(),
+                reason: format!(
+                    "`{}` is declared in a block ({}) that does not contain the probe point +{:#x}",
+                    target.path,
+                    ranges_text(blocks, symbol.address),
+                    step.address - symbol.address
+                ),
+            });
+        }
+        caveats.push(format!(
+            "`{}` is block-scoped ({}): outside the block its slot may be reused, and those writes would hit",
+            target.path,
+            ranges_text(blocks, symbol.address)
+        ));
+    }
+    if let Some(ranges) = &target.stack_ranges {
+        let end = symbol.address + symbol.size;
+        if !covers(ranges, step.next, end) {
+            return Err(Error::NotOnStack {
+                function: function.name.clone(),
+                name: target.path.clone(),
+                reason: format!(
+                    "its location list puts it in the stack slot only over {} (and in registers \
+                     elsewhere); no probe point keeps it in the slot until the function returns",
+                    ranges_text(ranges, symbol.address)
+                ),
+            });
+        }
+    }
+    // Other variables sharing the slot.
+    for other in &function.variables {
+        if let Ok((offset, _, _)) = stack_slot(&function, other) {
+            let size = other.type_offset.map(|t| unit.type_size(t)).transpose()?.flatten().unwrap_or(0) as i64;
+            let overlaps = offset < watched + i64::from(watch_len) && watched < offset + size;
+            if overlaps && offset != target.variable_start {
+                caveats.push(format!("the slot overlaps `{}` (CFA{offset:+}, {size} bytes): its writes hit too", other.name));
+            }
+        }
+    }
+
+    let cfa_to_sp = step.cfa_minus_sp_after.ok_or_else(|| Error::NoProbePoint {
+        function: symbol.name.to_string(),
+        reason: "CFA−SP after the probe point is unknown (no CFI, and the prologue could not be followed)".into(),
+    })?;
+    if step.after_from_cfi {
+        if let Some(t) = step.tracked_after {
+            if t != cfa_to_sp {
+                return Err(Error::NoProbePoint {
+                    function: symbol.name.to_string(),
+                    reason: format!(
+                        "CFI says CFA−SP = {cfa_to_sp} after +{:#x}, disassembly says {t}; refusing to guess",
+                        step.address - symbol.address
+                    ),
+                });
+            }
+        }
+    }
+    let sp_offset = cfa_to_sp + watched;
+    if sp_offset < 0 || sp_offset > i64::from(u16::MAX) {
+        return Err(Error::NoProbePoint {
+            function: symbol.name.to_string(),
+            reason: format!("the watched bytes are at SP{sp_offset:+}, outside what so= (0..65535) can express"),
+        });
+    }
+
+    let probe_offset = step.address - symbol.address;
+    let mut expected_hits = Vec::new();
+    for (i, why) in &writes {
+        let entry_done = *i <= probe && *i < entry_end;
+        if entry_done || *i == probe {
+            continue;
+        }
+        let s = &steps[*i];
+        expected_hits.push(ExpectedHit {
+            offset: s.address - symbol.address,
+            instruction: s.text.clone(),
+            source: line_of(s.address),
+            why: why.clone(),
+        });
+    }
+    if request.depth.is_some() {
+        caveats.push("dp= counts recursion depth of this function on the current task (0 = outermost)".into());
+    }
+    if image.kind() == ImageKind::Relocatable {
+        caveats.push("a module function: load the module before arming the watch".into());
+    }
+
+    let watch = Watch {
+        function: symbol.name.to_string(),
+        function_offset: probe_offset,
+        sp_offset: sp_offset as u64,
+        watch_len,
+        depth: request.depth,
+        panic: request.panic,
+    };
+    Ok(Resolution {
+        key_value: watch.key_value(),
+        positional: watch.positional(),
+        watch,
+        object: image.path().display().to_string(),
+        symbol: symbol.name.to_string(),
+        function_address: symbol.address,
+        unit: function.unit_name.clone(),
+        variable: target.path.clone(),
+        type_name: target.type_name,
+        object_size: target.size,
+        watched_part: (part, part + u64::from(watch_len)),
+        location: target.location,
+        cfa_offset: watched,
+        cfa_to_sp,
+        cfa_source: cfa_source.to_string(),
+        probe_instruction: step.text.clone(),
+        probe_source: line_of(step.address),
+        probe_reason: reason,
+        expected_hits,
+        caveats,
+    })
+}
+
+struct Target {
+    path: String,
+    variable_start: i64,
+    variable_size: u64,
+    start: i64,
+    size: u64,
+    type_name: String,
+    location: String,
+    block_ranges: Option<Vec<(u64, u64)>>,
+    stack_ranges: Option<Vec<(u64, u64)>>,
+    forced_probe: Option<usize>,
+}
+
+/// The largest naturally aligned 8/4/2/1-byte window inside
+/// `[start, start + size)`, lowest first: (offset in the object, length).
+pub(crate) fn choose_part(start: i64, size: u64) -> Option<(u64, u8)> {
+    for len in [8u8, 4, 2, 1] {
+        let l = i64::from(len);
+        let first = start.div_euclid(l) * l + if start.rem_euclid(l) == 0 { 0 } else { l };
+        let offset = (first - start) as u64;
+        if offset + u64::from(len) <= size {
+            return Some((offset, len));
+        }
+    }
+    None
+}
+
+fn covers(ranges: &[(u64, u64)], from: u64, to: u64) -> bool {
+    let mut at = from;
+    let mut sorted = ranges.to_vec();
+    sorted.sort();
+    for (b, e) in sorted {
+        if b <= at && at < e {
+            at = e;
+        }
+    }
+    at >= to
+}
+
+fn ranges_text(ranges: &[(u64, u64)], base: u64) -> String {
+    ranges
+        .iter()
+        .map(|(b, e)| format!("+{:#x}..+{:#x}", b.wrapping_sub(base), e.wrapping_sub(base)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The canary: (load index, store index, CFA-relative slot).
+fn find_canary(entry: &[Step]) -> Option<(usize, usize, i64)> {
+    let load = entry.iter().position(|s| s.canary_load.is_some())?;
+    let register = entry[load].canary_load?;
+    entry
+        .iter()
+        .enumerate()
+        .skip(load + 1)
+        .find_map(|(i, s)| match s.register_store {
+            Some((r, slot)) if r == register => Some((load, i, slot)),
+            _ => None,
+        })
+}
+
+fn canary_forms(image: &ElfImage<'_>, symbol: &FunctionSymbol<'_>) -> CanaryForms {
+    let mut forms = CanaryForms {
+        guard_symbol: image.symbol_address_by_name("__stack_chk_guard"),
+        relocated_guard_at: Vec::new(),
+    };
+    if image.kind() == ImageKind::Relocatable {
+        if let Some((section, offset)) = image.section_of(symbol.address) {
+            // Find relocations against the guard inside the function.
+            let mut at = 0;
+            while at < symbol.size {
+                if image.relocation_symbol_in(section, offset + at, 1) == Some("__stack_chk_guard") {
+                    forms.relocated_guard_at.push(at);
+                }
+                at += 1;
+                if at > 256 {
+                    break; // the prologue is all that matters
+                }
+            }
+        }
+    }
+    forms
+}
+
+/// Where `variable` lives on the stack: (CFA offset, location-list stack
+/// ranges if any, description).
+fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<(i64, Option<Vec<(u64, u64)>>, String)> {
+    let refuse = |reason: String| Error::NotOnStack {
+        function: function.name.clone(),
+        name: variable.name.clone(),
+        reason,
+    };
+    let describe = |place: &Place| match place {
+        Place::Stack { cfa_offset } => format!("stack CFA{cfa_offset:+}"),
+        Place::Static { address } => format!("static at {address:#x}"),
+        Place::Register { register } => format!("register %{register}"),
+        Place::Other { what } => what.clone(),
+    };
+    match &variable.location {
+        Location::Absent => Err(refuse("it is optimised out: no location at any pc".into())),
+        Location::Single(Place::Stack { cfa_offset }) => {
+            Ok((*cfa_offset, None, format!("DW_OP_fbreg {cfa_offset} (CFA{cfa_offset:+})")))
+        }
+        Location::Single(Place::Static { address }) => Err(refuse(format!(
+            "it is a static variable at {address:#x}, not on the stack; watch it with an ordinary \
+             data breakpoint (perf mem / hw_breakpoint) instead"
+        ))),
+        Location::Single(Place::Register { register }) => Err(refuse(format!(
+            "it lives only in register %{register}; registers cannot be watched"
+        ))),
+        Location::Single(place) => Err(refuse(format!("its location is {}", describe(place)))),
+        Location::List(entries) => {
+            let stack: Vec<(u64, u64, i64)> = entries
+                .iter()
+                .filter_map(|(b, e, p)| match p {
+                    Place::Stack { cfa_offset } => Some((*b, *e, *cfa_offset)),
+                    _ => None,
+                })
+                .collect();
+            let Some(first) = stack.first() else {
+                let places: Vec<String> = entries.iter().take(4).map(|(_, _, p)| describe(p)).collect();
+                let more = if entries.len() > 4 { ", …" } else { "" };
+                return Err(refuse(if entries.is_empty() {
+                    "it is optimised out: its location list is empty".to_string()
+                } else {
+                    format!("it never lives in stack memory (register-only: {}{more})", places.join(", "))
+                }));
+            };
+            if stack.iter().any(|s| s.2 != first.2) {
+                return Err(refuse("its location list uses several stack slots".into()));
+            }
+            let ranges = stack.iter().map(|(b, e, _)| (*b, *e)).collect();
+            Ok((first.2, Some(ranges), format!("location list; stack CFA{:+} over part of the function", first.2)))
+        }
+    }
+}
+
+fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v Variable> {
+    let own: Vec<&Variable> = function.variables.iter().filter(|v| v.name == name && v.inlined_from.is_none()).collect();
+    let matches = if own.is_empty() {
+        function.variables.iter().filter(|v| v.name == name).collect()
+    } else {
+        own
+    };
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let mut names: Vec<String> = function.variables.iter().map(|v| v.name.clone()).collect();
+            names.sort();
+            names.dedup();
+            Err(Error::UnknownVariable {
+                function: function.name.clone(),
+                name: name.to_string(),
+                suggestions: nearest(name, names.iter().map(String::as_str), 6),
+            })
+        }
+        many => {
+            // The same declaration seen twice (a concrete and an inlined
+            // copy with one location) is not an ambiguity.
+            let first = many[0];
+            if many.iter().all(|v| v.location == first.location && v.decl_line == first.decl_line) {
+                return Ok(first);
+            }
+            Err(Error::AmbiguousVariable {
+                function: function.name.clone(),
+                name: name.to_string(),
+                places: many
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "declared at line {}{}{}",
+                            v.decl_line.map_or("?".into(), |l| l.to_string()),
+                            v.inlined_from.as_ref().map_or(String::new(), |c| format!(", inlined from {c}")),
+                            if v.block_ranges.is_some() { ", in a block" } else { "" }
+                        )
+                    })
+                    .collect(),
+            })
+        }
+    }
+}
+
+/// Names near `name`: by edit distance, and those containing it.
+pub(crate) fn nearest<'a>(name: &str, names: impl Iterator<Item = &'a str>, limit: usize) -> Vec<String> {
+    let mut scored: Vec<(usize, &str)> = names
+        .filter(|n| *n != name)
+        .filter_map(|n| {
+            let d = edit_distance(name, n);
+            let close = d <= (name.len() / 3).max(2) || (name.len() >= 4 && n.contains(name));
+            close.then_some((d, n))
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(limit).map(|(_, n)| n.to_string()).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a = a.as_bytes();
+    let b = b.as_bytes();
+    if a.len().abs_diff(b.len()) > 8 {
+        return usize::MAX / 2;
+    }
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            current[j + 1] = (previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// GCC's suffixes for function copies: the part after the first `.`.
+fn is_copy_of(symbol: &str, name: &str) -> bool {
+    symbol.len() > name.len() + 1 && symbol.starts_with(name) && symbol.as_bytes()[name.len()] == b'.'
+}
+
+fn choose_function<'i, 'f>(
+    images: &'i [ElfImage<'f>],
+    name: &str,
+) -> Result<(&'i ElfImage<'f>, FunctionSymbol<'f>, Vec<String>)> {
+    let mut found: Vec<(usize, FunctionSymbol<'f>)> = Vec::new();
+    for (index, image) in images.iter().enumerate() {
+        for symbol in image.function_symbols(|n| n == name || is_copy_of(n, name)) {
+            if !found.iter().any(|(i, s)| *i == index && s.address == symbol.address) {
+                found.push((index, symbol));
+            }
+        }
+    }
+    let mut caveats = Vec::new();
+    let exact: Vec<&(usize, FunctionSymbol<'f>)> = found.iter().filter(|(_, s)| s.name == name).collect();
+    let cold = |s: &FunctionSymbol<'_>| s.name.ends_with(".cold") || s.name.contains(".cold.");
+    let callable: Vec<&(usize, FunctionSymbol<'f>)> = found.iter().filter(|(_, s)| !cold(s)).collect();
+    let candidates = |list: &[&(usize, FunctionSymbol<'f>)]| -> Vec<Candidate> {
+        list.iter()
+            .map(|(i, s)| Candidate {
+                symbol: s.name.to_string(),
+                address: s.address,
+                defined_in: unit_name_for(&images[*i], s.address),
+                note: if cold(s) {
+                    "cold part: not an entry point".into()
+                } else if s.name == name {
+                    if s.local { "static".into() } else { "global".into() }
+                } else {
+                    "compiler-made copy (parameters may differ)".into()
+                },
+            })
+            .collect()
+    };
+    let chosen = if exact.len() == 1 && callable.len() == 1 {
+        exact[0]
+    } else if exact.is_empty() && callable.len() == 1 {
+        let only = callable[0];
+        caveats.push(format!(
+            "`{name}` exists only as the compiler-made copy `{}`; the probe is on that copy",
+            only.1.name
+        ));
+        only
+    } else if callable.len() > 1 || exact.len() > 1 {
+        let all: Vec<&(usize, FunctionSymbol<'f>)> = found.iter().collect();
+        return Err(Error::AmbiguousFunction {
+            name: name.to_string(),
+            candidates: candidates(&all),
+        });
+    } else {
+        // No callable copy: inlined everywhere, only a cold part, or unknown.
+        if let Some(callers) = inlined_callers(images, name)? {
+            return Err(Error::InlinedOnly {
+                name: name.to_string(),
+                callers,
+            });
+        }
+        let mut suggestions = Vec::new();
+        for image in images {
+            let names = image.function_symbols(|_| true);
+            suggestions.extend(nearest(name, names.iter().map(|s| s.name), 6));
+        }
+        suggestions.sort();
+        suggestions.dedup();
+        suggestions.truncate(6);
+        return Err(Error::UnknownFunction {
+            name: name.to_string(),
+            searched: images.iter().map(|i| i.path().display().to_string()).collect::<Vec<_>>().join(", "),
+            suggestions,
+        });
+    };
+    if found.iter().any(|(_, s)| cold(s)) {
+        caveats.push(format!("`{name}` has a .cold part: the watch stays armed while it runs there too"));
+    }
+    Ok((&images[chosen.0], chosen.1.clone(), caveats))
+}
+
+fn unit_name_for(image: &ElfImage<'_>, address: u64) -> String {
+    let Ok(sections) = DebugSections::load(image) else {
+        return image.path().display().to_string();
+    };
+    let Ok(dwarf) = sections.dwarf() else {
+        return image.path().display().to_string();
+    };
+    match dwarf::unit_for_address(&sections, &dwarf, address) {
+        Ok(Some(unit)) => unit.name(),
+        _ => image.path().display().to_string(),
+    }
+}
+
+/// Largest `.debug_info` scanned to tell "inlined only" from "unknown".
+const INLINE_SCAN_LIMIT: usize = 64 << 20;
+
+/// When `name` is a subprogram that only appears inlined, some callers.
+fn inlined_callers(images: &[ElfImage<'_>], name: &str) -> Result<Option<String>> {
+    for image in images {
+        let sections = match DebugSections::load(image) {
+            Ok(s) => s,
+            Err(Error::NoDebugInfo { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(found) = crate::index::inlined_into(&sections, name, INLINE_SCAN_LIMIT)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
