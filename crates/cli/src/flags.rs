@@ -64,11 +64,39 @@ pub(crate) struct DumpArgs {
 /// Arguments of `ksw resolve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ResolveArgs {
-    /// The function to probe.
+    /// The function to probe (`foo`, or an exact copy such as `foo.isra.0`).
     pub(crate) function: String,
     /// The local variable or parameter to watch, with an optional member
-    /// or index path (`req.hdr.len`, `buf[8]`).
-    pub(crate) variable: String,
+    /// or index path (`req.hdr.len`, `buf[8]`). Not with --canary.
+    #[arg(required_unless_present = "canary", conflicts_with = "canary")]
+    pub(crate) variable: Option<String>,
+    /// Watch the function's stack-protector canary slot.
+    #[arg(long)]
+    pub(crate) canary: bool,
+    /// The debug vmlinux (default: found for --release or the running kernel).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) vmlinux: Option<PathBuf>,
+    /// A kernel module with debug info (.ko or .ko.xz); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) module: Vec<PathBuf>,
+    /// Look for the function in every module under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) module_dir: Option<PathBuf>,
+    /// The kernel release to find debug files for (default: running).
+    #[arg(long, value_name = "REL")]
+    pub(crate) release: Option<String>,
+    /// Filesystem root the standard debug paths are searched under.
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub(crate) root: PathBuf,
+    /// Watch only at this recursion depth (dp=, 0 = outermost).
+    #[arg(long, value_name = "N")]
+    pub(crate) depth: Option<u16>,
+    /// Panic the kernel on a hit (ph=1).
+    #[arg(long)]
+    pub(crate) panic: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[cfg(test)]

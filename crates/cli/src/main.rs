@@ -8,6 +8,7 @@
 mod dmesg;
 mod flags;
 mod info;
+mod resolve;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let output = match &command {
         Command::Info(args) => Some(info::run(args)?),
         Command::Dmesg(args) => Some(dmesg::run(args)?),
+        Command::Resolve(args) => Some(resolve::run(args)?),
         _ => None,
     };
     if let Some(text) = output {
