@@ -74,6 +74,15 @@ def standard_runs(series):
         Run("sysrq-qemu-novmci", "sysrq", mode="qemu", vmcoreinfo=False),
         Run("live-kcore", "live-kcore", mode="none",
             binaries=[str(REPO / "target" / "release" / "ksw")]),
+    ] + kstackwatch_runs(series)
+
+
+def kstackwatch_runs(series):
+    """kstackwatch.ko through its scenarios (testdata/scenarios/kstackwatch*.sh)."""
+    return [
+        Run("kstackwatch", "kstackwatch", mode="none", project_modules=True,
+            timeout=600),
+        Run("kstackwatch-panic", "kstackwatch-panic", project_modules=True),
     ]
 
 
@@ -83,6 +92,7 @@ def _hash_inputs(kernel, r, extra_files):
     h.update(json.dumps(kernel.info, sort_keys=True).encode())
     files = sorted(Path(__file__).resolve().parent.glob("*.py"))
     files += sorted(GUEST.glob("*")) + [SCENARIOS / f"{r.script}.sh"]
+    files += sorted(SCENARIOS.glob("*-lib.sh"))
     files += list(extra_files)
     for f in files:
         h.update(str(f.name).encode())
@@ -145,6 +155,8 @@ def execute(series, r, force=False):
     main = Initramfs(work / "root")
     main.add_file(GUEST / "init.sh", "/init", mode=0o755)
     main.add_file(SCENARIOS / f"{r.script}.sh", "/ksw/scenario.sh")
+    for lib in sorted(SCENARIOS.glob("*-lib.sh")):
+        main.add_file(lib, f"/ksw/{lib.name}")
     main.add_text("/ksw/run.conf", conf_text)
     main.add_kernel_modules(kernel.modules, GUEST_MODULES)
     main.add_text("/ksw/kmod/order", "\n".join(main.modules) + "\n")

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ksw_report.c - what happens when a watchpoint fires.
+ *
+ * Runs as the perf overflow handler from the #DB exception (NMI-like:
+ * no locks, no allocation).  Hits from the return trampoline are ignored:
+ * after the watched function returns, arch_rethook_trampoline builds a
+ * pt_regs on the dead frame before the exit handler can disarm.  Other
+ * hits are reported to dmesg and stored in the catch record ring.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kallsyms.h>
+#include <linux/kernel.h>
+#include <linux/panic.h>
+#include <linux/sched/clock.h>
+#include <linux/stacktrace.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "ksw.h"
+
+#define KSW_TRACE_DEPTH	16
+
+struct ksw_catch_log ksw_catch_log = {
+	.magic = KSW_RECORD_MAGIC,
+	.version = KSW_RECORD_VERSION,
+	.header_size = offsetof(struct ksw_catch_log, records),
+	.record_size = sizeof(struct ksw_catch),
+	.nr_records = KSW_RECORD_RING,
+};
+
+static atomic64_t ksw_catch_seq = ATOMIC64_INIT(0);
+
+static const char * const ksw_trampolines[] = {
+	"arch_rethook_trampoline",
+	"arch_rethook_trampoline_callback",
+	"rethook_trampoline_handler",
+	"__kretprobe_trampoline",
+	"kretprobe_trampoline_handler",
+	"return_to_handler",
+	"ftrace_return_to_handler",
+};
+
+static bool ksw_is_trampoline(unsigned long ip)
+{
+	char name[KSYM_SYMBOL_LEN];
+	int i;
+
+	sprint_symbol_no_offset(name, ip);
+	for (i = 0; i < ARRAY_SIZE(ksw_trampolines); i++) {
+		if (!strcmp(name, ksw_trampolines[i]))
+			return true;
+	}
+	return false;
+}
+
+/* Is the writer, or anything it was called from, a return trampoline? */
+static bool ksw_from_trampoline(struct pt_regs *regs)
+{
+	unsigned long entries[KSW_TRACE_DEPTH];
+	unsigned int n, i;
+
+	if (ksw_is_trampoline(regs->ip))
+		return true;
+	n = stack_trace_save(entries, ARRAY_SIZE(entries), 0);
+	for (i = 0; i < n; i++) {
+		if (ksw_is_trampoline(entries[i]))
+			return true;
+	}
+	return false;
+}
+
+static void ksw_copy_regs(struct ksw_regs *dst, const struct pt_regs *src)
+{
+	dst->r15 = src->r15;
+	dst->r14 = src->r14;
+	dst->r13 = src->r13;
+	dst->r12 = src->r12;
+	dst->bp = src->bp;
+	dst->bx = src->bx;
+	dst->r11 = src->r11;
+	dst->r10 = src->r10;
+	dst->r9 = src->r9;
+	dst->r8 = src->r8;
+	dst->ax = src->ax;
+	dst->cx = src->cx;
+	dst->dx = src->dx;
+	dst->si = src->si;
+	dst->di = src->di;
+	dst->orig_ax = src->orig_ax;
+	dst->ip = src->ip;
+	dst->cs = src->cs;
+	dst->flags = src->flags;
+	dst->sp = src->sp;
+	dst->ss = src->ss;
+}
+
+static void ksw_task_ident(struct task_struct *t, __s32 *pid, char *comm)
+{
+	if (!t)
+		return;
+	if (copy_from_kernel_nofault(pid, &t->pid, sizeof(*pid)))
+		*pid = -1;
+	if (copy_from_kernel_nofault(comm, t->comm, KSW_RECORD_COMM_LEN))
+		strscpy(comm, "?", KSW_RECORD_COMM_LEN);
+	comm[KSW_RECORD_COMM_LEN - 1] = '\0';
+}
+
+/* Fill the next slot of the ring; the slot's seq is written last. */
+static struct ksw_catch *ksw_record(struct ksw_wp *wp, struct pt_regs *regs,
+				    unsigned long addr, u64 new_value,
+				    bool do_panic)
+{
+	const struct ksw_config *cfg = &ksw.cfg;
+	u64 seq = atomic64_inc_return(&ksw_catch_seq);
+	struct ksw_catch *rec;
+
+	rec = &ksw_catch_log.records[(seq - 1) % KSW_RECORD_RING];
+	WRITE_ONCE(rec->seq, 0);
+	smp_wmb();
+	memset(rec, 0, sizeof(*rec));
+	rec->timestamp_ns = local_clock();
+	rec->cpu = smp_processor_id();
+	if (cfg->canary)
+		rec->flags |= KSW_CATCH_CANARY;
+	if (READ_ONCE(wp->victim) == current)
+		rec->flags |= KSW_CATCH_SELF;
+	if (do_panic)
+		rec->flags |= KSW_CATCH_PANIC;
+	strscpy(rec->func_name, cfg->func_name, sizeof(rec->func_name));
+	strscpy(rec->config, cfg->raw, sizeof(rec->config));
+	rec->func_offset = cfg->func_offset;
+	rec->sp_offset = cfg->sp_offset;
+	rec->watch_len = cfg->watch_len;
+	rec->depth = READ_ONCE(wp->depth);
+	rec->watch_addr = addr;
+	rec->armed_sp = READ_ONCE(wp->armed_sp);
+	rec->old_value = READ_ONCE(wp->old_value);
+	rec->new_value = new_value;
+	rec->victim_task = (unsigned long)READ_ONCE(wp->victim);
+	rec->writer_task = (unsigned long)current;
+	ksw_task_ident((struct task_struct *)(unsigned long)rec->victim_task,
+		       &rec->victim_pid, rec->victim_comm);
+	ksw_task_ident(current, &rec->writer_pid, rec->writer_comm);
+	ksw_copy_regs(&rec->regs, regs);
+	smp_wmb();
+	WRITE_ONCE(rec->seq, seq);
+	WRITE_ONCE(ksw_catch_log.total, seq);
+	return rec;
+}
+
+static void ksw_report(const struct ksw_catch *rec, struct pt_regs *regs)
+{
+	pr_err("========== KStackWatch: Caught stack corruption ==========\n");
+	pr_err("config: %s\n", rec->config);
+	pr_err("writer: %pS ip=0x%lx comm=%s pid=%d cpu=%u\n",
+	       (void *)regs->ip, regs->ip, rec->writer_comm, rec->writer_pid,
+	       rec->cpu);
+	pr_err("watch: addr=0x%llx len=%u old=0x%llx new=0x%llx\n",
+	       rec->watch_addr, rec->watch_len, rec->old_value,
+	       rec->new_value);
+	pr_err("victim: func=%s depth=%u comm=%s pid=%d armed_sp=0x%llx\n",
+	       rec->func_name, rec->depth, rec->victim_comm, rec->victim_pid,
+	       rec->armed_sp);
+	pr_err("record: seq=%llu flags=0x%x\n", rec->seq, rec->flags);
+	dump_stack();
+	pr_err("=================== KStackWatch End ===================\n");
+}
+
+/**
+ * ksw_watch_handler() - perf overflow handler of the watchpoints
+ * @bp: the breakpoint event that fired
+ * @data: unused
+ * @regs: registers of the writer, after the writing instruction
+ */
+void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
+		       struct pt_regs *regs)
+{
+	struct ksw_wp *wp = bp->overflow_handler_context;
+	unsigned long addr = READ_ONCE(wp->addr);
+	const struct ksw_catch *rec;
+	unsigned long new_value = 0;
+	bool do_panic;
+
+	if (ksw_wp_is_placeholder(addr))
+		return;
+	ksw_count(hits);
+	if (ksw_from_trampoline(regs)) {
+		ksw_count(trampoline_filtered);
+		return;
+	}
+	if (copy_from_kernel_nofault(&new_value, (void *)addr,
+				     ksw.cfg.watch_len))
+		new_value = 0;
+	ksw_count(catches);
+	do_panic = READ_ONCE(panic_on_catch) || ksw.cfg.panic_hit;
+	rec = ksw_record(wp, regs, addr, new_value, do_panic);
+	ksw_report(rec, regs);
+	/* later writes report their own old value */
+	WRITE_ONCE(wp->old_value, new_value);
+	if (do_panic)
+		panic("kstackwatch: stack corruption caught at %pS\n",
+		      (void *)regs->ip);
+}
