@@ -2,8 +2,19 @@
 //! toolkit.
 //!
 //! This crate owns the two things both sides must agree on: the grammar of
-//! the watch string written to `/proc/kstackwatch`, and the binary layout of
-//! the catch record the module keeps in memory for post-mortem analysis. It
-//! depends on nothing, so the module's C header and the analyzer can both
-//! follow it.
+//! the watch string written to `/proc/kstackwatch` ([`config`]), and the
+//! binary layout of the catch record the module keeps in memory for
+//! post-mortem analysis ([`record`]). It depends on nothing, so the
+//! module's C header and the analyzer can both follow it.
+//!
+//! The C side lives in `crates/kstackwatch-mod/module/`; its
+//! `ksw_record.h` is checked against [`record`] by `tests/layout.rs`, and
+//! its parser (`ksw_config.c`) follows the same rules and error numbers as
+//! [`config::parse`].
 #![deny(missing_docs)]
+
+pub mod config;
+pub mod record;
+
+pub use config::{parse, ConfigError, Grammar, WatchConfig};
+pub use record::{Catch, CatchLog, Regs};
