@@ -174,6 +174,7 @@ pub struct Function {
     /// The compilation unit's name (source file).
     pub unit_name: String,
     /// The DIE of the subprogram.
+    #[allow(dead_code)]
     pub offset: UnitOffset,
     /// What `DW_OP_fbreg` is relative to.
     pub frame_base: FrameBase,

@@ -426,6 +426,80 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     })
 }
 
+/// A local or parameter of a function, as `frame_layout` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameSlot {
+    /// Its name.
+    pub name: String,
+    /// `true` for a parameter.
+    pub parameter: bool,
+    /// CFA-relative offset when it has one fixed stack slot.
+    pub cfa_offset: Option<i64>,
+    /// Size of its type in bytes.
+    pub size: Option<u64>,
+    /// Its C type.
+    pub type_name: String,
+    /// Where it lives, or why it is not on the stack.
+    pub location: String,
+    /// Declared in a lexical block rather than at function level.
+    pub in_block: bool,
+    /// The inlined function it belongs to, if any.
+    pub inlined_from: Option<String>,
+}
+
+/// A function's locals and parameters with their stack slots.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameLayout {
+    /// The function's symbol.
+    pub symbol: String,
+    /// Its address as stated in the file.
+    pub function_address: u64,
+    /// Its compilation unit.
+    pub unit: String,
+    /// Its variables, in DWARF order.
+    pub variables: Vec<FrameSlot>,
+}
+
+/// List where each local and parameter of `function` lives.
+pub fn frame_layout(files: &[&DebugFile], function: &str) -> Result<FrameLayout> {
+    let images = files.iter().map(|f| ElfImage::parse(f)).collect::<Result<Vec<_>>>()?;
+    let (image, symbol, _) = choose_function(&images, function)?;
+    let sections = DebugSections::load(image)?;
+    let dwarf = sections.dwarf()?;
+    let unit = dwarf::unit_for_address(&sections, &dwarf, symbol.address)?
+        .ok_or_else(|| Error::Unsupported(format!("no DWARF unit covers `{}`", symbol.name)))?;
+    let subprogram = unit
+        .subprogram_at(symbol.address)?
+        .ok_or_else(|| Error::Unsupported(format!("no subprogram starts at `{}`", symbol.name)))?;
+    let described = unit.function(subprogram)?;
+    let mut variables = Vec::new();
+    for v in &described.variables {
+        let size = v.type_offset.map(|t| unit.type_size(t)).transpose()?.flatten();
+        let (cfa_offset, location) = match stack_slot(&described, v) {
+            Ok((offset, None, text)) => (Some(offset), text),
+            Ok((offset, Some(_), text)) => (Some(offset), text),
+            Err(Error::NotOnStack { reason, .. }) => (None, reason),
+            Err(e) => return Err(e),
+        };
+        variables.push(FrameSlot {
+            name: v.name.clone(),
+            parameter: v.parameter,
+            cfa_offset,
+            size,
+            type_name: unit.type_name(v.type_offset)?,
+            location,
+            in_block: v.block_ranges.is_some(),
+            inlined_from: v.inlined_from.clone(),
+        });
+    }
+    Ok(FrameLayout {
+        symbol: symbol.name.to_string(),
+        function_address: symbol.address,
+        unit: described.unit_name,
+        variables,
+    })
+}
+
 struct Target {
     path: String,
     variable_start: i64,
