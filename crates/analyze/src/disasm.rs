@@ -29,13 +29,15 @@ pub(crate) struct StackWrite {
 
 impl StackWrite {
     /// Whether this write may touch `[start, start + len)` (CFA-relative).
-    pub(crate) fn overlaps(&self, start: i64, len: u64, object_end: i64) -> bool {
+    /// `extent_end` bounds a write of unknown extent: the end of the stack
+    /// object the write starts in.
+    pub(crate) fn overlaps(&self, start: i64, len: u64, extent_end: impl Fn(i64) -> i64) -> bool {
         let end = start + len as i64;
         let (w_start, w_end) = match (self.len, self.indexed) {
             (Some(n), false) => (self.cfa_offset, self.cfa_offset + n as i64),
             // Unknown extent: anything from the first byte to the end of
             // the object it starts in.
-            _ => (self.cfa_offset, object_end.max(self.cfa_offset + 1)),
+            _ => (self.cfa_offset, extent_end(self.cfa_offset).max(self.cfa_offset + 1)),
         };
         w_start < end && start < w_end
     }
@@ -68,14 +70,19 @@ pub(crate) struct Step {
     /// The value the linear SP tracker predicts after the instruction.
     pub(crate) tracked_after: Option<i64>,
     pub(crate) writes: Vec<StackWrite>,
-    /// For calls: argument registers holding CFA + k.
-    pub(crate) pointer_args: Vec<(&'static str, i64)>,
+    /// For calls: argument registers (by position) holding CFA + k.
+    pub(crate) pointer_args: Vec<(usize, &'static str, i64)>,
+    /// For direct calls: the target.
+    pub(crate) call_target: Option<u64>,
     pub(crate) modifies_rsp: bool,
     /// Loads the stack-protector guard into this register.
     pub(crate) canary_load: Option<Register>,
     /// Stores this register into the frame at CFA + k.
     pub(crate) register_store: Option<(Register, i64)>,
     pub(crate) is_nop: bool,
+    /// A `rep`-prefixed string instruction: single-stepping it under a
+    /// kprobe runs one iteration at a time, so it is never probed.
+    pub(crate) repeated: bool,
 }
 
 /// How to recognise the stack-protector guard load.
@@ -178,7 +185,8 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
         let pointer_args = if flow == Flow::Call {
             ARGUMENT_REGISTERS
                 .iter()
-                .filter_map(|(reg, name)| known.iter().find(|(r, _)| r == reg).map(|(_, k)| (*name, *k)))
+                .enumerate()
+                .filter_map(|(i, (reg, name))| known.iter().find(|(r, _)| r == reg).map(|(_, k)| (i, *name, *k)))
                 .collect()
         } else {
             Vec::new()
@@ -293,10 +301,13 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
             tracked_after,
             writes,
             pointer_args,
+            call_target: (flow == Flow::Call && instruction.op0_kind() == OpKind::NearBranch64)
+                .then(|| instruction.near_branch_target()),
             modifies_rsp,
             canary_load,
             register_store,
             is_nop: instruction.mnemonic() == Mnemonic::Nop || instruction.mnemonic() == Mnemonic::Endbr64,
+            repeated: instruction.has_rep_prefix() || instruction.has_repe_prefix() || instruction.has_repne_prefix(),
         });
         if instruction.is_invalid() {
             break;

@@ -238,9 +238,28 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     let variable_end = target.variable_start + target.variable_size as i64;
 
     // Own writes: direct stores to the watched bytes, and calls that get a
-    // pointer into the variable.
-    let own_write = |s: &Step| -> Option<String> {
-        if let Some(w) = s.writes.iter().find(|w| w.overlaps(watched, u64::from(watch_len), variable_end)) {
+    // pointer into the variable through a parameter that is not
+    // pointer-to-const.
+    let extents: Vec<(i64, i64)> = function
+        .variables
+        .iter()
+        .filter_map(|v| {
+            let (offset, _, _) = stack_slot(&function, v).ok()?;
+            let size = v.type_offset.and_then(|t| unit.type_size(t).ok().flatten())?;
+            Some((offset, offset + size as i64))
+        })
+        .collect();
+    let extent_end = |at: i64| -> i64 {
+        extents
+            .iter()
+            .filter(|(b, e)| *b <= at && at < *e)
+            .map(|(_, e)| *e)
+            .max()
+            .unwrap_or(at + 8)
+    };
+    let mut callee_cache: Vec<(u64, usize, bool)> = Vec::new();
+    let mut own_write = |s: &Step| -> Option<String> {
+        if let Some(w) = s.writes.iter().find(|w| w.overlaps(watched, u64::from(watch_len), extent_end)) {
             return Some(if w.len.is_none() {
                 "string store into the variable".to_string()
             } else if w.indexed {
@@ -249,10 +268,26 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
                 "store to the watched bytes".to_string()
             });
         }
-        s.pointer_args
-            .iter()
-            .find(|(_, k)| *k >= target.variable_start && *k < variable_end)
-            .map(|(reg, k)| format!("call gets a pointer into the variable (%{reg} = CFA{k:+})"))
+        for (position, reg, k) in &s.pointer_args {
+            if *k < target.variable_start || *k >= variable_end {
+                continue;
+            }
+            let writes = match s.call_target {
+                Some(callee) => match callee_cache.iter().find(|(c, p, _)| *c == callee && p == position) {
+                    Some((_, _, w)) => *w,
+                    None => {
+                        let w = callee_may_write(image, &sections, &dwarf, callee, *position);
+                        callee_cache.push((callee, *position, w));
+                        w
+                    }
+                },
+                None => true,
+            };
+            if writes {
+                return Some(format!("call gets a pointer into the variable (%{reg} = CFA{k:+})"));
+            }
+        }
+        None
     };
     let writes: Vec<(usize, String)> = steps.iter().enumerate().filter_map(|(i, s)| own_write(s).map(|w| (i, w))).collect();
 
@@ -275,10 +310,14 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     } else {
         (floor, "end of the prologue (the function itself never writes the watched bytes)".to_string())
     };
-    // A call's writes are done when it returns: probe the instruction after it.
+    // A call's writes are done when it returns, and a `rep` string
+    // instruction is not single-stepped whole: probe the next instruction.
     if steps.get(probe).is_some_and(|s| s.flow == Flow::Call) {
         probe += 1;
         reason.push_str("; probing the instruction after the call");
+    } else if steps.get(probe).is_some_and(|s| s.repeated) {
+        probe += 1;
+        reason.push_str("; probing the instruction after the string operation");
     }
     // Skip what a kprobe must not or cannot sit on usefully.
     while let Some(s) = steps.get(probe) {
@@ -292,7 +331,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         function: symbol.name.to_string(),
         reason: "the function ends before a probe point".into(),
     })?;
-    if step.flow != Flow::Next {
+    if step.flow != Flow::Next || step.repeated {
         return Err(Error::NoProbePoint {
             function: symbol.name.to_string(),
             reason: format!(
@@ -498,6 +537,26 @@ pub fn frame_layout(files: &[&DebugFile], function: &str) -> Result<FrameLayout>
         unit: described.unit_name,
         variables,
     })
+}
+
+/// Whether the function at `callee` may write through its parameter number
+/// `position`: `false` only when DWARF says that parameter is a pointer to
+/// const (`copy_to_user(to, const void *from, n)`).
+fn callee_may_write(
+    image: &ElfImage<'_>,
+    sections: &DebugSections<'_>,
+    dwarf: &gimli::Dwarf<dwarf::Reader<'_>>,
+    callee: u64,
+    position: usize,
+) -> bool {
+    let Some(symbol) = image.function_containing(callee) else { return true };
+    // A compiler-made copy may have dropped or reordered parameters.
+    if symbol.address != callee || symbol.name.contains('.') {
+        return true;
+    }
+    let Ok(Some(unit)) = dwarf::unit_for_address(sections, dwarf, callee) else { return true };
+    let Ok(Some(subprogram)) = unit.subprogram_at(callee) else { return true };
+    !matches!(unit.parameter_is_const_pointer(subprogram, position), Ok(Some(true)))
 }
 
 struct Target {

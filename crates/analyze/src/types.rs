@@ -275,6 +275,45 @@ impl UnitContext<'_, '_> {
         Ok(names)
     }
 
+    /// Whether parameter number `position` of the subprogram at `subprogram`
+    /// is a pointer to const. `None` when it has no such parameter.
+    pub(crate) fn parameter_is_const_pointer(&self, subprogram: UnitOffset, position: usize) -> Result<Option<bool>> {
+        let mut parameters = Vec::new();
+        for child in self.children_of(subprogram)? {
+            if self.tag_of(child)? == gimli::DW_TAG_formal_parameter {
+                parameters.push(child);
+            }
+        }
+        let Some(&parameter) = parameters.get(position) else {
+            return Ok(None);
+        };
+        let Some(ty) = self.ref_of(parameter, gimli::DW_AT_type)? else {
+            return Ok(None);
+        };
+        let Some(stripped) = self.strip(ty)? else {
+            return Ok(Some(false));
+        };
+        if self.tag_of(stripped)? != gimli::DW_TAG_pointer_type {
+            return Ok(Some(false));
+        }
+        let Some(pointee) = self.ref_of(stripped, gimli::DW_AT_type)? else {
+            return Ok(Some(false)); // void *
+        };
+        // Look through typedefs for a const qualifier.
+        let mut current = pointee;
+        for _ in 0..16 {
+            match self.tag_of(current)? {
+                gimli::DW_TAG_const_type => return Ok(Some(true)),
+                gimli::DW_TAG_typedef | gimli::DW_TAG_volatile_type => match self.ref_of(current, gimli::DW_AT_type)? {
+                    Some(next) => current = next,
+                    None => return Ok(Some(false)),
+                },
+                _ => return Ok(Some(false)),
+            }
+        }
+        Ok(Some(false))
+    }
+
     /// Walk `path` through the variable's type.
     pub(crate) fn select(&self, path: &VariablePath, variable_type: Option<UnitOffset>) -> Result<Selection> {
         let text = &path.text;
