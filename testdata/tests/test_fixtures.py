@@ -29,7 +29,9 @@ FIXTURES = Path(os.environ.get("KSW_FIXTURES", CACHE / "fixtures"))
 DRGN = Path(os.environ.get("KSW_DRGN_PYTHON", CACHE / "drgn-venv" / "bin" / "python"))
 SERIES = os.environ.get("KSW_SERIES", "6.1 6.12").split()
 # What each scenario's panic says, as the scenario itself provokes it.
-EXPECTED_PANIC = {"sysrq": "sysrq triggered crash"}
+EXPECTED_PANIC = {"sysrq": "sysrq triggered crash",
+                  "kstackwatch-panic": "kstackwatch: stack corruption caught, "
+                                       "writer silent_corruption_unwitting [kstackwatch_test]"}
 
 
 def fixture(series, run):

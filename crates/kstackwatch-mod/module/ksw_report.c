@@ -7,9 +7,17 @@
  * after the watched function returns, arch_rethook_trampoline builds a
  * pt_regs on the dead frame before the exit handler can disarm.  Other
  * hits are reported to dmesg and stored in the catch record ring.
+ *
+ * The panic, when asked for, is raised from an irq_work right after the
+ * #DB returns rather than from the #DB itself: printk output from NMI-like
+ * context is only flushed to the console later, and a panic that goes
+ * straight into kdump would leave the report out of the console log (it
+ * would still be in the dump's printk buffer).  The writer task is the
+ * one interrupted by the irq_work, so the dump still shows its stack.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/irq_work.h>
 #include <linux/kallsyms.h>
 #include <linux/kernel.h>
 #include <linux/panic.h>
@@ -31,6 +39,15 @@ struct ksw_catch_log ksw_catch_log = {
 };
 
 static atomic64_t ksw_catch_seq = ATOMIC64_INIT(0);
+static unsigned long ksw_panic_ip;
+
+static void ksw_panic_work(struct irq_work *work)
+{
+	panic("kstackwatch: stack corruption caught, writer %ps\n",
+	      (void *)READ_ONCE(ksw_panic_ip));
+}
+
+static struct irq_work ksw_panic_iw = IRQ_WORK_INIT_HARD(ksw_panic_work);
 
 static const char * const ksw_trampolines[] = {
 	"arch_rethook_trampoline",
@@ -199,7 +216,6 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 	ksw_report(rec, regs);
 	/* later writes report their own old value */
 	WRITE_ONCE(wp->old_value, new_value);
-	if (do_panic)
-		panic("kstackwatch: stack corruption caught at %pS\n",
-		      (void *)regs->ip);
+	if (do_panic && !cmpxchg(&ksw_panic_ip, 0, regs->ip))
+		irq_work_queue(&ksw_panic_iw);
 }
