@@ -356,8 +356,8 @@ impl<S: ByteSource> KdumpCompressed<S> {
         PageStats { max_pfn: self.header.max_mapnr, present, dumped, excluded: present.saturating_sub(dumped) }
     }
 
-    /// Where the page data of the last dumped page ends, if the file is too
-    /// short for it: `(needed, file length)`.
+    /// If the file is too short for its descriptor table or for some page's
+    /// data: `(bytes needed, file length)`.
     pub fn truncation(&self) -> Option<(u64, u64)> {
         let len = self.src.len();
         let count = self.dumped.count();
@@ -365,15 +365,25 @@ impl<S: ByteSource> KdumpCompressed<S> {
         if table_end > len {
             return Some((table_end, len));
         }
-        if count == 0 {
-            return None;
+        // Page data is not written in PFN order (zero pages share one
+        // block near the start), so every descriptor is checked: one
+        // sequential pass over 24 bytes per dumped page.
+        let mut max_end = 0u64;
+        let mut at = self.desc_offset;
+        let chunk_descs = 4096u64;
+        while at < table_end {
+            let n = ((table_end - at) / PAGE_DESC_SIZE).min(chunk_descs);
+            let Ok(chunk) = self.src.bytes(FileOffset(at), (n * PAGE_DESC_SIZE) as usize, "page descriptors") else {
+                return Some((table_end, len));
+            };
+            for d in chunk.chunks_exact(PAGE_DESC_SIZE as usize) {
+                let off = le_u64(d, 0).unwrap_or(0);
+                let size = u64::from(le_u32(d, 8).unwrap_or(0));
+                max_end = max_end.max(off.saturating_add(size));
+            }
+            at += n * PAGE_DESC_SIZE;
         }
-        // The data of the highest PFN is written last.
-        let desc = self.src.bytes(FileOffset(table_end - PAGE_DESC_SIZE), 24, "page descriptor").ok()?;
-        let off = le_u64(&desc, 0)?;
-        let size = u64::from(le_u32(&desc, 8)?);
-        let end = off.saturating_add(size);
-        (end > len).then_some((end, len))
+        (max_end > len).then_some((max_end, len))
     }
 
     /// Hit and miss counts of the page cache.
