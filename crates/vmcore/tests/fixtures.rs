@@ -12,9 +12,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{Run, Rng};
+use common::{Outcome, Run, address_set, read};
 use ksw_vmcore::summary::DumpSummary;
-use ksw_vmcore::{Dump, DumpFormat, Error, KernelMemory, OpenOptions, VirtAddr};
+use ksw_vmcore::{Dump, DumpFormat, Error, KernelMemory, OpenOptions};
 
 fn open(run: &Run, path: &Path) -> Dump {
     let options = OpenOptions { vmcoreinfo_override: run.vmcoreinfo_override() };
@@ -136,53 +136,6 @@ fn dmesg_agrees_with_the_serial_console() {
             }
         }
     }
-}
-
-/// What reading an address gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    Bytes(Vec<u8>),
-    Excluded,
-    NotInDump,
-    Unmapped,
-}
-
-fn read(dump: &Dump, addr: u64, len: usize) -> Outcome {
-    match dump.read_vec(VirtAddr(addr), len) {
-        Ok(b) => Outcome::Bytes(b),
-        Err(Error::Excluded(_)) => Outcome::Excluded,
-        Err(Error::NotInDump(_)) => Outcome::NotInDump,
-        Err(Error::Unmapped { .. }) => Outcome::Unmapped,
-        Err(e) => panic!("{}: {addr:#x}: unexpected error {e}", dump.path().display()),
-    }
-}
-
-/// Kernel addresses of every kind: text and data symbols, the direct map,
-/// the CPUs' (vmalloc'd) stacks, module memory, and holes.
-fn address_set(run: &Run, dump: &Dump, n: usize) -> Vec<u64> {
-    let mut rng = Rng(0x5eed_0000 ^ run.label().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
-    let truth = common::ground_truth_kallsyms(run);
-    let mut syms: Vec<u64> = truth.values().filter(|(a, k)| *a >= 0xffff_ffff_8000_0000 && "TtRrDdBb".contains(*k)).map(|(a, _)| *a).collect();
-    syms.sort();
-    let modules = common::ground_truth_modules(run);
-    let page_offset = dump.read_u64(dump.symbol("page_offset_base").unwrap()).unwrap();
-    let ram = dump.page_stats().present.max(1) * 4096;
-    let sps: Vec<u64> = dump.cpus().unwrap().iter().map(|c| c.registers.rsp()).collect();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let a = match rng.below(6) {
-            0 | 1 => syms[rng.below(syms.len() as u64) as usize] + rng.below(512),
-            2 => page_offset + rng.below(ram),
-            3 => sps[rng.below(sps.len() as u64) as usize].wrapping_sub(8192).wrapping_add(rng.below(16384)),
-            4 if !modules.is_empty() => {
-                let (_, size, base) = &modules[rng.below(modules.len() as u64) as usize];
-                base + rng.below(*size)
-            }
-            _ => 0xffff_0000_0000_0000 | rng.next(),
-        };
-        out.push(a);
-    }
-    out
 }
 
 /// True if the whole page holding `addr` (and the next, for reads that
