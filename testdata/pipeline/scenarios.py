@@ -83,6 +83,12 @@ def kstackwatch_runs(series):
         Run("kstackwatch", "kstackwatch", mode="none", project_modules=True,
             timeout=600),
         Run("kstackwatch-panic", "kstackwatch-panic", project_modules=True),
+        Run("kstackwatch-stress", "kstackwatch-stress", mode="none", cpus=4,
+            mem="1G", project_modules=True, timeout=1200),
+        Run("kstackwatch-bench", "kstackwatch-bench", mode="none",
+            project_modules=True),
+        Run("kstackwatch-bench-4cpu", "kstackwatch-bench", mode="none", cpus=4,
+            project_modules=True),
     ]
 
 

@@ -14,7 +14,7 @@
 
 #include "ksw_record.h"
 
-#define KSW_CONFIG_MAX		128	/* input is at most 127 bytes */
+#define KSW_CONFIG_MAX		128	/* input: at most 127 bytes */
 #define KSW_FUNC_NAME_LEN	KSW_RECORD_FUNC_LEN
 #define KSW_MAX_WATCH		HBP_NUM
 #define KSW_CANARY_WORDS	128
@@ -39,7 +39,7 @@ int ksw_config_parse(const char *buf, struct ksw_config *cfg);
 struct ksw_wp {
 	struct perf_event * __percpu *events;
 	call_single_data_t __percpu *csd;
-	unsigned long addr;		/* current target, read by the IPIs */
+	unsigned long addr;		/* current target, read by IPIs */
 	atomic_t busy;			/* owned by an invocation */
 	int index;
 	/* owner data, valid while busy */
@@ -121,7 +121,7 @@ struct ksw_stats {
 
 /* ksw_main.c: the global state */
 struct ksw_state {
-	struct ksw_config cfg;		/* active config, stable while enabled */
+	struct ksw_config cfg;		/* stable while enabled */
 	bool enabled;			/* probes act only when set */
 	bool watching;			/* a config is installed */
 	unsigned int gen;		/* bumped on every start and stop */

@@ -83,18 +83,20 @@ static bool ksw_in_stack(unsigned long addr, unsigned long len)
 {
 	unsigned long lo = (unsigned long)task_stack_page(current);
 
-	return addr >= lo && addr + len <= lo + THREAD_SIZE && addr + len > addr;
+	return addr >= lo && addr + len > addr &&
+	       addr + len <= lo + THREAD_SIZE;
 }
 
 /* Find current->stack_canary above @sp, within the stack. */
 static int ksw_find_canary(unsigned long sp, unsigned long *addr)
 {
 #ifdef CONFIG_STACKPROTECTOR
-	unsigned long top = (unsigned long)task_stack_page(current) + THREAD_SIZE;
+	unsigned long top = (unsigned long)task_stack_page(current);
 	unsigned long canary = current->stack_canary;
 	unsigned long *p = (unsigned long *)ALIGN(sp, sizeof(long));
 	int i;
 
+	top += THREAD_SIZE;
 	for (i = 0; i < KSW_CANARY_WORDS; i++, p++) {
 		if ((unsigned long)(p + 1) > top)
 			break;
@@ -114,7 +116,9 @@ static int ksw_watch_addr(unsigned long sp, unsigned long *addr)
 	if (cfg->canary) {
 		if (ksw_find_canary(sp, addr)) {
 			/* once per config: the counter is reset at start */
-			if (atomic64_inc_return(&ksw.stats.canary_not_found) == 1)
+			atomic64_t *missed = &ksw.stats.canary_not_found;
+
+			if (atomic64_inc_return(missed) == 1)
 				pr_err("canary not found within %d words above sp 0x%lx, not watching\n",
 				       KSW_CANARY_WORDS, sp);
 			return -ENOENT;
@@ -316,7 +320,8 @@ static int ksw_resolve(const struct ksw_config *cfg, unsigned long *size)
 	p = sym + n;
 	if (strncmp(sym, cfg->func_name, n) || *p != '+' ||
 	    sscanf(p, "+%lx/%lx", &off, size) != 2) {
-		pr_err("cannot find the size of %s (%s)\n", cfg->func_name, sym);
+		pr_err("cannot find the size of %s (%s)\n", cfg->func_name,
+		       sym);
 		return -ENOENT;
 	}
 	return 0;

@@ -26,9 +26,9 @@
 #define KSW_RECORD_CONFIG_LEN	128
 
 /* ksw_catch.flags */
-#define KSW_CATCH_CANARY	0x1	/* the watch was on the stack canary */
-#define KSW_CATCH_SELF		0x2	/* the writer is the victim task */
-#define KSW_CATCH_PANIC		0x4	/* the module panicked after this catch */
+#define KSW_CATCH_CANARY	0x1	/* the canary was watched */
+#define KSW_CATCH_SELF		0x2	/* writer is the victim task */
+#define KSW_CATCH_PANIC		0x4	/* panic after this catch */
 
 /* x86_64 struct pt_regs, in kernel order */
 struct ksw_regs {
@@ -67,24 +67,24 @@ struct ksw_catch {
 	__u32 watch_len;
 	__u32 depth;
 	__u64 watch_addr;		/* watched stack address */
-	__u64 armed_sp;			/* SP at func+offset when armed */
+	__u64 armed_sp;			/* SP at the probe when armed */
 	__u64 old_value;		/* value before the write */
 	__u64 new_value;		/* value after the write */
-	__u64 victim_task;		/* struct task_struct * of the victim */
-	__u64 writer_task;		/* struct task_struct * of the writer */
+	__u64 victim_task;		/* victim's task_struct * */
+	__u64 writer_task;		/* writer's task_struct * */
 	__s32 victim_pid;
 	__s32 writer_pid;
 	char victim_comm[KSW_RECORD_COMM_LEN];
 	char writer_comm[KSW_RECORD_COMM_LEN];
 	char config[KSW_RECORD_CONFIG_LEN];	/* the config string */
-	struct ksw_regs regs;		/* the writer's registers at the #DB */
+	struct ksw_regs regs;		/* writer's registers at #DB */
 };
 
 /* The ring.  Catch number n lives in records[(n - 1) % nr_records]. */
 struct ksw_catch_log {
 	__u64 magic;			/* KSW_RECORD_MAGIC */
 	__u32 version;			/* KSW_RECORD_VERSION */
-	__u32 header_size;		/* offsetof(struct ksw_catch_log, records) */
+	__u32 header_size;		/* offset of records[] */
 	__u32 record_size;		/* sizeof(struct ksw_catch) */
 	__u32 nr_records;		/* KSW_RECORD_RING */
 	__u64 total;			/* catches so far */

@@ -11,6 +11,7 @@
  *   mthread [N] [R]         N workers, R calls each, some corrupted
  *   overflow [clean]        another thread overflows a frame's buffer
  *   loop [clean]            the arming probe sits inside a loop
+ *   bench [N]               N calls of a probed function, timed
  *
  * Reading the file lists, for every scenario, a kstackwatch config in
  * both grammars ("NAME kv CONFIG" and "NAME pos CONFIG").  The probe
@@ -25,6 +26,7 @@
 #include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/kthread.h>
+#include <linux/ktime.h>
 #include <linux/list.h>
 #include <linux/module.h>
 #include <linux/proc_fs.h>
@@ -64,6 +66,7 @@ enum ksw_scenario {
 	KSW_MTHREAD,
 	KSW_OVERFLOW,
 	KSW_LOOP,
+	KSW_BENCH,
 	KSW_NR_SCENARIOS,
 };
 
@@ -498,24 +501,51 @@ static KSW_TEST_FN void test_loop_victim(void)
 	ksw_verdict("loop", &local, KSW_TEST_VICTIM);
 }
 
+/* ---- bench: the cost of the probes, armed or not ---- */
+
+static KSW_TEST_FN void test_bench_victim(void)
+{
+	u64 local = KSW_TEST_VICTIM;
+	unsigned long sp, ip;
+
+	KSW_MARK(sp, ip);
+	if (ksw_calibrate(KSW_BENCH, sp, ip, (unsigned long)&local))
+		return;
+	READ_ONCE(local);
+}
+
+static void ksw_test_bench(unsigned int calls)
+{
+	u64 t0, ns;
+	unsigned int i;
+
+	t0 = ktime_get_ns();
+	for (i = 0; i < calls; i++)
+		test_bench_victim();
+	ns = ktime_get_ns() - t0;
+	pr_info("bench calls=%u ns=%llu ns_per_call=%llu\n", calls, ns,
+		calls ? ns / calls : 0);
+}
+
 /* ---- control ---- */
 
 static void ksw_test_describe(void)
 {
 	static const char * const names[KSW_NR_SCENARIOS] = {
 		"fire", "canary", "recursion", "silent", "mthread",
-		"overflow", "loop",
+		"overflow", "loop", "bench",
 	};
 	static const char * const funcs[KSW_NR_SCENARIOS] = {
 		"test_watch_fire", "test_canary_overflow",
 		"recursive_corruption_test", "silent_corruption_victim",
 		"test_mthread_victim", "test_overflow_victim",
-		"test_loop_victim",
+		"test_loop_victim", "test_bench_victim",
 	};
 	static void * const addrs[KSW_NR_SCENARIOS] = {
 		test_watch_fire, test_canary_overflow,
 		recursive_corruption_test, silent_corruption_victim,
 		test_mthread_victim, test_overflow_victim, test_loop_victim,
+		test_bench_victim,
 	};
 	int i;
 
@@ -539,6 +569,7 @@ static void ksw_test_calibrate(void)
 	test_mthread_victim(0, 0);
 	test_overflow_victim();
 	test_loop_victim();
+	test_bench_victim();
 	ksw_calibrating = false;
 }
 
@@ -611,6 +642,8 @@ static int ksw_test_run(char *cmd)
 		ksw_test_overflow();
 	} else if (!strcmp(name, "loop")) {
 		test_loop_victim();
+	} else if (!strcmp(name, "bench")) {
+		ksw_test_bench(n ? nums[0] : 10000);
 	} else {
 		pr_err("unknown scenario '%s'\n", name);
 		return -EINVAL;

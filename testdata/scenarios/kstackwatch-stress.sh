@@ -1,0 +1,63 @@
+# kstackwatch.ko under stress on 4 vCPUs: 200 workers while the config is
+# replaced 50 times, CPU hotplug while armed, then 50 unload/reload cycles
+# while armed and while workers run. Afterwards every hardware slot must
+# be free again. The console is kept quiet (catch reports would flood the
+# serial line); dmesg is saved instead.
+. /ksw/kstackwatch-lib.sh
+echo "ksw-scenario: kstackwatch-stress on $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs"
+ksw_load
+dmesg -n 1
+kv=$(ksw_cfg mthread kv)
+pos=$(ksw_cfg mthread pos)
+
+# how many slots a config gets on an idle machine
+ksw_set "$kv mw=0" > /dev/null
+grep '^slots_total' /proc/kstackwatch > "$OUT/slots-before"
+echo > /proc/kstackwatch
+
+# 50 reconfigurations under 200 workers
+echo "mthread 200 5" > /proc/kstackwatch_test &
+workers=$!
+i=0
+while [ $i -lt 50 ]; do
+	if [ $((i % 2)) = 0 ]; then c=$kv; else c=$pos; fi
+	err=$(ksw_set "$c")
+	[ -z "$err" ] || echo "reconfig $i: $err" >> "$OUT/reconfig.err"
+	i=$((i + 1))
+done
+wait $workers
+echo "reconfigurations: 50" > "$OUT/reconfig.done"
+cat /proc/kstackwatch > "$OUT/after-reconfig.state"
+
+# CPU hotplug while armed: a catch on every CPU configuration
+ksw_set "$(ksw_cfg silent kv)" > /dev/null
+echo 0 > /sys/devices/system/cpu/cpu3/online
+echo silent > /proc/kstackwatch_test
+echo 1 > /sys/devices/system/cpu/cpu3/online
+echo silent > /proc/kstackwatch_test
+cat /proc/kstackwatch > "$OUT/hotplug.state"
+echo > /proc/kstackwatch
+
+# 50 unload/reload cycles while armed, workers running
+echo "mthread 200 5" > /proc/kstackwatch_test &
+workers=$!
+i=0
+while [ $i -lt 50 ]; do
+	err=$(ksw_set "$kv")
+	[ -z "$err" ] || echo "reload $i: $err" >> "$OUT/reload.err"
+	rmmod kstackwatch || echo "rmmod $i failed" >> "$OUT/reload.err"
+	insmod /ksw/modules/kstackwatch.ko || echo "insmod $i failed" >> "$OUT/reload.err"
+	i=$((i + 1))
+done
+wait $workers
+echo "reloads: 50" > "$OUT/reload.done"
+
+# every slot is free again
+ksw_set "$kv mw=0" > /dev/null
+grep '^slots_total' /proc/kstackwatch > "$OUT/slots-after"
+echo > /proc/kstackwatch
+rmmod kstackwatch_test
+rmmod kstackwatch
+dmesg > "$OUT/stress.dmesg"
+grep -c 'Caught stack corruption' "$OUT/stress.dmesg" > "$OUT/catches"
+echo "ksw-scenario: kstackwatch-stress done"
