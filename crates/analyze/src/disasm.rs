@@ -198,8 +198,11 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
             && instruction.op_count() == 2
             && instruction.op0_kind() == OpKind::Register
             && instruction.op1_kind() == OpKind::Memory
-            && instruction.memory_segment() == Register::GS
+            && matches!(instruction.memory_segment(), Register::GS | Register::FS)
         {
+            // The kernel keeps the guard at %gs:0x28 (or in the per-CPU
+            // `__stack_chk_guard`); user space at %fs:0x28, which lets
+            // user-space fixtures exercise the same code.
             let absolute = instruction.memory_base() == Register::None
                 && instruction.memory_index() == Register::None
                 && instruction.memory_displacement64() == 0x28;

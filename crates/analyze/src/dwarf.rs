@@ -340,6 +340,24 @@ impl<'d, 's> UnitContext<'d, 's> {
         Ok(None)
     }
 
+    /// A top-level subprogram DIE (definition or declaration) named `name`.
+    pub(crate) fn subprogram_named(&self, name: &str) -> Result<Option<UnitOffset>> {
+        let mut cursor = self.unit.entries();
+        let mut depth = 0isize;
+        while let Some((delta, entry)) = cursor.next_dfs().map_err(|e| self.e(e))? {
+            depth += delta;
+            if depth != 1 || entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            if let Some(value) = entry.attr_value(gimli::DW_AT_name).map_err(|e| self.e(e))? {
+                if self.string(value).as_deref() == Some(name) {
+                    return Ok(Some(entry.offset()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Describe the function whose subprogram DIE is `offset`.
     pub(crate) fn function(&self, offset: UnitOffset) -> Result<Function> {
         let name = self.name_of(offset)?.unwrap_or_else(|| "<anonymous>".to_string());

@@ -272,16 +272,25 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             if *k < target.variable_start || *k >= variable_end {
                 continue;
             }
-            let writes = match s.call_target {
-                Some(callee) => match callee_cache.iter().find(|(c, p, _)| *c == callee && p == position) {
-                    Some((_, _, w)) => *w,
-                    None => {
-                        let w = callee_may_write(image, &sections, &dwarf, callee, *position);
-                        callee_cache.push((callee, *position, w));
-                        w
-                    }
-                },
-                None => true,
+            // In a `.ko` the call's target is only known by its relocation.
+            let callee = match image.kind() {
+                ImageKind::Relocatable => image.section_of(s.address).and_then(|(section, offset)| {
+                    image.relocation_symbol_in(section, offset + 1, (s.next - s.address).saturating_sub(1))
+                }),
+                ImageKind::Executable => None,
+            };
+            let key = s.call_target.unwrap_or(s.address);
+            let writes = match callee_cache.iter().find(|(c, p, _)| *c == key && p == position) {
+                Some((_, _, w)) => *w,
+                None => {
+                    let w = match (s.call_target, callee) {
+                        (_, Some(name)) => callee_may_write_by_name(&unit, name, *position),
+                        (Some(target), None) => callee_may_write(image, &sections, &dwarf, &unit, target, *position),
+                        (None, None) => true,
+                    };
+                    callee_cache.push((key, *position, w));
+                    w
+                }
             };
             if writes {
                 return Some(format!("call gets a pointer into the variable (%{reg} = CFA{k:+})"));
@@ -293,23 +302,35 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
 
     // The probe point.
     let floor = prologue_end.unwrap_or(0);
-    let (mut probe, mut reason) = if let Some(store) = target.forced_probe {
-        (store, "the store of the canary into its slot".to_string())
-    } else if let Some((i, why)) = writes.iter().filter(|(i, _)| *i < entry_end).last() {
+    // The last own write of the straight-line run (up to the next branch)
+    // that starts at `from`.
+    let last_in_run = |from: usize| -> Option<&(usize, String)> {
+        let run_end = steps[from..].iter().position(|s| s.flow == Flow::Branch).map_or(steps.len(), |p| from + p);
+        writes.iter().filter(|(i, _)| *i >= from && *i < run_end).last()
+    };
+    // `anchor`: the write the probe comes after; writes up to it in its
+    // run are initialisation, not expected hits.
+    let (mut probe, mut reason, anchor) = if let Some(store) = target.forced_probe {
+        (store, "the store of the canary into its slot".to_string(), Some(store))
+    } else if let Some((i, why)) = last_in_run(0) {
         if *i >= floor {
-            (*i, format!("the function's last initialising write before its first branch ({why})"))
+            (*i, format!("after the function's last initialising write before its first branch ({why})"), Some(*i))
         } else {
-            (floor, "end of the prologue, after the function's initialising writes".to_string())
+            (floor, "end of the prologue, after the function's initialising writes".to_string(), Some(*i))
         }
-    } else if let Some((i, why)) = writes.iter().find(|(i, _)| *i >= floor) {
+    } else if let Some((first, _)) = writes.iter().find(|(i, _)| *i >= floor) {
         caveats.push(
-            "the probe sits on the first own write after a branch: calls that take another path arm no watch"
+            "the probe follows the first own writes after a branch: calls that take another path arm no watch"
                 .to_string(),
         );
-        (*i, format!("the function's first own write ({why})"))
+        let (i, why) = last_in_run(*first).unwrap_or(&writes[0]);
+        (*i, format!("after the function's first own writes ({why})"), Some(*i))
     } else {
-        (floor, "end of the prologue (the function itself never writes the watched bytes)".to_string())
+        (floor, "end of the prologue (the function itself never writes the watched bytes)".to_string(), None)
     };
+    let run_start = anchor.map(|a| {
+        steps[..a].iter().rposition(|s| s.flow == Flow::Branch).map_or(0, |p| p + 1)
+    });
     // A call's writes are done when it returns, and a `rep` string
     // instruction is not single-stepped whole: probe the next instruction.
     if steps.get(probe).is_some_and(|s| s.flow == Flow::Call) {
@@ -344,7 +365,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
 
     // The variable must be in its slot from the probe to the end.
     if let Some(blocks) = &target.block_ranges {
-        if !blocks.iter().any(|(b, e)| *b <= step.next && step.next < *e) {
+        if !blocks.iter().any(|(b, e)| *b <= step.address && step.address < *e) {
             return Err(Error::NoProbePoint {
                 function: symbol.name.to_string(),
                 reason: format!(
@@ -414,8 +435,11 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     let probe_offset = step.address - symbol.address;
     let mut expected_hits = Vec::new();
     for (i, why) in &writes {
-        let entry_done = *i <= probe && *i < entry_end;
-        if entry_done || *i == probe {
+        let initialising = match (anchor, run_start) {
+            (Some(a), Some(r)) => *i >= r && *i <= a,
+            _ => false,
+        };
+        if initialising || *i == probe {
             continue;
         }
         let s = &steps[*i];
@@ -546,6 +570,7 @@ fn callee_may_write(
     image: &ElfImage<'_>,
     sections: &DebugSections<'_>,
     dwarf: &gimli::Dwarf<dwarf::Reader<'_>>,
+    caller_unit: &dwarf::UnitContext<'_, '_>,
     callee: u64,
     position: usize,
 ) -> bool {
@@ -554,9 +579,25 @@ fn callee_may_write(
     if symbol.address != callee || symbol.name.contains('.') {
         return true;
     }
-    let Ok(Some(unit)) = dwarf::unit_for_address(sections, dwarf, callee) else { return true };
-    let Ok(Some(subprogram)) = unit.subprogram_at(callee) else { return true };
-    !matches!(unit.parameter_is_const_pointer(subprogram, position), Ok(Some(true)))
+    if let Ok(Some(unit)) = dwarf::unit_for_address(sections, dwarf, callee) {
+        if let Ok(Some(subprogram)) = unit.subprogram_at(callee) {
+            return !matches!(unit.parameter_is_const_pointer(subprogram, position), Ok(Some(true)));
+        }
+    }
+    // No definition with DWARF: the caller's unit may declare it.
+    callee_may_write_by_name(caller_unit, symbol.name, position)
+}
+
+/// Like [`callee_may_write`], from the callee's declaration in the caller's
+/// unit (all a `.ko` has for a function defined elsewhere).
+fn callee_may_write_by_name(unit: &dwarf::UnitContext<'_, '_>, name: &str, position: usize) -> bool {
+    if name.contains('.') {
+        return true;
+    }
+    match unit.subprogram_named(name) {
+        Ok(Some(subprogram)) => !matches!(unit.parameter_is_const_pointer(subprogram, position), Ok(Some(true))),
+        _ => true,
+    }
 }
 
 struct Target {
@@ -679,8 +720,15 @@ fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<(i64, O
                 })
                 .collect();
             let Some(first) = stack.first() else {
-                let places: Vec<String> = entries.iter().take(4).map(|(_, _, p)| describe(p)).collect();
-                let more = if entries.len() > 4 { ", …" } else { "" };
+                let mut places: Vec<String> = Vec::new();
+                for (_, _, p) in entries {
+                    let text = describe(p);
+                    if !places.contains(&text) {
+                        places.push(text);
+                    }
+                }
+                let more = if places.len() > 4 { ", …" } else { "" };
+                places.truncate(4);
                 return Err(refuse(if entries.is_empty() {
                     "it is optimised out: its location list is empty".to_string()
                 } else {
@@ -709,10 +757,15 @@ fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v 
             let mut names: Vec<String> = function.variables.iter().map(|v| v.name.clone()).collect();
             names.sort();
             names.dedup();
+            let mut suggestions = nearest(name, names.iter().map(String::as_str), 6);
+            if suggestions.is_empty() && names.len() <= 8 {
+                // Nothing close: a short function's whole list helps more.
+                suggestions = names;
+            }
             Err(Error::UnknownVariable {
                 function: function.name.clone(),
                 name: name.to_string(),
-                suggestions: nearest(name, names.iter().map(String::as_str), 6),
+                suggestions,
             })
         }
         many => {
@@ -721,6 +774,11 @@ fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v 
             let first = many[0];
             if many.iter().all(|v| v.location == first.location && v.decl_line == first.decl_line) {
                 return Ok(first);
+            }
+            // Only one of them has a stack slot: that is the one to watch.
+            let on_stack: Vec<&&Variable> = many.iter().filter(|v| stack_slot(function, v).is_ok()).collect();
+            if let [only] = on_stack.as_slice() {
+                return Ok(only);
             }
             Err(Error::AmbiguousVariable {
                 function: function.name.clone(),
@@ -869,7 +927,9 @@ fn unit_name_for(image: &ElfImage<'_>, address: u64) -> String {
 }
 
 /// Largest `.debug_info` scanned to tell "inlined only" from "unknown".
-const INLINE_SCAN_LIMIT: usize = 64 << 20;
+/// This is an error path, and the scan is parallel: on the 589 MB 6.1
+/// vmlinux it takes about 3 s, so there is no practical limit.
+const INLINE_SCAN_LIMIT: usize = 1 << 40;
 
 /// When `name` is a subprogram that only appears inlined, some callers.
 fn inlined_callers(images: &[ElfImage<'_>], name: &str) -> Result<Option<String>> {
