@@ -97,7 +97,12 @@ pub enum Error {
         callers: String,
     },
     /// The name refers to several functions.
-    #[error("`{name}` is ambiguous; name one of these exactly:{}", list(.candidates))]
+    #[error(
+        "`{name}` is ambiguous; name one of these exactly:{}\n(kprobes find functions by \
+         symbol name, and kallsyms resolves a name that several statics share to just one \
+         of them, so only a unique symbol can be watched)",
+        list(.candidates)
+    )]
     AmbiguousFunction {
         /// The name asked for.
         name: String,
