@@ -463,6 +463,11 @@ impl Dump {
     /// Each CPU's registers at the crash, matched to CPU numbers (see
     /// [`crate::cpu`]).
     pub fn cpus(&self) -> Result<Vec<CpuState>> {
+        if self.format == DumpFormat::Kcore {
+            // kcore's NT_PRSTATUS is all zeros: a running kernel has no
+            // saved registers.
+            return Ok(Vec::new());
+        }
         let notes = self.prstatus_notes()?;
         let panic_cpu = self.panic_cpu().ok().flatten();
         let crashed = self.vmcoreinfo.as_ref().is_some_and(|i| i.crash_time.is_some());

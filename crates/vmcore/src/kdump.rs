@@ -262,10 +262,10 @@ impl<S: ByteSource> KdumpCompressed<S> {
         if !(1..=64).contains(&header_version) {
             return Err(corrupt(format!("header version {header_version}")));
         }
-        if block_size < 512 || block_size > 1 << 20 || (block_size as u32).count_ones() != 1 {
+        if !(512..=1 << 20).contains(&block_size) || (block_size as u32).count_ones() != 1 {
             return Err(corrupt(format!("block size {block_size}")));
         }
-        if sub_hdr_size < 1 || sub_hdr_size > 1 << 16 {
+        if !(1..=1 << 16).contains(&sub_hdr_size) {
             return Err(corrupt(format!("sub-header size {sub_hdr_size} blocks")));
         }
         if bitmap_blocks == 0 || bitmap_blocks % 2 != 0 {

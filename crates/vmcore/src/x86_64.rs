@@ -39,8 +39,9 @@ pub struct PageTableWalker {
     top: PhysAddr,
     levels: u8,
     entry_mask: u64,
-    /// Virtual page (4 KiB) → physical page, for pages already walked.
-    tlb: Mutex<HashMap<u64, u64>>,
+    /// Virtual page (4 KiB) → (physical page, size of the mapping), for
+    /// pages already walked.
+    tlb: Mutex<HashMap<u64, (u64, u64)>>,
 }
 
 impl PageTableWalker {
@@ -80,16 +81,16 @@ impl PageTableWalker {
     pub fn translate(&self, mem: &dyn PhysicalMemory, va: VirtAddr) -> Result<Translation> {
         let vpage = va.0 >> 12;
         if let Ok(tlb) = self.tlb.lock()
-            && let Some(&ppage) = tlb.get(&vpage)
+            && let Some(&(ppage, page_size)) = tlb.get(&vpage)
         {
-            return Ok(Translation { phys: PhysAddr((ppage << 12) | (va.0 & 0xfff)), page_size: 4096 });
+            return Ok(Translation { phys: PhysAddr((ppage << 12) | (va.0 & 0xfff)), page_size });
         }
         let t = self.walk(mem, va)?;
         if let Ok(mut tlb) = self.tlb.lock() {
             if tlb.len() > 1 << 16 {
                 tlb.clear();
             }
-            tlb.insert(vpage, t.phys.0 >> 12);
+            tlb.insert(vpage, (t.phys.0 >> 12, t.page_size));
         }
         Ok(t)
     }

@@ -228,3 +228,30 @@ fn the_kcore_head_of_a_live_guest_is_recognised() {
     }
     assert!(seen > 0, "no kcore.head in any run");
 }
+
+#[test]
+fn ksw_run_inside_a_live_guest_reads_its_kcore() {
+    let Some(root) = common::fixtures_root() else { return };
+    let mut seen = 0;
+    for run in common::all_runs(&root) {
+        if run.mode() != "none" || !run.dir.join("ksw-dmesg.txt").exists() {
+            continue;
+        }
+        let file = |n: &str| std::fs::read_to_string(run.dir.join(n)).unwrap_or_default();
+        // The pipeline ran the ksw built from this tree in the guest, on
+        // /proc/kcore, next to the guest's own `dmesg`.
+        assert_eq!(file("ksw-info.rc").trim(), "0", "{}: {}", run.label(), file("ksw-info.err"));
+        assert_eq!(file("ksw-dmesg.rc").trim(), "0", "{}: {}", run.label(), file("ksw-dmesg.err"));
+        let info: serde_json::Value = serde_json::from_str(&file("ksw-info.json")).unwrap();
+        assert_eq!(info["format"], "kcore");
+        assert_eq!(info["kernel_release"].as_str(), Some(run.truth("release").trim()));
+        let ours: Vec<String> = file("ksw-dmesg.txt").lines().map(str::to_owned).collect();
+        let theirs = file("dmesg.txt");
+        let theirs: std::collections::HashSet<&str> = theirs.lines().collect();
+        assert!(ours.len() > 100, "{}: {} lines", run.label(), ours.len());
+        let missing: Vec<&String> = ours.iter().filter(|l| !theirs.contains(l.as_str())).collect();
+        assert!(missing.is_empty(), "{}: not in the guest's dmesg: {:?}", run.label(), &missing[..missing.len().min(5)]);
+        seen += 1;
+    }
+    assert!(seen > 0, "no live-kcore run");
+}

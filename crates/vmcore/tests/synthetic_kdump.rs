@@ -14,8 +14,12 @@ use common::{Rng, SyntheticPage};
 use ksw_vmcore::kdump::Compression;
 use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, PhysAddr, Pfn};
 
-/// Up to `n` real, distinct, non-zero pages from a fixture.
-fn real_pages(n: usize) -> Option<(Vec<u8>, Vec<(u64, Vec<u8>)>)> {
+/// `(pfn, contents)` pairs.
+type RealPages = Vec<(u64, Vec<u8>)>;
+
+/// A VMCOREINFO for the synthetic file, and up to `n` real, distinct,
+/// non-zero pages from a fixture.
+fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
     let root = common::fixtures_root()?;
     let run = common::dump_runs(&root).into_iter().find(|r| r.dumps().iter().any(|(p, ..)| p.ends_with("dump.kdump-zlib")))?;
     let dump = Dump::open(&run.dir.join("dump.kdump-zlib")).unwrap();
