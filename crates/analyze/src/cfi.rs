@@ -34,7 +34,9 @@ pub(crate) fn rows_for(sections: &DebugSections<'_>, address: u64) -> Result<Opt
         Err(e) => return Err(sections.err(e)),
     };
     let mut context: UnwindContext<usize> = UnwindContext::new();
-    let mut table = fde.rows(&frame, &bases, &mut context).map_err(|e| sections.err(e))?;
+    let mut table = fde
+        .rows(&frame, &bases, &mut context)
+        .map_err(|e| sections.err(e))?;
     let mut rows = Vec::new();
     while let Some(row) = table.next_row().map_err(|e| sections.err(e))? {
         let (rsp_offset, rbp_offset) = match row.cfa() {
@@ -58,6 +60,7 @@ pub(crate) fn rows_for(sections: &DebugSections<'_>, address: u64) -> Result<Opt
 
 /// The row covering `address`.
 pub(crate) fn row_at(rows: &[CfaRow], address: u64) -> Option<CfaRow> {
-    rows.iter().copied().find(|r| r.begin <= address && address < r.end)
+    rows.iter()
+        .copied()
+        .find(|r| r.begin <= address && address < r.end)
 }
-

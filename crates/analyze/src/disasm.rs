@@ -10,8 +10,8 @@
 //! which comes from CFI.
 
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Formatter, GasFormatter, Instruction, InstructionInfoFactory, Mnemonic,
-    OpAccess, OpKind, Register,
+    Decoder, DecoderOptions, FlowControl, Formatter, GasFormatter, Instruction,
+    InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
 };
 
 use crate::cfi::{CfaRow, row_at};
@@ -37,7 +37,10 @@ impl StackWrite {
             (Some(n), false) => (self.cfa_offset, self.cfa_offset + n as i64),
             // Unknown extent: anything from the first byte to the end of
             // the object it starts in.
-            _ => (self.cfa_offset, extent_end(self.cfa_offset).max(self.cfa_offset + 1)),
+            _ => (
+                self.cfa_offset,
+                extent_end(self.cfa_offset).max(self.cfa_offset + 1),
+            ),
         };
         w_start < end && start < w_end
     }
@@ -117,7 +120,12 @@ const CALLER_SAVED: [Register; 9] = [
 ];
 
 /// Decode and annotate the function whose bytes are `code` at `address`.
-pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary: &CanaryForms) -> Vec<Step> {
+pub(crate) fn analyse(
+    code: &[u8],
+    address: u64,
+    cfi: Option<&[CfaRow]>,
+    canary: &CanaryForms,
+) -> Vec<Step> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut formatter = GasFormatter::new();
     let mut info_factory = InstructionInfoFactory::new();
@@ -151,7 +159,10 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
         for memory in info.used_memory() {
             if !matches!(
                 memory.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
             ) {
                 continue;
             }
@@ -164,7 +175,11 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
                 let rep = instruction.has_rep_prefix() || instruction.has_repe_prefix();
                 writes.push(StackWrite {
                     cfa_offset: base + memory.displacement() as i64,
-                    len: if rep { None } else { Some(memory.memory_size().size() as u64) },
+                    len: if rep {
+                        None
+                    } else {
+                        Some(memory.memory_size().size() as u64)
+                    },
                     indexed: memory.index() != Register::None,
                 });
             }
@@ -175,18 +190,27 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
             .filter(|r| {
                 matches!(
                     r.access(),
-                    OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                    OpAccess::Write
+                        | OpAccess::CondWrite
+                        | OpAccess::ReadWrite
+                        | OpAccess::ReadCondWrite
                 )
             })
             .map(|r| r.register().full_register())
             .collect();
-        let modifies_rsp = written_registers.contains(&Register::RSP) && !matches!(flow, Flow::Call | Flow::Branch);
+        let modifies_rsp = written_registers.contains(&Register::RSP)
+            && !matches!(flow, Flow::Call | Flow::Branch);
 
         let pointer_args = if flow == Flow::Call {
             ARGUMENT_REGISTERS
                 .iter()
                 .enumerate()
-                .filter_map(|(i, (reg, name))| known.iter().find(|(r, _)| r == reg).map(|(_, k)| (i, *name, *k)))
+                .filter_map(|(i, (reg, name))| {
+                    known
+                        .iter()
+                        .find(|(r, _)| r == reg)
+                        .map(|(_, k)| (i, *name, *k))
+                })
                 .collect()
         } else {
             Vec::new()
@@ -255,7 +279,10 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
                 cfa_relative(instruction.memory_base(), before, rbp_k, &known)
                     .map(|b| b + instruction.memory_displacement64() as i64)
             }
-            Mnemonic::Mov if instruction.op1_kind() == OpKind::Register && instruction.op0_kind() == OpKind::Register => {
+            Mnemonic::Mov
+                if instruction.op1_kind() == OpKind::Register
+                    && instruction.op0_kind() == OpKind::Register =>
+            {
                 cfa_relative(instruction.op1_register(), before, rbp_k, &known)
             }
             _ => None,
@@ -267,7 +294,10 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
         if let Some(value) = new_value {
             if instruction.op0_kind() == OpKind::Register {
                 let reg = instruction.op0_register().full_register();
-                if reg != Register::RSP && reg != Register::RBP && instruction.op0_register().size() == 8 {
+                if reg != Register::RSP
+                    && reg != Register::RBP
+                    && instruction.op0_register().size() == 8
+                {
                     known.push((reg, value));
                 }
             }
@@ -309,8 +339,11 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
             modifies_rsp,
             canary_load,
             register_store,
-            is_nop: instruction.mnemonic() == Mnemonic::Nop || instruction.mnemonic() == Mnemonic::Endbr64,
-            repeated: instruction.has_rep_prefix() || instruction.has_repe_prefix() || instruction.has_repne_prefix(),
+            is_nop: instruction.mnemonic() == Mnemonic::Nop
+                || instruction.mnemonic() == Mnemonic::Endbr64,
+            repeated: instruction.has_rep_prefix()
+                || instruction.has_repe_prefix()
+                || instruction.has_repne_prefix(),
         });
         if instruction.is_invalid() {
             break;
@@ -320,7 +353,12 @@ pub(crate) fn analyse(code: &[u8], address: u64, cfi: Option<&[CfaRow]>, canary:
 }
 
 /// CFA-relative value of `register` before an instruction, when known.
-fn cfa_relative(register: Register, sp: Option<i64>, rbp: Option<i64>, known: &[(Register, i64)]) -> Option<i64> {
+fn cfa_relative(
+    register: Register,
+    sp: Option<i64>,
+    rbp: Option<i64>,
+    known: &[(Register, i64)],
+) -> Option<i64> {
     match register.full_register() {
         Register::RSP => sp.map(|s| -s),
         Register::RBP => rbp.map(|k| -k),
@@ -329,23 +367,39 @@ fn cfa_relative(register: Register, sp: Option<i64>, rbp: Option<i64>, known: &[
 }
 
 /// CFA − SP after an instruction that writes rsp explicitly.
-fn sp_after_explicit(instruction: &Instruction, before: Option<i64>, rbp: Option<i64>) -> Option<i64> {
+fn sp_after_explicit(
+    instruction: &Instruction,
+    before: Option<i64>,
+    rbp: Option<i64>,
+) -> Option<i64> {
     let before = before?;
     let immediate = || match instruction.op1_kind() {
-        OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate8 | OpKind::Immediate32 => {
-            Some(instruction.immediate(1) as i64)
-        }
+        OpKind::Immediate8to64
+        | OpKind::Immediate32to64
+        | OpKind::Immediate8
+        | OpKind::Immediate32 => Some(instruction.immediate(1) as i64),
         _ => None,
     };
     match instruction.mnemonic() {
-        Mnemonic::Sub if instruction.op0_register() == Register::RSP => immediate().map(|i| before + i),
-        Mnemonic::Add if instruction.op0_register() == Register::RSP => immediate().map(|i| before - i),
-        Mnemonic::Lea if instruction.memory_index() == Register::None => match instruction.memory_base() {
-            Register::RSP => Some(before - instruction.memory_displacement64() as i64),
-            Register::RBP => rbp.map(|k| k - instruction.memory_displacement64() as i64),
-            _ => None,
-        },
-        Mnemonic::Mov if instruction.op1_kind() == OpKind::Register && instruction.op1_register() == Register::RBP => rbp,
+        Mnemonic::Sub if instruction.op0_register() == Register::RSP => {
+            immediate().map(|i| before + i)
+        }
+        Mnemonic::Add if instruction.op0_register() == Register::RSP => {
+            immediate().map(|i| before - i)
+        }
+        Mnemonic::Lea if instruction.memory_index() == Register::None => {
+            match instruction.memory_base() {
+                Register::RSP => Some(before - instruction.memory_displacement64() as i64),
+                Register::RBP => rbp.map(|k| k - instruction.memory_displacement64() as i64),
+                _ => None,
+            }
+        }
+        Mnemonic::Mov
+            if instruction.op1_kind() == OpKind::Register
+                && instruction.op1_register() == Register::RBP =>
+        {
+            rbp
+        }
         Mnemonic::Leave => rbp.map(|k| k - 8),
         _ => None,
     }

@@ -15,7 +15,8 @@ use crate::elf::{ElfImage, RelocationView};
 use crate::error::{Error, Result};
 
 /// The reader every gimli structure here is instantiated with.
-pub(crate) type Reader<'s> = gimli::RelocateReader<EndianSlice<'s, LittleEndian>, RelocationView<'s>>;
+pub(crate) type Reader<'s> =
+    gimli::RelocateReader<EndianSlice<'s, LittleEndian>, RelocationView<'s>>;
 
 /// The DWARF sections of one image, owned or borrowed from the map.
 #[derive(Debug)]
@@ -49,7 +50,10 @@ impl<'f> DebugSections<'f> {
                 sections.push((id, data, relocations));
             }
         }
-        if !sections.iter().any(|(id, data, _)| *id == gimli::SectionId::DebugInfo && !data.is_empty()) {
+        if !sections
+            .iter()
+            .any(|(id, data, _)| *id == gimli::SectionId::DebugInfo && !data.is_empty())
+        {
             return Err(Error::NoDebugInfo {
                 path: image.path().to_path_buf(),
             });
@@ -208,7 +212,11 @@ pub(crate) fn unit_for_address<'d, 's>(
                     .header_from_offset(header.debug_info_offset())
                     .map_err(e)?;
                 let unit = dwarf.unit(unit_header).map_err(e)?;
-                return Ok(Some(UnitContext { dwarf, unit, sections }));
+                return Ok(Some(UnitContext {
+                    dwarf,
+                    unit,
+                    sections,
+                }));
             }
         }
     }
@@ -219,7 +227,11 @@ pub(crate) fn unit_for_address<'d, 's>(
         let mut ranges = dwarf.unit_ranges(&unit).map_err(e)?;
         while let Some(range) = ranges.next().map_err(e)? {
             if range.begin <= address && address < range.end {
-                return Ok(Some(UnitContext { dwarf, unit, sections }));
+                return Ok(Some(UnitContext {
+                    dwarf,
+                    unit,
+                    sections,
+                }));
             }
         }
     }
@@ -266,9 +278,14 @@ impl<'d, 's> UnitContext<'d, 's> {
             if let Some(value) = entry.attr_value(at).map_err(|e| self.e(e))? {
                 return Ok(Some(value));
             }
-            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin).map_err(|e| self.e(e))? {
+            let origin = match entry
+                .attr_value(gimli::DW_AT_abstract_origin)
+                .map_err(|e| self.e(e))?
+            {
                 Some(v) => Some(v),
-                None => entry.attr_value(gimli::DW_AT_specification).map_err(|e| self.e(e))?,
+                None => entry
+                    .attr_value(gimli::DW_AT_specification)
+                    .map_err(|e| self.e(e))?,
             };
             match origin {
                 Some(AttributeValue::UnitRef(next)) => current = next,
@@ -280,12 +297,16 @@ impl<'d, 's> UnitContext<'d, 's> {
 
     /// The name of the DIE at `offset` (following origins).
     pub(crate) fn name_of(&self, offset: UnitOffset) -> Result<Option<String>> {
-        Ok(self.attr_followed(offset, gimli::DW_AT_name)?.and_then(|v| self.string(v)))
+        Ok(self
+            .attr_followed(offset, gimli::DW_AT_name)?
+            .and_then(|v| self.string(v)))
     }
 
     /// An unsigned constant attribute.
     pub(crate) fn udata_of(&self, offset: UnitOffset, at: gimli::DwAt) -> Result<Option<u64>> {
-        Ok(self.attr_followed(offset, at)?.and_then(|v| v.udata_value()))
+        Ok(self
+            .attr_followed(offset, at)?
+            .and_then(|v| v.udata_value()))
     }
 
     /// A reference attribute to a DIE in this unit (`DW_AT_type`).
@@ -303,7 +324,10 @@ impl<'d, 's> UnitContext<'d, 's> {
 
     /// The children of the DIE at `offset`, as offsets.
     pub(crate) fn children_of(&self, offset: UnitOffset) -> Result<Vec<UnitOffset>> {
-        let mut tree = self.unit.entries_tree(Some(offset)).map_err(|e| self.e(e))?;
+        let mut tree = self
+            .unit
+            .entries_tree(Some(offset))
+            .map_err(|e| self.e(e))?;
         let root = tree.root().map_err(|e| self.e(e))?;
         let mut children = root.children();
         let mut out = Vec::new();
@@ -320,14 +344,24 @@ impl<'d, 's> UnitContext<'d, 's> {
             if entry.tag() != gimli::DW_TAG_subprogram {
                 continue;
             }
-            if let Some(AttributeValue::Addr(low)) = entry.attr_value(gimli::DW_AT_low_pc).map_err(|e| self.e(e))? {
+            if let Some(AttributeValue::Addr(low)) = entry
+                .attr_value(gimli::DW_AT_low_pc)
+                .map_err(|e| self.e(e))?
+            {
                 if low == address {
                     return Ok(Some(entry.offset()));
                 }
                 continue;
             }
-            if entry.attr_value(gimli::DW_AT_ranges).map_err(|e| self.e(e))?.is_some() {
-                let mut ranges = self.dwarf.die_ranges(&self.unit, entry).map_err(|e| self.e(e))?;
+            if entry
+                .attr_value(gimli::DW_AT_ranges)
+                .map_err(|e| self.e(e))?
+                .is_some()
+            {
+                let mut ranges = self
+                    .dwarf
+                    .die_ranges(&self.unit, entry)
+                    .map_err(|e| self.e(e))?;
                 if let Some(first) = ranges.next().map_err(|e| self.e(e))? {
                     // The entry pc is the lowest address of the first range
                     // (the hot part; `.cold` parts come later).
@@ -360,9 +394,14 @@ impl<'d, 's> UnitContext<'d, 's> {
 
     /// Describe the function whose subprogram DIE is `offset`.
     pub(crate) fn function(&self, offset: UnitOffset) -> Result<Function> {
-        let name = self.name_of(offset)?.unwrap_or_else(|| "<anonymous>".to_string());
+        let name = self
+            .name_of(offset)?
+            .unwrap_or_else(|| "<anonymous>".to_string());
         let entry = self.unit.entry(offset).map_err(|e| self.e(e))?;
-        let frame_base = match entry.attr_value(gimli::DW_AT_frame_base).map_err(|e| self.e(e))? {
+        let frame_base = match entry
+            .attr_value(gimli::DW_AT_frame_base)
+            .map_err(|e| self.e(e))?
+        {
             None => FrameBase::None,
             Some(AttributeValue::Exprloc(expr)) => {
                 let mut ops = expr.operations(self.unit.encoding());
@@ -374,7 +413,10 @@ impl<'d, 's> UnitContext<'d, 's> {
             Some(_) => FrameBase::Unsupported,
         };
         let mut variables = Vec::new();
-        let mut tree = self.unit.entries_tree(Some(offset)).map_err(|e| self.e(e))?;
+        let mut tree = self
+            .unit
+            .entries_tree(Some(offset))
+            .map_err(|e| self.e(e))?;
         let root = tree.root().map_err(|e| self.e(e))?;
         self.collect_variables(root, None, None, &mut variables)?;
         Ok(Function {
@@ -400,8 +442,13 @@ impl<'d, 's> UnitContext<'d, 's> {
             let offset = entry.offset();
             match tag {
                 gimli::DW_TAG_formal_parameter | gimli::DW_TAG_variable => {
-                    let Some(name) = self.name_of(offset)? else { continue };
-                    let location = match entry.attr_value(gimli::DW_AT_location).map_err(|e| self.e(e))? {
+                    let Some(name) = self.name_of(offset)? else {
+                        continue;
+                    };
+                    let location = match entry
+                        .attr_value(gimli::DW_AT_location)
+                        .map_err(|e| self.e(e))?
+                    {
                         None => Location::Absent,
                         Some(AttributeValue::Exprloc(expr)) => Location::Single(self.place(expr)),
                         Some(value) => self.location_list(value)?,
@@ -418,14 +465,19 @@ impl<'d, 's> UnitContext<'d, 's> {
                 }
                 gimli::DW_TAG_lexical_block => {
                     let mut ranges = Vec::new();
-                    let mut iter = self.dwarf.die_ranges(&self.unit, entry).map_err(|e| self.e(e))?;
+                    let mut iter = self
+                        .dwarf
+                        .die_ranges(&self.unit, entry)
+                        .map_err(|e| self.e(e))?;
                     while let Some(r) = iter.next().map_err(|e| self.e(e))? {
                         ranges.push((r.begin, r.end));
                     }
                     self.collect_variables(child, Some(ranges), inlined.clone(), out)?;
                 }
                 gimli::DW_TAG_inlined_subroutine => {
-                    let callee = self.name_of(offset)?.unwrap_or_else(|| "<inlined>".to_string());
+                    let callee = self
+                        .name_of(offset)?
+                        .unwrap_or_else(|| "<inlined>".to_string());
                     self.collect_variables(child, block.clone(), Some(callee), out)?;
                 }
                 _ => {}
@@ -435,7 +487,11 @@ impl<'d, 's> UnitContext<'d, 's> {
     }
 
     fn location_list(&self, value: AttributeValue<Reader<'s>>) -> Result<Location> {
-        let Some(mut iter) = self.dwarf.attr_locations(&self.unit, value).map_err(|e| self.e(e))? else {
+        let Some(mut iter) = self
+            .dwarf
+            .attr_locations(&self.unit, value)
+            .map_err(|e| self.e(e))?
+        else {
             return Ok(Location::Absent);
         };
         let mut entries = Vec::new();
@@ -461,7 +517,9 @@ impl<'d, 's> UnitContext<'d, 's> {
             }
         }
         match list.as_slice() {
-            [Operation::FrameOffset { offset }] => Place::Stack { cfa_offset: *offset },
+            [Operation::FrameOffset { offset }] => Place::Stack {
+                cfa_offset: *offset,
+            },
             [Operation::Address { address }] => Place::Static { address: *address },
             [Operation::Register { register }] => Place::Register {
                 register: register_name(*register),
@@ -472,14 +530,22 @@ impl<'d, 's> UnitContext<'d, 's> {
             ops => {
                 let what = if ops.iter().any(|o| matches!(o, Operation::Piece { .. })) {
                     "split into pieces (registers or partly optimised out)"
-                } else if ops.iter().any(|o| matches!(o, Operation::EntryValue { .. })) {
+                } else if ops
+                    .iter()
+                    .any(|o| matches!(o, Operation::EntryValue { .. }))
+                {
                     "only its value at function entry is known"
-                } else if ops.iter().any(|o| matches!(o, Operation::StackValue | Operation::ImplicitValue { .. })) {
+                } else if ops
+                    .iter()
+                    .any(|o| matches!(o, Operation::StackValue | Operation::ImplicitValue { .. }))
+                {
                     "a computed value with no memory behind it"
                 } else {
                     "a DWARF expression that is not a plain stack slot"
                 };
-                Place::Other { what: what.to_string() }
+                Place::Other {
+                    what: what.to_string(),
+                }
             }
         }
     }
@@ -493,7 +559,11 @@ impl<'d, 's> UnitContext<'d, 's> {
         let mut best: Option<(u64, u64, u64)> = None; // (address, file index, line)
         let mut previous: Option<(u64, u64, u64)> = None;
         while let Some((header, row)) = rows.next_row().map_err(|e| self.e(e))? {
-            let here = (row.address(), row.file_index(), row.line().map_or(0, |l| l.get()));
+            let here = (
+                row.address(),
+                row.file_index(),
+                row.line().map_or(0, |l| l.get()),
+            );
             if let Some(prev) = previous {
                 if prev.0 <= address && address < here.0 && best.is_none_or(|b| prev.0 >= b.0) {
                     best = Some(prev);
@@ -509,7 +579,9 @@ impl<'d, 's> UnitContext<'d, 's> {
         let Some(file) = header.file(file_index) else {
             return Ok(Some(("<unknown>".to_string(), line)));
         };
-        let name = self.string(file.path_name()).unwrap_or_else(|| "<unknown>".to_string());
+        let name = self
+            .string(file.path_name())
+            .unwrap_or_else(|| "<unknown>".to_string());
         let dir = file
             .directory(header)
             .and_then(|d| self.string(d))
@@ -529,7 +601,11 @@ impl DebugSections<'_> {
         if name.len() < 8 {
             return true;
         }
-        let Some((_, data, _)) = self.sections.iter().find(|(id, _, _)| *id == gimli::SectionId::DebugStr) else {
+        let Some((_, data, _)) = self
+            .sections
+            .iter()
+            .find(|(id, _, _)| *id == gimli::SectionId::DebugStr)
+        else {
             return true;
         };
         let needle = name.as_bytes();

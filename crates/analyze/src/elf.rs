@@ -144,12 +144,19 @@ impl<'f> ElfImage<'f> {
             .map_err(|e| not_elf(format!("{e} (only 64-bit little-endian ELF is supported)")))?;
         let header = file.elf_header();
         if header.e_machine(LE) != elf::EM_X86_64 {
-            return Err(not_elf(format!("machine {} is not x86_64", header.e_machine(LE))));
+            return Err(not_elf(format!(
+                "machine {} is not x86_64",
+                header.e_machine(LE)
+            )));
         }
         let kind = match header.e_type(LE) {
             elf::ET_EXEC | elf::ET_DYN => ImageKind::Executable,
             elf::ET_REL => ImageKind::Relocatable,
-            other => return Err(not_elf(format!("ELF type {other} is neither executable nor relocatable"))),
+            other => {
+                return Err(not_elf(format!(
+                    "ELF type {other} is neither executable nor relocatable"
+                )));
+            }
         };
         let sections = file.elf_section_table();
         let mut section_bases = Vec::with_capacity(sections.len());
@@ -161,7 +168,9 @@ impl<'f> ElfImage<'f> {
                     let align = section.sh_addralign(LE).max(1);
                     cursor = cursor.div_ceil(align).saturating_mul(align);
                     let base = cursor;
-                    cursor = cursor.saturating_add(section.sh_size(LE)).saturating_add(16);
+                    cursor = cursor
+                        .saturating_add(section.sh_size(LE))
+                        .saturating_add(16);
                     base
                 }
                 ImageKind::Relocatable => 0,
@@ -205,7 +214,12 @@ impl<'f> ElfImage<'f> {
                 let shndx = usize::from(sym.st_shndx(LE));
                 match sym.st_shndx(LE) {
                     elf::SHN_UNDEF | elf::SHN_ABS | elf::SHN_COMMON => value,
-                    _ => self.section_bases.get(shndx).copied().unwrap_or(0).wrapping_add(value),
+                    _ => self
+                        .section_bases
+                        .get(shndx)
+                        .copied()
+                        .unwrap_or(0)
+                        .wrapping_add(value),
                 }
             }
         }
@@ -217,13 +231,18 @@ impl<'f> ElfImage<'f> {
     }
 
     /// Defined function symbols whose name satisfies `wanted`.
-    pub fn function_symbols(&self, mut wanted: impl FnMut(&str) -> bool) -> Vec<FunctionSymbol<'f>> {
+    pub fn function_symbols(
+        &self,
+        mut wanted: impl FnMut(&str) -> bool,
+    ) -> Vec<FunctionSymbol<'f>> {
         let mut found = Vec::new();
         for sym in self.symbols {
             if sym.st_type() != elf::STT_FUNC || sym.st_shndx(LE) == elf::SHN_UNDEF {
                 continue;
             }
-            let Some(name) = self.symbol_name(sym) else { continue };
+            let Some(name) = self.symbol_name(sym) else {
+                continue;
+            };
             if wanted(name) {
                 found.push(FunctionSymbol {
                     name,
@@ -256,7 +275,9 @@ impl<'f> ElfImage<'f> {
             if address < start || address >= start.saturating_add(sym.st_size(LE).max(1)) {
                 continue;
             }
-            let Some(name) = self.symbol_name(sym) else { continue };
+            let Some(name) = self.symbol_name(sym) else {
+                continue;
+            };
             let candidate = FunctionSymbol {
                 name,
                 address: start,
@@ -275,7 +296,9 @@ impl<'f> ElfImage<'f> {
     pub fn bytes_at(&self, address: u64, len: u64) -> Option<&'f [u8]> {
         let data = self.file.data();
         for (index, section) in self.file.elf_section_table().iter().enumerate() {
-            if section.sh_flags(LE) & u64::from(elf::SHF_ALLOC) == 0 || section.sh_type(LE) == elf::SHT_NOBITS {
+            if section.sh_flags(LE) & u64::from(elf::SHF_ALLOC) == 0
+                || section.sh_type(LE) == elf::SHT_NOBITS
+            {
                 continue;
             }
             let base = self.section_bases.get(index).copied().unwrap_or(0);
@@ -308,7 +331,12 @@ impl<'f> ElfImage<'f> {
     /// The name of the symbol a relocation at `[offset, offset + len)` of
     /// section `section_index` refers to (a `.ko`'s code is unrelocated, so
     /// RIP-relative operands are only known through their relocation).
-    pub fn relocation_symbol_in(&self, section_index: usize, offset: u64, len: u64) -> Option<&'f str> {
+    pub fn relocation_symbol_in(
+        &self,
+        section_index: usize,
+        offset: u64,
+        len: u64,
+    ) -> Option<&'f str> {
         let data = self.file.data();
         for header in self.file.elf_section_table().iter() {
             if header.sh_type(LE) != elf::SHT_RELA || header.sh_info(LE) as usize != section_index {
@@ -375,12 +403,21 @@ impl<'f> ElfImage<'f> {
     /// S + A for the relocation types DWARF uses; `None` for others.
     fn relocation_value(&self, rela: &elf::Rela64<LE>) -> Option<u64> {
         let kind = rela.r_type(LE, false);
-        if !matches!(kind, elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S) {
+        if !matches!(
+            kind,
+            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
+        ) {
             return None;
         }
         let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
-        let value = self.symbol_address(sym).wrapping_add(rela.r_addend(LE) as u64);
-        Some(if kind == elf::R_X86_64_64 { value } else { value & 0xffff_ffff })
+        let value = self
+            .symbol_address(sym)
+            .wrapping_add(rela.r_addend(LE) as u64);
+        Some(if kind == elf::R_X86_64_64 {
+            value
+        } else {
+            value & 0xffff_ffff
+        })
     }
 
     /// The GNU build ID, from the `.note.gnu.build-id` or `.notes` section.
@@ -390,20 +427,27 @@ impl<'f> ElfImage<'f> {
 
     /// The kernel's `linux_banner` string ("Linux version 6.1.0-... ").
     pub fn linux_banner(&self) -> Option<String> {
-        let sym = self
-            .symbols
-            .iter()
-            .find(|s| s.st_type() == elf::STT_OBJECT && self.symbol_name(s) == Some("linux_banner"))?;
+        let sym = self.symbols.iter().find(|s| {
+            s.st_type() == elf::STT_OBJECT && self.symbol_name(s) == Some("linux_banner")
+        })?;
         let size = sym.st_size(LE).clamp(1, 512);
         let bytes = self.bytes_at(self.symbol_address(sym), size)?;
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        Some(String::from_utf8_lossy(&bytes[..end]).trim_end().to_string())
+        Some(
+            String::from_utf8_lossy(&bytes[..end])
+                .trim_end()
+                .to_string(),
+        )
     }
 
     /// The kernel release named in `linux_banner` (`6.1.0-54-cloud-amd64`).
     pub fn kernel_release(&self) -> Option<String> {
         let banner = self.linux_banner()?;
-        banner.strip_prefix("Linux version ")?.split_whitespace().next().map(str::to_string)
+        banner
+            .strip_prefix("Linux version ")?
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
     }
 
     /// The module's `vermagic` from `.modinfo` (for a `.ko`).
@@ -441,12 +485,19 @@ impl InPlaceRelocations<'_> {
             .ok()?;
         let rela = &self.entries[index];
         let kind = rela.r_type(LE, false);
-        if !matches!(kind, elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S) {
+        if !matches!(
+            kind,
+            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
+        ) {
             return None;
         }
         let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
         let value = sym.st_value(LE).wrapping_add(rela.r_addend(LE) as u64);
-        Some(if kind == elf::R_X86_64_64 { value } else { value & 0xffff_ffff })
+        Some(if kind == elf::R_X86_64_64 {
+            value
+        } else {
+            value & 0xffff_ffff
+        })
     }
 }
 

@@ -12,7 +12,11 @@ use crate::error::Result;
 /// Some functions that `name` is inlined into, when it has an abstract
 /// instance (`DW_AT_inline`) and no out-of-line copy. `None` when the name
 /// is not a subprogram at all, or the DWARF is larger than `limit` bytes.
-pub(crate) fn inlined_into(sections: &DebugSections<'_>, name: &str, limit: usize) -> Result<Option<String>> {
+pub(crate) fn inlined_into(
+    sections: &DebugSections<'_>,
+    name: &str,
+    limit: usize,
+) -> Result<Option<String>> {
     if !sections.strings_contain(name) {
         return Ok(None);
     }
@@ -25,7 +29,9 @@ pub(crate) fn inlined_into(sections: &DebugSections<'_>, name: &str, limit: usiz
     while let Some(header) = units.next().map_err(|e| sections.err(e))? {
         headers.push(header);
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
     let chunk = headers.len().div_ceil(workers).max(1);
     let results: Vec<Result<Vec<String>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = headers
@@ -81,7 +87,9 @@ fn scan_unit(
     let mut abstracts = Vec::new();
     let mut cursor = unit.entries();
     while let Some((_, entry)) = cursor.next_dfs().map_err(e)? {
-        if entry.tag() != gimli::DW_TAG_subprogram || entry.attr_value(gimli::DW_AT_inline).map_err(e)?.is_none() {
+        if entry.tag() != gimli::DW_TAG_subprogram
+            || entry.attr_value(gimli::DW_AT_inline).map_err(e)?.is_none()
+        {
             continue;
         }
         if let Some(value) = entry.attr_value(gimli::DW_AT_name).map_err(e)? {
@@ -114,7 +122,9 @@ fn scan_unit(
                 });
         }
         if entry.tag() == gimli::DW_TAG_inlined_subroutine {
-            if let Some(AttributeValue::UnitRef(origin)) = entry.attr_value(gimli::DW_AT_abstract_origin).map_err(e)? {
+            if let Some(AttributeValue::UnitRef(origin)) =
+                entry.attr_value(gimli::DW_AT_abstract_origin).map_err(e)?
+            {
                 if abstracts.contains(&origin) {
                     if let Some(f) = &current_function {
                         if !callers.contains(f) {

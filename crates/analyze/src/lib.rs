@@ -33,6 +33,8 @@ pub mod watch;
 pub use dwarf::{DebugSections, Location, Place};
 pub use elf::{DebugFile, ElfImage, ImageKind};
 pub use error::{Candidate, Error, Result};
-pub use resolve::{ExpectedHit, FrameLayout, FrameSlot, Resolution, ResolveRequest, frame_layout, resolve};
+pub use resolve::{
+    ExpectedHit, FrameLayout, FrameSlot, Resolution, ResolveRequest, frame_layout, resolve,
+};
 pub use types::{PathStep, VariablePath};
 pub use watch::Watch;

@@ -31,7 +31,9 @@ pub fn running_kernel() -> Expected {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .map(|s| s.trim().to_string());
-    let build_id = std::fs::read("/sys/kernel/notes").ok().and_then(|notes| build_id_from_notes(&notes));
+    let build_id = std::fs::read("/sys/kernel/notes")
+        .ok()
+        .and_then(|notes| build_id_from_notes(&notes));
     Expected { release, build_id }
 }
 
@@ -39,7 +41,9 @@ pub fn running_kernel() -> Expected {
 pub fn build_id_from_notes(notes: &[u8]) -> Option<Vec<u8>> {
     let mut at = 0usize;
     let word = |i: usize| -> Option<usize> {
-        notes.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        notes
+            .get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     while at + 12 <= notes.len() {
         let name_size = word(at)?;
@@ -71,7 +75,11 @@ pub fn vmlinux_candidates(root: &Path, release: &str, build_id: Option<&[u8]>) -
     ];
     if let Some(id) = build_id.filter(|id| id.len() > 1) {
         let h = hex(id);
-        paths.push(root.join(format!("usr/lib/debug/.build-id/{}/{}.debug", &h[..2], &h[2..])));
+        paths.push(root.join(format!(
+            "usr/lib/debug/.build-id/{}/{}.debug",
+            &h[..2],
+            &h[2..]
+        )));
     }
     paths
 }
@@ -109,13 +117,20 @@ pub fn module_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 // `build` and `source` point at header trees, not modules.
-                if !matches!(path.file_name().and_then(|n| n.to_str()), Some("build" | "source")) {
+                if !matches!(
+                    path.file_name().and_then(|n| n.to_str()),
+                    Some("build" | "source")
+                ) {
                     stack.push(path);
                 }
             } else if is_module_file(&path) {
@@ -134,11 +149,17 @@ fn is_module_file(path: &Path) -> bool {
 
 /// The module file called `name` (with or without `.ko`) under `dirs`.
 pub fn find_module(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
-    let stem = name.trim_end_matches(".xz").trim_end_matches(".ko").replace('-', "_");
+    let stem = name
+        .trim_end_matches(".xz")
+        .trim_end_matches(".ko")
+        .replace('-', "_");
     for dir in dirs {
         for path in module_files(dir) {
             let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let file_stem = file.trim_end_matches(".xz").trim_end_matches(".ko").replace('-', "_");
+            let file_stem = file
+                .trim_end_matches(".xz")
+                .trim_end_matches(".ko")
+                .replace('-', "_");
             if file_stem == stem {
                 return Some(path);
             }
@@ -155,11 +176,15 @@ pub fn open(path: &Path) -> Result<DebugFile> {
             source,
         };
         let mut compressed = Vec::new();
-        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut compressed)).map_err(io)?;
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut compressed))
+            .map_err(io)?;
         let mut bytes = Vec::new();
-        lzma_rs::xz_decompress(&mut compressed.as_slice(), &mut bytes).map_err(|e| Error::Malformed {
-            path: path.to_path_buf(),
-            what: format!("cannot decompress: {e}"),
+        lzma_rs::xz_decompress(&mut compressed.as_slice(), &mut bytes).map_err(|e| {
+            Error::Malformed {
+                path: path.to_path_buf(),
+                what: format!("cannot decompress: {e}"),
+            }
         })?;
         return Ok(DebugFile::from_bytes(path, bytes));
     }
@@ -176,16 +201,25 @@ pub fn check_vmlinux(image: &ElfImage<'_>, expected: &Expected) -> Result<()> {
     };
     if let (Some(want), Some(have)) = (&expected.build_id, image.build_id()) {
         if want.as_slice() != have {
-            return Err(mismatch(format!("build ID {}", hex(want)), format!("build ID {}", hex(have))));
+            return Err(mismatch(
+                format!("build ID {}", hex(want)),
+                format!("build ID {}", hex(have)),
+            ));
         }
         return Ok(());
     }
     if let Some(want) = &expected.release {
         let Some(have) = image.kernel_release() else {
-            return Err(mismatch(format!("release {want}"), "no linux_banner (is it a vmlinux?)".to_string()));
+            return Err(mismatch(
+                format!("release {want}"),
+                "no linux_banner (is it a vmlinux?)".to_string(),
+            ));
         };
         if &have != want {
-            return Err(mismatch(format!("release {want}"), format!("release {have}")));
+            return Err(mismatch(
+                format!("release {want}"),
+                format!("release {have}"),
+            ));
         }
     }
     Ok(())
@@ -226,8 +260,18 @@ mod tests {
 
     #[test]
     fn lists_standard_places_in_order() {
-        let paths = vmlinux_candidates(Path::new("/r"), "6.1.0-54-cloud-amd64", Some(&[0x12, 0x34, 0x56]));
-        assert_eq!(paths[0], Path::new("/r/usr/lib/debug/boot/vmlinux-6.1.0-54-cloud-amd64"));
-        assert_eq!(paths.last().map(PathBuf::as_path), Some(Path::new("/r/usr/lib/debug/.build-id/12/3456.debug")));
+        let paths = vmlinux_candidates(
+            Path::new("/r"),
+            "6.1.0-54-cloud-amd64",
+            Some(&[0x12, 0x34, 0x56]),
+        );
+        assert_eq!(
+            paths[0],
+            Path::new("/r/usr/lib/debug/boot/vmlinux-6.1.0-54-cloud-amd64")
+        );
+        assert_eq!(
+            paths.last().map(PathBuf::as_path),
+            Some(Path::new("/r/usr/lib/debug/.build-id/12/3456.debug"))
+        );
     }
 }

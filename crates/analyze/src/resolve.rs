@@ -106,13 +106,19 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     if files.is_empty() {
         return Err(Error::Unsupported("no debug files given".to_string()));
     }
-    let images = files.iter().map(|f| ElfImage::parse(f)).collect::<Result<Vec<_>>>()?;
+    let images = files
+        .iter()
+        .map(|f| ElfImage::parse(f))
+        .collect::<Result<Vec<_>>>()?;
     let (image, symbol, mut caveats) = choose_function(&images, &request.function)?;
     let sections = DebugSections::load(image)?;
     let dwarf = sections.dwarf()?;
-    let unit = dwarf::unit_for_address(&sections, &dwarf, symbol.address)?.ok_or_else(|| Error::Unsupported(
-        format!("no DWARF unit covers `{}` at {:#x} (assembly, or built without -g)", symbol.name, symbol.address),
-    ))?;
+    let unit = dwarf::unit_for_address(&sections, &dwarf, symbol.address)?.ok_or_else(|| {
+        Error::Unsupported(format!(
+            "no DWARF unit covers `{}` at {:#x} (assembly, or built without -g)",
+            symbol.name, symbol.address
+        ))
+    })?;
     let subprogram = unit.subprogram_at(symbol.address)?.ok_or_else(|| {
         Error::Unsupported(format!(
             "unit {} has no subprogram starting at `{}` ({:#x})",
@@ -122,28 +128,46 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         ))
     })?;
     let function = unit.function(subprogram)?;
-    let code = image.bytes_at(symbol.address, symbol.size).ok_or_else(|| Error::Malformed {
-        path: image.path().to_path_buf(),
-        what: format!("no code bytes for `{}`", symbol.name),
-    })?;
+    let code = image
+        .bytes_at(symbol.address, symbol.size)
+        .ok_or_else(|| Error::Malformed {
+            path: image.path().to_path_buf(),
+            what: format!("no code bytes for `{}`", symbol.name),
+        })?;
     let rows = cfi::rows_for(&sections, symbol.address)?;
     let canary_forms = canary_forms(image, &symbol);
     let steps = disasm::analyse(code, symbol.address, rows.as_deref(), &canary_forms);
-    let cfa_source = if rows.is_some() { ".debug_frame" } else { "prologue disassembly (no CFI)" };
+    let cfa_source = if rows.is_some() {
+        ".debug_frame"
+    } else {
+        "prologue disassembly (no CFI)"
+    };
     if rows.is_none() {
-        caveats.push("no .debug_frame entry for this function: CFA−SP comes from disassembly".to_string());
+        caveats.push(
+            "no .debug_frame entry for this function: CFA−SP comes from disassembly".to_string(),
+        );
     }
-    let entry_end = steps.iter().position(|s| s.flow == Flow::Branch).unwrap_or(steps.len());
+    let entry_end = steps
+        .iter()
+        .position(|s| s.flow == Flow::Branch)
+        .unwrap_or(steps.len());
     let canary = find_canary(&steps[..entry_end]);
     let prologue_end = steps[..entry_end]
         .iter()
         .enumerate()
-        .filter(|(i, s)| s.modifies_rsp || s.cfa_minus_sp_before != s.cfa_minus_sp_after || Some(*i) == canary.map(|c| c.1))
+        .filter(|(i, s)| {
+            s.modifies_rsp
+                || s.cfa_minus_sp_before != s.cfa_minus_sp_after
+                || Some(*i) == canary.map(|c| c.1)
+        })
         .map(|(i, _)| i)
         .max();
 
     let line_of = |address: u64| -> Option<String> {
-        unit.line_of(address).ok().flatten().map(|(f, l)| format!("{f}:{l}"))
+        unit.line_of(address)
+            .ok()
+            .flatten()
+            .map(|(f, l)| format!("{f}:{l}"))
     };
 
     // What to watch: CFA-relative start, object size, type, location text.
@@ -163,16 +187,18 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             start: slot,
             size: 8,
             type_name: "unsigned long (stack-protector canary)".to_string(),
-            location: format!("CFA{slot:+} (stored at +{:#x})", steps[store].address - symbol.address),
+            location: format!(
+                "CFA{slot:+} (stored at +{:#x})",
+                steps[store].address - symbol.address
+            ),
             block_ranges: None,
             stack_ranges: None,
             forced_probe: Some(store),
         }
     } else {
-        let text = request
-            .variable
-            .as_deref()
-            .ok_or_else(|| Error::Unsupported("no variable given (use --canary to watch the canary)".into()))?;
+        let text = request.variable.as_deref().ok_or_else(|| {
+            Error::Unsupported("no variable given (use --canary to watch the canary)".into())
+        })?;
         let path = VariablePath::parse(text)?;
         let variable = choose_variable(&function, &path.root)?;
         let (cfa_offset, stack_ranges, location) = stack_slot(&function, variable)?;
@@ -193,7 +219,10 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             caveats.push("a bit-field: the watch covers its storage bytes, and writes to neighbouring bit-fields hit too".into());
         }
         if let Some(callee) = &variable.inlined_from {
-            caveats.push(format!("`{}` is a local of `{callee}`, inlined into `{}`", variable.name, function.name));
+            caveats.push(format!(
+                "`{}` is a local of `{callee}`, inlined into `{}`",
+                variable.name, function.name
+            ));
         }
         Target {
             path: path.text.clone(),
@@ -209,14 +238,20 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         }
     };
     if target.size == 0 {
-        return Err(Error::Unsupported(format!("`{}` has no size in DWARF", target.path)));
+        return Err(Error::Unsupported(format!(
+            "`{}` has no size in DWARF",
+            target.path
+        )));
     }
 
     // The watched part: naturally aligned, 1/2/4/8 bytes. The CFA is
     // 8-byte aligned on x86_64 (the kernel keeps an 8-byte stack boundary),
     // so CFA-relative alignment is address alignment.
     let (part, watch_len) = choose_part(target.start, target.size).ok_or_else(|| {
-        Error::Unsupported(format!("no naturally aligned 1/2/4/8-byte part inside `{}`", target.path))
+        Error::Unsupported(format!(
+            "no naturally aligned 1/2/4/8-byte part inside `{}`",
+            target.path
+        ))
     })?;
     let watched = target.start + part as i64;
     if target.size > u64::from(watch_len) {
@@ -245,7 +280,9 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         .iter()
         .filter_map(|v| {
             let (offset, _, _) = stack_slot(&function, v).ok()?;
-            let size = v.type_offset.and_then(|t| unit.type_size(t).ok().flatten())?;
+            let size = v
+                .type_offset
+                .and_then(|t| unit.type_size(t).ok().flatten())?;
             Some((offset, offset + size as i64))
         })
         .collect();
@@ -259,7 +296,11 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     };
     let mut callee_cache: Vec<(u64, usize, bool)> = Vec::new();
     let mut own_write = |s: &Step| -> Option<String> {
-        if let Some(w) = s.writes.iter().find(|w| w.overlaps(watched, u64::from(watch_len), extent_end)) {
+        if let Some(w) = s
+            .writes
+            .iter()
+            .find(|w| w.overlaps(watched, u64::from(watch_len), extent_end))
+        {
             return Some(if w.len.is_none() {
                 "string store into the variable".to_string()
             } else if w.indexed {
@@ -274,18 +315,29 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             }
             // In a `.ko` the call's target is only known by its relocation.
             let callee = match image.kind() {
-                ImageKind::Relocatable => image.section_of(s.address).and_then(|(section, offset)| {
-                    image.relocation_symbol_in(section, offset + 1, (s.next - s.address).saturating_sub(1))
-                }),
+                ImageKind::Relocatable => {
+                    image.section_of(s.address).and_then(|(section, offset)| {
+                        image.relocation_symbol_in(
+                            section,
+                            offset + 1,
+                            (s.next - s.address).saturating_sub(1),
+                        )
+                    })
+                }
                 ImageKind::Executable => None,
             };
             let key = s.call_target.unwrap_or(s.address);
-            let writes = match callee_cache.iter().find(|(c, p, _)| *c == key && p == position) {
+            let writes = match callee_cache
+                .iter()
+                .find(|(c, p, _)| *c == key && p == position)
+            {
                 Some((_, _, w)) => *w,
                 None => {
                     let w = match (s.call_target, callee) {
                         (_, Some(name)) => callee_may_write_by_name(&unit, name, *position),
-                        (Some(target), None) => callee_may_write(image, &sections, &dwarf, &unit, target, *position),
+                        (Some(target), None) => {
+                            callee_may_write(image, &sections, &dwarf, &unit, target, *position)
+                        }
                         (None, None) => true,
                     };
                     callee_cache.push((key, *position, w));
@@ -293,30 +345,53 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
                 }
             };
             if writes {
-                return Some(format!("call gets a pointer into the variable (%{reg} = CFA{k:+})"));
+                return Some(format!(
+                    "call gets a pointer into the variable (%{reg} = CFA{k:+})"
+                ));
             }
         }
         None
     };
-    let writes: Vec<(usize, String)> = steps.iter().enumerate().filter_map(|(i, s)| own_write(s).map(|w| (i, w))).collect();
+    let writes: Vec<(usize, String)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| own_write(s).map(|w| (i, w)))
+        .collect();
 
     // The probe point.
     let floor = prologue_end.unwrap_or(0);
     // The last own write of the straight-line run (up to the next branch)
     // that starts at `from`.
     let last_in_run = |from: usize| -> Option<&(usize, String)> {
-        let run_end = steps[from..].iter().position(|s| s.flow == Flow::Branch).map_or(steps.len(), |p| from + p);
-        writes.iter().filter(|(i, _)| *i >= from && *i < run_end).last()
+        let run_end = steps[from..]
+            .iter()
+            .position(|s| s.flow == Flow::Branch)
+            .map_or(steps.len(), |p| from + p);
+        writes.iter().rfind(|(i, _)| *i >= from && *i < run_end)
     };
     // `anchor`: the write the probe comes after; writes up to it in its
     // run are initialisation, not expected hits.
     let (mut probe, mut reason, anchor) = if let Some(store) = target.forced_probe {
-        (store, "the store of the canary into its slot".to_string(), Some(store))
+        (
+            store,
+            "the store of the canary into its slot".to_string(),
+            Some(store),
+        )
     } else if let Some((i, why)) = last_in_run(0) {
         if *i >= floor {
-            (*i, format!("after the function's last initialising write before its first branch ({why})"), Some(*i))
+            (
+                *i,
+                format!(
+                    "after the function's last initialising write before its first branch ({why})"
+                ),
+                Some(*i),
+            )
         } else {
-            (floor, "end of the prologue, after the function's initialising writes".to_string(), Some(*i))
+            (
+                floor,
+                "end of the prologue, after the function's initialising writes".to_string(),
+                Some(*i),
+            )
         }
     } else if let Some((first, _)) = writes.iter().find(|(i, _)| *i >= floor) {
         caveats.push(
@@ -324,12 +399,23 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
                 .to_string(),
         );
         let (i, why) = last_in_run(*first).unwrap_or(&writes[0]);
-        (*i, format!("after the function's first own writes ({why})"), Some(*i))
+        (
+            *i,
+            format!("after the function's first own writes ({why})"),
+            Some(*i),
+        )
     } else {
-        (floor, "end of the prologue (the function itself never writes the watched bytes)".to_string(), None)
+        (
+            floor,
+            "end of the prologue (the function itself never writes the watched bytes)".to_string(),
+            None,
+        )
     };
     let run_start = anchor.map(|a| {
-        steps[..a].iter().rposition(|s| s.flow == Flow::Branch).map_or(0, |p| p + 1)
+        steps[..a]
+            .iter()
+            .rposition(|s| s.flow == Flow::Branch)
+            .map_or(0, |p| p + 1)
     });
     // A call's writes are done when it returns, and a `rep` string
     // instruction is not single-stepped whole: probe the next instruction.
@@ -365,7 +451,10 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
 
     // The variable must be in its slot from the probe to the end.
     if let Some(blocks) = &target.block_ranges {
-        if !blocks.iter().any(|(b, e)| *b <= step.address && step.address < *e) {
+        if !blocks
+            .iter()
+            .any(|(b, e)| *b <= step.address && step.address < *e)
+        {
             return Err(Error::NoProbePoint {
                 function: symbol.name.to_string(),
                 reason: format!(
@@ -399,10 +488,18 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     // Other variables sharing the slot.
     for other in &function.variables {
         if let Ok((offset, _, _)) = stack_slot(&function, other) {
-            let size = other.type_offset.map(|t| unit.type_size(t)).transpose()?.flatten().unwrap_or(0) as i64;
+            let size = other
+                .type_offset
+                .map(|t| unit.type_size(t))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0) as i64;
             let overlaps = offset < watched + i64::from(watch_len) && watched < offset + size;
             if overlaps && offset != target.variable_start {
-                caveats.push(format!("the slot overlaps `{}` (CFA{offset:+}, {size} bytes): its writes hit too", other.name));
+                caveats.push(format!(
+                    "the slot overlaps `{}` (CFA{offset:+}, {size} bytes): its writes hit too",
+                    other.name
+                ));
             }
         }
     }
@@ -428,7 +525,9 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     if sp_offset < 0 || sp_offset > i64::from(u16::MAX) {
         return Err(Error::NoProbePoint {
             function: symbol.name.to_string(),
-            reason: format!("the watched bytes are at SP{sp_offset:+}, outside what so= (0..65535) can express"),
+            reason: format!(
+                "the watched bytes are at SP{sp_offset:+}, outside what so= (0..65535) can express"
+            ),
         });
     }
 
@@ -451,7 +550,10 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         });
     }
     if request.depth.is_some() {
-        caveats.push("dp= counts recursion depth of this function on the current task (0 = outermost)".into());
+        caveats.push(
+            "dp= counts recursion depth of this function on the current task (0 = outermost)"
+                .into(),
+        );
     }
     if image.kind() == ImageKind::Relocatable {
         caveats.push("a module function: load the module before arming the watch".into());
@@ -525,7 +627,10 @@ pub struct FrameLayout {
 
 /// List where each local and parameter of `function` lives.
 pub fn frame_layout(files: &[&DebugFile], function: &str) -> Result<FrameLayout> {
-    let images = files.iter().map(|f| ElfImage::parse(f)).collect::<Result<Vec<_>>>()?;
+    let images = files
+        .iter()
+        .map(|f| ElfImage::parse(f))
+        .collect::<Result<Vec<_>>>()?;
     let (image, symbol, _) = choose_function(&images, function)?;
     let sections = DebugSections::load(image)?;
     let dwarf = sections.dwarf()?;
@@ -537,7 +642,11 @@ pub fn frame_layout(files: &[&DebugFile], function: &str) -> Result<FrameLayout>
     let described = unit.function(subprogram)?;
     let mut variables = Vec::new();
     for v in &described.variables {
-        let size = v.type_offset.map(|t| unit.type_size(t)).transpose()?.flatten();
+        let size = v
+            .type_offset
+            .map(|t| unit.type_size(t))
+            .transpose()?
+            .flatten();
         let (cfa_offset, location) = match stack_slot(&described, v) {
             Ok((offset, None, text)) => (Some(offset), text),
             Ok((offset, Some(_), text)) => (Some(offset), text),
@@ -574,14 +683,19 @@ fn callee_may_write(
     callee: u64,
     position: usize,
 ) -> bool {
-    let Some(symbol) = image.function_containing(callee) else { return true };
+    let Some(symbol) = image.function_containing(callee) else {
+        return true;
+    };
     // A compiler-made copy may have dropped or reordered parameters.
     if symbol.address != callee || symbol.name.contains('.') {
         return true;
     }
     if let Ok(Some(unit)) = dwarf::unit_for_address(sections, dwarf, callee) {
         if let Ok(Some(subprogram)) = unit.subprogram_at(callee) {
-            return !matches!(unit.parameter_is_const_pointer(subprogram, position), Ok(Some(true)));
+            return !matches!(
+                unit.parameter_is_const_pointer(subprogram, position),
+                Ok(Some(true))
+            );
         }
     }
     // No definition with DWARF: the caller's unit may declare it.
@@ -590,12 +704,19 @@ fn callee_may_write(
 
 /// Like [`callee_may_write`], from the callee's declaration in the caller's
 /// unit (all a `.ko` has for a function defined elsewhere).
-fn callee_may_write_by_name(unit: &dwarf::UnitContext<'_, '_>, name: &str, position: usize) -> bool {
+fn callee_may_write_by_name(
+    unit: &dwarf::UnitContext<'_, '_>,
+    name: &str,
+    position: usize,
+) -> bool {
     if name.contains('.') {
         return true;
     }
     match unit.subprogram_named(name) {
-        Ok(Some(subprogram)) => !matches!(unit.parameter_is_const_pointer(subprogram, position), Ok(Some(true))),
+        Ok(Some(subprogram)) => !matches!(
+            unit.parameter_is_const_pointer(subprogram, position),
+            Ok(Some(true))
+        ),
         _ => true,
     }
 }
@@ -671,7 +792,8 @@ fn canary_forms(image: &ElfImage<'_>, symbol: &FunctionSymbol<'_>) -> CanaryForm
             // Find relocations against the guard inside the function.
             let mut at = 0;
             while at < symbol.size {
-                if image.relocation_symbol_in(section, offset + at, 1) == Some("__stack_chk_guard") {
+                if image.relocation_symbol_in(section, offset + at, 1) == Some("__stack_chk_guard")
+                {
                     forms.relocated_guard_at.push(at);
                 }
                 at += 1;
@@ -686,7 +808,11 @@ fn canary_forms(image: &ElfImage<'_>, symbol: &FunctionSymbol<'_>) -> CanaryForm
 
 /// Where `variable` lives on the stack: (CFA offset, location-list stack
 /// ranges if any, description).
-fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<(i64, Option<Vec<(u64, u64)>>, String)> {
+/// A stack slot: CFA offset, the pc ranges of a location list that puts
+/// the variable there (`None`: everywhere in scope), and a description.
+type StackSlot = (i64, Option<Vec<(u64, u64)>>, String);
+
+fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<StackSlot> {
     let refuse = |reason: String| Error::NotOnStack {
         function: function.name.clone(),
         name: variable.name.clone(),
@@ -700,9 +826,11 @@ fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<(i64, O
     };
     match &variable.location {
         Location::Absent => Err(refuse("it is optimised out: no location at any pc".into())),
-        Location::Single(Place::Stack { cfa_offset }) => {
-            Ok((*cfa_offset, None, format!("DW_OP_fbreg {cfa_offset} (CFA{cfa_offset:+})")))
-        }
+        Location::Single(Place::Stack { cfa_offset }) => Ok((
+            *cfa_offset,
+            None,
+            format!("DW_OP_fbreg {cfa_offset} (CFA{cfa_offset:+})"),
+        )),
         Location::Single(Place::Static { address }) => Err(refuse(format!(
             "it is a static variable at {address:#x}, not on the stack; watch it with an ordinary \
              data breakpoint (perf mem / hw_breakpoint) instead"
@@ -732,29 +860,48 @@ fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<(i64, O
                 return Err(refuse(if entries.is_empty() {
                     "it is optimised out: its location list is empty".to_string()
                 } else {
-                    format!("it never lives in stack memory (register-only: {}{more})", places.join(", "))
+                    format!(
+                        "it never lives in stack memory (register-only: {}{more})",
+                        places.join(", ")
+                    )
                 }));
             };
             if stack.iter().any(|s| s.2 != first.2) {
                 return Err(refuse("its location list uses several stack slots".into()));
             }
             let ranges = stack.iter().map(|(b, e, _)| (*b, *e)).collect();
-            Ok((first.2, Some(ranges), format!("location list; stack CFA{:+} over part of the function", first.2)))
+            Ok((
+                first.2,
+                Some(ranges),
+                format!(
+                    "location list; stack CFA{:+} over part of the function",
+                    first.2
+                ),
+            ))
         }
     }
 }
 
 fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v Variable> {
-    let own: Vec<&Variable> = function.variables.iter().filter(|v| v.name == name && v.inlined_from.is_none()).collect();
+    let own: Vec<&Variable> = function
+        .variables
+        .iter()
+        .filter(|v| v.name == name && v.inlined_from.is_none())
+        .collect();
     let matches = if own.is_empty() {
-        function.variables.iter().filter(|v| v.name == name).collect()
+        function
+            .variables
+            .iter()
+            .filter(|v| v.name == name)
+            .collect()
     } else {
         own
     };
     match matches.as_slice() {
         [one] => Ok(one),
         [] => {
-            let mut names: Vec<String> = function.variables.iter().map(|v| v.name.clone()).collect();
+            let mut names: Vec<String> =
+                function.variables.iter().map(|v| v.name.clone()).collect();
             names.sort();
             names.dedup();
             let mut suggestions = nearest(name, names.iter().map(String::as_str), 6);
@@ -772,11 +919,17 @@ fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v 
             // The same declaration seen twice (a concrete and an inlined
             // copy with one location) is not an ambiguity.
             let first = many[0];
-            if many.iter().all(|v| v.location == first.location && v.decl_line == first.decl_line) {
+            if many
+                .iter()
+                .all(|v| v.location == first.location && v.decl_line == first.decl_line)
+            {
                 return Ok(first);
             }
             // Only one of them has a stack slot: that is the one to watch.
-            let on_stack: Vec<&&Variable> = many.iter().filter(|v| stack_slot(function, v).is_ok()).collect();
+            let on_stack: Vec<&&Variable> = many
+                .iter()
+                .filter(|v| stack_slot(function, v).is_ok())
+                .collect();
             if let [only] = on_stack.as_slice() {
                 return Ok(only);
             }
@@ -789,8 +942,14 @@ fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v 
                         format!(
                             "declared at line {}{}{}",
                             v.decl_line.map_or("?".into(), |l| l.to_string()),
-                            v.inlined_from.as_ref().map_or(String::new(), |c| format!(", inlined from {c}")),
-                            if v.block_ranges.is_some() { ", in a block" } else { "" }
+                            v.inlined_from
+                                .as_ref()
+                                .map_or(String::new(), |c| format!(", inlined from {c}")),
+                            if v.block_ranges.is_some() {
+                                ", in a block"
+                            } else {
+                                ""
+                            }
                         )
                     })
                     .collect(),
@@ -800,7 +959,11 @@ fn choose_variable<'v>(function: &'v dwarf::Function, name: &str) -> Result<&'v 
 }
 
 /// Names near `name`: by edit distance, and those containing it.
-pub(crate) fn nearest<'a>(name: &str, names: impl Iterator<Item = &'a str>, limit: usize) -> Vec<String> {
+pub(crate) fn nearest<'a>(
+    name: &str,
+    names: impl Iterator<Item = &'a str>,
+    limit: usize,
+) -> Vec<String> {
     let mut scored: Vec<(usize, &str)> = names
         .filter(|n| *n != name)
         .filter_map(|n| {
@@ -811,7 +974,11 @@ pub(crate) fn nearest<'a>(name: &str, names: impl Iterator<Item = &'a str>, limi
         .collect();
     scored.sort();
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(limit).map(|(_, n)| n.to_string()).collect()
+    scored
+        .into_iter()
+        .take(limit)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -826,7 +993,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         current[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != cb);
-            current[j + 1] = (previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1);
+            current[j + 1] = (previous[j] + cost)
+                .min(previous[j + 1] + 1)
+                .min(current[j] + 1);
         }
         std::mem::swap(&mut previous, &mut current);
     }
@@ -835,7 +1004,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// GCC's suffixes for function copies: the part after the first `.`.
 fn is_copy_of(symbol: &str, name: &str) -> bool {
-    symbol.len() > name.len() + 1 && symbol.starts_with(name) && symbol.as_bytes()[name.len()] == b'.'
+    symbol.len() > name.len() + 1
+        && symbol.starts_with(name)
+        && symbol.as_bytes()[name.len()] == b'.'
 }
 
 fn choose_function<'i, 'f>(
@@ -845,15 +1016,20 @@ fn choose_function<'i, 'f>(
     let mut found: Vec<(usize, FunctionSymbol<'f>)> = Vec::new();
     for (index, image) in images.iter().enumerate() {
         for symbol in image.function_symbols(|n| n == name || is_copy_of(n, name)) {
-            if !found.iter().any(|(i, s)| *i == index && s.address == symbol.address) {
+            if !found
+                .iter()
+                .any(|(i, s)| *i == index && s.address == symbol.address)
+            {
                 found.push((index, symbol));
             }
         }
     }
     let mut caveats = Vec::new();
-    let exact: Vec<&(usize, FunctionSymbol<'f>)> = found.iter().filter(|(_, s)| s.name == name).collect();
+    let exact: Vec<&(usize, FunctionSymbol<'f>)> =
+        found.iter().filter(|(_, s)| s.name == name).collect();
     let cold = |s: &FunctionSymbol<'_>| s.name.ends_with(".cold") || s.name.contains(".cold.");
-    let callable: Vec<&(usize, FunctionSymbol<'f>)> = found.iter().filter(|(_, s)| !cold(s)).collect();
+    let callable: Vec<&(usize, FunctionSymbol<'f>)> =
+        found.iter().filter(|(_, s)| !cold(s)).collect();
     let candidates = |list: &[&(usize, FunctionSymbol<'f>)]| -> Vec<Candidate> {
         list.iter()
             .map(|(i, s)| Candidate {
@@ -863,7 +1039,11 @@ fn choose_function<'i, 'f>(
                 note: if cold(s) {
                     "cold part: not an entry point".into()
                 } else if s.name == name {
-                    if s.local { "static".into() } else { "global".into() }
+                    if s.local {
+                        "static".into()
+                    } else {
+                        "global".into()
+                    }
                 } else {
                     "compiler-made copy (parameters may differ)".into()
                 },
@@ -903,12 +1083,18 @@ fn choose_function<'i, 'f>(
         suggestions.truncate(6);
         return Err(Error::UnknownFunction {
             name: name.to_string(),
-            searched: images.iter().map(|i| i.path().display().to_string()).collect::<Vec<_>>().join(", "),
+            searched: images
+                .iter()
+                .map(|i| i.path().display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             suggestions,
         });
     };
     if found.iter().any(|(_, s)| cold(s)) {
-        caveats.push(format!("`{name}` has a .cold part: the watch stays armed while it runs there too"));
+        caveats.push(format!(
+            "`{name}` has a .cold part: the watch stays armed while it runs there too"
+        ));
     }
     Ok((&images[chosen.0], chosen.1.clone(), caveats))
 }

@@ -63,7 +63,9 @@ impl VariablePath {
         let mut rest = &text[root_len..];
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix('.') {
-                let len = after.find(|c: char| !is_ident_char(c)).unwrap_or(after.len());
+                let len = after
+                    .find(|c: char| !is_ident_char(c))
+                    .unwrap_or(after.len());
                 if len == 0 {
                     return Err(bad(text, "expected a member name after `.`"));
                 }
@@ -77,7 +79,12 @@ impl VariablePath {
                 } else {
                     digits.parse()
                 }
-                .map_err(|_| bad(text, format!("index `{digits}` is not a non-negative number")))?;
+                .map_err(|_| {
+                    bad(
+                        text,
+                        format!("index `{digits}` is not a non-negative number"),
+                    )
+                })?;
                 steps.push(PathStep::Index(index));
                 rest = &after[close + 1..];
             } else {
@@ -108,7 +115,10 @@ pub struct Selection {
 /// What a type is, after typedefs and qualifiers are stripped.
 enum Shape {
     Aggregate(UnitOffset),
-    Array { element: Option<UnitOffset>, dims: Vec<Option<u64>> },
+    Array {
+        element: Option<UnitOffset>,
+        dims: Vec<Option<u64>>,
+    },
     Pointer,
     Other,
 }
@@ -148,7 +158,9 @@ impl UnitContext<'_, '_> {
                     }
                     let count = match self.udata_of(child, gimli::DW_AT_count)? {
                         Some(c) => Some(c),
-                        None => self.udata_of(child, gimli::DW_AT_upper_bound)?.map(|u| u + 1),
+                        None => self
+                            .udata_of(child, gimli::DW_AT_upper_bound)?
+                            .map(|u| u + 1),
                     };
                     dims.push(count);
                 }
@@ -174,7 +186,9 @@ impl UnitContext<'_, '_> {
                     let Shape::Array { element, dims } = self.shape(current)? else {
                         return Ok(None);
                     };
-                    let Some(element) = element else { return Ok(None) };
+                    let Some(element) = element else {
+                        return Ok(None);
+                    };
                     let Some(element_size) = self.type_size(element)? else {
                         return Ok(None);
                     };
@@ -209,9 +223,15 @@ impl UnitContext<'_, '_> {
         let name = self.name_of(offset)?;
         let inner = |s: &Self| s.type_name_depth(s.ref_of(offset, gimli::DW_AT_type)?, depth + 1);
         Ok(match self.tag_of(offset)? {
-            gimli::DW_TAG_structure_type => format!("struct {}", name.unwrap_or_else(|| "<anonymous>".into())),
-            gimli::DW_TAG_union_type => format!("union {}", name.unwrap_or_else(|| "<anonymous>".into())),
-            gimli::DW_TAG_enumeration_type => format!("enum {}", name.unwrap_or_else(|| "<anonymous>".into())),
+            gimli::DW_TAG_structure_type => {
+                format!("struct {}", name.unwrap_or_else(|| "<anonymous>".into()))
+            }
+            gimli::DW_TAG_union_type => {
+                format!("union {}", name.unwrap_or_else(|| "<anonymous>".into()))
+            }
+            gimli::DW_TAG_enumeration_type => {
+                format!("enum {}", name.unwrap_or_else(|| "<anonymous>".into()))
+            }
             gimli::DW_TAG_pointer_type => format!("{} *", inner(self)?),
             gimli::DW_TAG_const_type => format!("const {}", inner(self)?),
             gimli::DW_TAG_volatile_type => format!("volatile {}", inner(self)?),
@@ -235,7 +255,11 @@ impl UnitContext<'_, '_> {
 
     /// A member of the aggregate at `aggregate` called `name`, searching
     /// anonymous members too: (byte offset, type, is bit-field).
-    fn member(&self, aggregate: UnitOffset, name: &str) -> Result<Option<(u64, Option<UnitOffset>, bool)>> {
+    fn member(
+        &self,
+        aggregate: UnitOffset,
+        name: &str,
+    ) -> Result<Option<(u64, Option<UnitOffset>, bool)>> {
         for child in self.children_of(aggregate)? {
             if self.tag_of(child)? != gimli::DW_TAG_member {
                 continue;
@@ -277,7 +301,11 @@ impl UnitContext<'_, '_> {
 
     /// Whether parameter number `position` of the subprogram at `subprogram`
     /// is a pointer to const. `None` when it has no such parameter.
-    pub(crate) fn parameter_is_const_pointer(&self, subprogram: UnitOffset, position: usize) -> Result<Option<bool>> {
+    pub(crate) fn parameter_is_const_pointer(
+        &self,
+        subprogram: UnitOffset,
+        position: usize,
+    ) -> Result<Option<bool>> {
         let mut parameters = Vec::new();
         for child in self.children_of(subprogram)? {
             if self.tag_of(child)? == gimli::DW_TAG_formal_parameter {
@@ -304,10 +332,12 @@ impl UnitContext<'_, '_> {
         for _ in 0..16 {
             match self.tag_of(current)? {
                 gimli::DW_TAG_const_type => return Ok(Some(true)),
-                gimli::DW_TAG_typedef | gimli::DW_TAG_volatile_type => match self.ref_of(current, gimli::DW_AT_type)? {
-                    Some(next) => current = next,
-                    None => return Ok(Some(false)),
-                },
+                gimli::DW_TAG_typedef | gimli::DW_TAG_volatile_type => {
+                    match self.ref_of(current, gimli::DW_AT_type)? {
+                        Some(next) => current = next,
+                        None => return Ok(Some(false)),
+                    }
+                }
                 _ => return Ok(Some(false)),
             }
         }
@@ -315,7 +345,11 @@ impl UnitContext<'_, '_> {
     }
 
     /// Walk `path` through the variable's type.
-    pub(crate) fn select(&self, path: &VariablePath, variable_type: Option<UnitOffset>) -> Result<Selection> {
+    pub(crate) fn select(
+        &self,
+        path: &VariablePath,
+        variable_type: Option<UnitOffset>,
+    ) -> Result<Selection> {
         let text = &path.text;
         let mut offset = 0u64;
         let mut current = variable_type;
@@ -328,7 +362,10 @@ impl UnitContext<'_, '_> {
             match step {
                 PathStep::Member(name) => {
                     if pending.is_some() {
-                        return Err(bad(text, format!("`{shown}` is an array; index it before `.{name}`")));
+                        return Err(bad(
+                            text,
+                            format!("`{shown}` is an array; index it before `.{name}`"),
+                        ));
                     }
                     let Some(t) = current else {
                         return Err(bad(text, format!("`{shown}` has no type information")));
@@ -344,7 +381,10 @@ impl UnitContext<'_, '_> {
                                 let names = self.member_names(agg)?;
                                 return Err(bad(
                                     text,
-                                    format!("`{shown}` has no member `{name}`; members: {}", names.join(", ")),
+                                    format!(
+                                        "`{shown}` has no member `{name}`; members: {}",
+                                        names.join(", ")
+                                    ),
                                 ));
                             }
                         },
@@ -362,7 +402,10 @@ impl UnitContext<'_, '_> {
                         _ => {
                             return Err(bad(
                                 text,
-                                format!("`{shown}` ({}) is not a struct or union", self.type_name(Some(t))?),
+                                format!(
+                                    "`{shown}` ({}) is not a struct or union",
+                                    self.type_name(Some(t))?
+                                ),
                             ));
                         }
                     }
@@ -373,7 +416,10 @@ impl UnitContext<'_, '_> {
                         Some(p) => p,
                         None => {
                             let Some(t) = current else {
-                                return Err(bad(text, format!("`{shown}` has no type information")));
+                                return Err(bad(
+                                    text,
+                                    format!("`{shown}` has no type information"),
+                                ));
                             };
                             match self.shape(t)? {
                                 Shape::Array { element, dims } => (element, dims),
@@ -397,7 +443,9 @@ impl UnitContext<'_, '_> {
                         if index >= count {
                             return Err(bad(
                                 text,
-                                format!("index {index} is out of bounds: `{shown}` has {count} elements"),
+                                format!(
+                                    "index {index} is out of bounds: `{shown}` has {count} elements"
+                                ),
                             ));
                         }
                     }
@@ -406,7 +454,9 @@ impl UnitContext<'_, '_> {
                         .transpose()?
                         .flatten()
                         .ok_or_else(|| bad(text, "the element type has no size"))?;
-                    let stride = rest.iter().fold(element_size, |acc, d| acc.saturating_mul(d.unwrap_or(0)));
+                    let stride = rest
+                        .iter()
+                        .fold(element_size, |acc, d| acc.saturating_mul(d.unwrap_or(0)));
                     offset = offset.saturating_add(index.saturating_mul(stride));
                     if rest.is_empty() {
                         current = element;
@@ -420,8 +470,14 @@ impl UnitContext<'_, '_> {
         }
         let (size, type_name) = match pending {
             Some((element, dims)) => {
-                let element_size = element.map(|e| self.type_size(e)).transpose()?.flatten().unwrap_or(0);
-                let size = dims.iter().fold(element_size, |acc, d| acc.saturating_mul(d.unwrap_or(0)));
+                let element_size = element
+                    .map(|e| self.type_size(e))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or(0);
+                let size = dims
+                    .iter()
+                    .fold(element_size, |acc, d| acc.saturating_mul(d.unwrap_or(0)));
                 let mut name = self.type_name(element)?;
                 for d in dims {
                     name.push_str(&d.map_or("[]".to_string(), |n| format!("[{n}]")));
@@ -429,7 +485,11 @@ impl UnitContext<'_, '_> {
                 (size, name)
             }
             None => (
-                current.map(|t| self.type_size(t)).transpose()?.flatten().unwrap_or(0),
+                current
+                    .map(|t| self.type_size(t))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or(0),
                 self.type_name(current)?,
             ),
         };
@@ -458,13 +518,19 @@ mod tests {
                 PathStep::Member("len".into())
             ]
         );
-        assert_eq!(VariablePath::parse("buf[0x10]").expect("hex").steps, vec![PathStep::Index(16)]);
+        assert_eq!(
+            VariablePath::parse("buf[0x10]").expect("hex").steps,
+            vec![PathStep::Index(16)]
+        );
     }
 
     #[test]
     fn refuses_pointer_paths_and_junk() {
         for text in ["ctx->field", "*p", "a.", "a[", "a[-1]", "1abc", "a+b", ""] {
-            assert!(VariablePath::parse(text).is_err(), "{text} should be refused");
+            assert!(
+                VariablePath::parse(text).is_err(),
+                "{text} should be refused"
+            );
         }
         let err = VariablePath::parse("ctx->field").expect_err("pointer path");
         assert!(err.to_string().contains("pointer"), "{err}");

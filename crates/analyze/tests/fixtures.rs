@@ -36,7 +36,9 @@ struct Built {
 }
 
 fn fixture_source(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
@@ -61,7 +63,14 @@ fn build() -> Option<Built> {
     let a = common::compile(d, "helper_a", &fixture_source("helper_a.c"), FLAGS);
     let b = common::compile(d, "helper_b", &fixture_source("helper_b.c"), FLAGS);
     let merged = d.join("merged.o");
-    let status = Command::new("ld").arg("-r").arg(&a).arg(&b).arg("-o").arg(&merged).status().expect("ld -r");
+    let status = Command::new("ld")
+        .arg("-r")
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&merged)
+        .status()
+        .expect("ld -r");
     assert!(status.success(), "ld -r failed");
     let no_debug_flags: Vec<&str> = FLAGS.iter().copied().filter(|f| *f != "-g").collect();
     let no_debug = common::compile(d, "nodebug", &fixture_source("victims.c"), &no_debug_flags);
@@ -94,7 +103,8 @@ fn gdb_after_instruction(program: &Path, address: u64, expressions: &[String]) -
         .arg("-ex")
         .arg("stepi");
     for e in expressions {
-        cmd.arg("-ex").arg(format!("printf \"VALUE %lx\\n\", (unsigned long)({e})"));
+        cmd.arg("-ex")
+            .arg(format!("printf \"VALUE %lx\\n\", (unsigned long)({e})"));
     }
     cmd.arg(program);
     let out = cmd.output().expect("run gdb");
@@ -148,7 +158,11 @@ fn watch_address_is_the_variable_at_run_time() {
             "{function} {variable}: SP+so = {:#x} but the variable's bytes are at {:#x} ({})",
             values[0], values[1], r.key_value
         );
-        assert_eq!(values[0] % u64::from(r.watch.watch_len), 0, "{function} {variable}: misaligned watch");
+        assert_eq!(
+            values[0] % u64::from(r.watch.watch_len),
+            0,
+            "{function} {variable}: misaligned watch"
+        );
     }
     // The canary slot holds the guard after the probed store.
     let r = resolve(
@@ -163,9 +177,16 @@ fn watch_address_is_the_variable_at_run_time() {
     let values = gdb_after_instruction(
         &built.program,
         r.function_address + r.watch.function_offset,
-        &[format!("*(unsigned long *)($sp + {})", r.watch.sp_offset), "*(unsigned long *)($fs_base + 0x28)".into()],
+        &[
+            format!("*(unsigned long *)($sp + {})", r.watch.sp_offset),
+            "*(unsigned long *)($fs_base + 0x28)".into(),
+        ],
     );
-    assert_eq!(values[0], values[1], "canary slot {} does not hold the guard", r.key_value);
+    assert_eq!(
+        values[0], values[1],
+        "canary slot {} does not hold the guard",
+        r.key_value
+    );
 }
 
 #[test]
@@ -173,15 +194,29 @@ fn relocatable_object_gives_the_same_watch_as_the_linked_program() {
     let Some(built) = build() else { return };
     let linked = DebugFile::open(&built.program).expect("open program");
     let object = DebugFile::open(&built.object).expect("open object");
-    for (function, variable) in [("victim", "req.hdr.len"), ("victim", "buf[1]"), ("with_cold", "b")] {
+    for (function, variable) in [
+        ("victim", "req.hdr.len"),
+        ("victim", "buf[1]"),
+        ("with_cold", "b"),
+    ] {
         let a = resolve(&[&linked], &request(function, variable)).expect("linked");
         let b = resolve(&[&object], &request(function, variable)).expect("object");
         assert_eq!(a.watch, b.watch, "{function} {variable}");
         assert_eq!(a.cfa_offset, b.cfa_offset);
-        assert!(b.probe_source.as_deref().is_some_and(|s| s.contains("victims.c")), "{:?}", b.probe_source);
+        assert!(
+            b.probe_source
+                .as_deref()
+                .is_some_and(|s| s.contains("victims.c")),
+            "{:?}",
+            b.probe_source
+        );
     }
     let layout = frame_layout(&[&object], "victim").expect("layout");
-    let req = layout.variables.iter().find(|v| v.name == "req").expect("req listed");
+    let req = layout
+        .variables
+        .iter()
+        .find(|v| v.name == "req")
+        .expect("req listed");
     // int, struct hdr (4), char[12], padding 4, long: 32 bytes by the x86_64 ABI.
     assert_eq!(req.size, Some(32));
     assert!(req.cfa_offset.is_some());
@@ -194,25 +229,39 @@ fn gcc_copies_and_duplicate_statics() {
     // Only the .constprop copy exists: it is used, and the output says so.
     let r = resolve(&[&object], &request("scale", "pad")).expect("scale");
     assert_eq!(r.watch.function, "scale.constprop.0");
-    assert!(r.caveats.iter().any(|c| c.contains("compiler-made copy")), "{:?}", r.caveats);
+    assert!(
+        r.caveats.iter().any(|c| c.contains("compiler-made copy")),
+        "{:?}",
+        r.caveats
+    );
     // Two static `helper`s in one object: ambiguous, both listed.
     let merged = DebugFile::open(&built.merged).expect("open merged");
     match resolve(&[&merged], &request("helper", "a")) {
         Err(Error::AmbiguousFunction { candidates, .. }) => {
             assert_eq!(candidates.len(), 2, "{candidates:?}");
             let units: Vec<&str> = candidates.iter().map(|c| c.defined_in.as_str()).collect();
-            assert!(units.iter().any(|u| u.contains("helper_a.c")) && units.iter().any(|u| u.contains("helper_b.c")), "{units:?}");
+            assert!(
+                units.iter().any(|u| u.contains("helper_a.c"))
+                    && units.iter().any(|u| u.contains("helper_b.c")),
+                "{units:?}"
+            );
         }
         other => panic!("expected an ambiguity, got {other:?}"),
     }
     // A function that exists only inlined.
     match resolve(&[&object], &request("tiny", "t")) {
-        Err(Error::InlinedOnly { callers, .. }) => assert!(callers.contains("calls_tiny"), "{callers}"),
+        Err(Error::InlinedOnly { callers, .. }) => {
+            assert!(callers.contains("calls_tiny"), "{callers}")
+        }
         other => panic!("expected inlined-only, got {other:?}"),
     }
     // Its local can be watched in the caller.
     let r = resolve(&[&object], &request("calls_tiny", "t")).expect("inlined local");
-    assert!(r.caveats.iter().any(|c| c.contains("inlined")), "{:?}", r.caveats);
+    assert!(
+        r.caveats.iter().any(|c| c.contains("inlined")),
+        "{:?}",
+        r.caveats
+    );
 }
 
 #[test]
@@ -221,11 +270,15 @@ fn bad_input_gets_a_clear_error() {
     let object = DebugFile::open(&built.object).expect("open object");
     let files = [&object];
     match resolve(&files, &request("victm", "req")) {
-        Err(Error::UnknownFunction { suggestions, .. }) => assert!(suggestions.contains(&"victim".to_string())),
+        Err(Error::UnknownFunction { suggestions, .. }) => {
+            assert!(suggestions.contains(&"victim".to_string()))
+        }
         other => panic!("unknown function: {other:?}"),
     }
     match resolve(&files, &request("victim", "rq")) {
-        Err(Error::UnknownVariable { suggestions, .. }) => assert!(suggestions.contains(&"req".to_string()), "{suggestions:?}"),
+        Err(Error::UnknownVariable { suggestions, .. }) => {
+            assert!(suggestions.contains(&"req".to_string()), "{suggestions:?}")
+        }
         other => panic!("unknown variable: {other:?}"),
     }
     match resolve(&files, &request("regonly", "a")) {
@@ -245,7 +298,9 @@ fn bad_input_gets_a_clear_error() {
         other => panic!("out of bounds: {other:?}"),
     }
     match resolve(&files, &request("victim", "req.nosuch")) {
-        Err(e @ Error::BadPath { .. }) => assert!(e.to_string().contains("hdr"), "members listed: {e}"),
+        Err(e @ Error::BadPath { .. }) => {
+            assert!(e.to_string().contains("hdr"), "members listed: {e}")
+        }
         other => panic!("no member: {other:?}"),
     }
     let no_debug = DebugFile::open(&built.no_debug).expect("open");
@@ -254,11 +309,17 @@ fn bad_input_gets_a_clear_error() {
         other => panic!("missing debug info: {other:?}"),
     }
     let not_elf = DebugFile::from_bytes("junk", b"not an ELF file at all".to_vec());
-    assert!(matches!(resolve(&[&not_elf], &request("victim", "req")), Err(Error::NotElf { .. })));
+    assert!(matches!(
+        resolve(&[&not_elf], &request("victim", "req")),
+        Err(Error::NotElf { .. })
+    ));
     // Truncated files are refused, not read past their end.
     let bytes = std::fs::read(&built.object).expect("read object");
     for cut in [64, bytes.len() / 3, bytes.len() / 2, bytes.len() - 100] {
         let truncated = DebugFile::from_bytes("truncated", bytes[..cut].to_vec());
-        assert!(resolve(&[&truncated], &request("victim", "req")).is_err(), "cut at {cut}");
+        assert!(
+            resolve(&[&truncated], &request("victim", "req")).is_err(),
+            "cut at {cut}"
+        );
     }
 }

@@ -17,19 +17,48 @@ use ksw_analyze::{DebugFile, ElfImage, ResolveRequest, frame_layout, resolve};
 /// Out-of-line functions with stack-resident locals, chosen by name only:
 /// the expected offsets come from gdb at test time.
 const FUNCTIONS: &[&str] = &[
-    "do_sys_openat2", "__do_sys_newuname", "core_sys_select", "__do_sys_newstat", "__do_sys_newfstat",
-    "__do_sys_newlstat", "do_statx", "__do_sys_sysinfo", "hrtimer_nanosleep", "kernel_wait4",
-    "__do_sys_clone", "__do_sys_clone3", "__do_sys_fork", "__do_sys_vfork", "do_mkdirat", "do_unlinkat",
-    "do_rmdir", "do_renameat2", "do_linkat", "do_symlinkat", "do_mknodat", "user_statfs",
-    "__do_sys_statfs", "__do_sys_fstatfs", "do_readlinkat", "do_faccessat", "do_fchmodat",
-    "do_fchownat", "__do_sys_adjtimex",
-    "do_pipe2", "__sys_bind", "__sys_sendto", "__sys_recvfrom", "__sys_getsockname",
-    "__sys_getpeername", "__do_sys_ustat", "__do_sys_capget", "__do_sys_capset", "futex_wait",
+    "do_sys_openat2",
+    "__do_sys_newuname",
+    "core_sys_select",
+    "__do_sys_newstat",
+    "__do_sys_newfstat",
+    "__do_sys_newlstat",
+    "do_statx",
+    "__do_sys_sysinfo",
+    "hrtimer_nanosleep",
+    "kernel_wait4",
+    "__do_sys_clone",
+    "__do_sys_clone3",
+    "__do_sys_fork",
+    "__do_sys_vfork",
+    "do_mkdirat",
+    "do_unlinkat",
+    "do_rmdir",
+    "do_renameat2",
+    "do_linkat",
+    "do_symlinkat",
+    "do_mknodat",
+    "user_statfs",
+    "__do_sys_statfs",
+    "__do_sys_fstatfs",
+    "do_readlinkat",
+    "do_faccessat",
+    "do_fchmodat",
+    "do_fchownat",
+    "__do_sys_adjtimex",
+    "do_pipe2",
+    "__sys_bind",
+    "__sys_sendto",
+    "__sys_recvfrom",
+    "__sys_getsockname",
+    "__sys_getpeername",
+    "__do_sys_ustat",
+    "__do_sys_capget",
+    "__do_sys_capset",
+    "futex_wait",
     "do_tkill",
     "__do_sys_reboot",
     "__do_sys_sched_setattr",
-   
-   
 ];
 
 /// gdb's answer: function → [(symbol, fbreg offset, length)].
@@ -55,17 +84,35 @@ fn gdb_scopes(vmlinux: &std::path::Path) -> BTreeMap<String, Vec<(String, i64, u
         // Symbol NAME is a complex DWARF expression:
         //      0: DW_OP_fbreg -60
         // , length 20.
-        let Some(rest) = line.strip_prefix("Symbol ") else { continue };
-        let Some((symbol, what)) = rest.split_once(' ') else { continue };
+        let Some(rest) = line.strip_prefix("Symbol ") else {
+            continue;
+        };
+        let Some((symbol, what)) = rest.split_once(' ') else {
+            continue;
+        };
         if what != "is a complex DWARF expression:" {
             continue;
         }
-        let (Some(op), Some(len)) = (lines.get(i + 1), lines.get(i + 2)) else { continue };
-        let Some(offset) = op.trim().strip_prefix("0: DW_OP_fbreg ") else { continue };
-        let Some(length) = len.strip_prefix(", length ").and_then(|l| l.strip_suffix('.')) else { continue };
-        let (Ok(offset), Ok(length)) = (offset.trim().parse::<i64>(), length.parse::<u64>()) else { continue };
+        let (Some(op), Some(len)) = (lines.get(i + 1), lines.get(i + 2)) else {
+            continue;
+        };
+        let Some(offset) = op.trim().strip_prefix("0: DW_OP_fbreg ") else {
+            continue;
+        };
+        let Some(length) = len
+            .strip_prefix(", length ")
+            .and_then(|l| l.strip_suffix('.'))
+        else {
+            continue;
+        };
+        let (Ok(offset), Ok(length)) = (offset.trim().parse::<i64>(), length.parse::<u64>()) else {
+            continue;
+        };
         if let Some(f) = &current {
-            scopes.entry(f.clone()).or_default().push((symbol.to_string(), offset, length));
+            scopes
+                .entry(f.clone())
+                .or_default()
+                .push((symbol.to_string(), offset, length));
         }
     }
     scopes
@@ -116,13 +163,24 @@ fn check_series(series: &str) {
         };
         functions_checked += 1;
         for (symbol, offset, length) in expected {
-            let ours = layout.variables.iter().find(|v| &v.name == symbol && v.cfa_offset == Some(*offset));
+            let ours = layout
+                .variables
+                .iter()
+                .find(|v| &v.name == symbol && v.cfa_offset == Some(*offset));
             match ours {
                 Some(v) if v.size == Some(*length) => slots_checked += 1,
-                Some(v) => failures.push(format!("{function}.{symbol}: size {:?}, gdb says {length}", v.size)),
+                Some(v) => failures.push(format!(
+                    "{function}.{symbol}: size {:?}, gdb says {length}",
+                    v.size
+                )),
                 None => failures.push(format!(
                     "{function}.{symbol}: gdb says fbreg {offset}; ksw has {:?}",
-                    layout.variables.iter().filter(|v| &v.name == symbol).map(|v| v.cfa_offset).collect::<Vec<_>>()
+                    layout
+                        .variables
+                        .iter()
+                        .filter(|v| &v.name == symbol)
+                        .map(|v| v.cfa_offset)
+                        .collect::<Vec<_>>()
                 )),
             }
         }
@@ -137,8 +195,13 @@ fn check_series(series: &str) {
             Ok(r) => {
                 let start = r.cfa_offset - r.watched_part.0 as i64;
                 if start != *offset || r.watched_part.1 > *length {
-                    failures.push(format!("{function}.{symbol}: watch at CFA{start:+} [{:?}]", r.watched_part));
-                } else if r.watch.sp_offset as i64 != r.cfa_to_sp + r.cfa_offset || r.cfa_offset % i64::from(r.watch.watch_len) != 0 {
+                    failures.push(format!(
+                        "{function}.{symbol}: watch at CFA{start:+} [{:?}]",
+                        r.watched_part
+                    ));
+                } else if r.watch.sp_offset as i64 != r.cfa_to_sp + r.cfa_offset
+                    || r.cfa_offset % i64::from(r.watch.watch_len) != 0
+                {
                     failures.push(format!("{function}.{symbol}: inconsistent watch {r:?}"));
                 } else {
                     resolved += 1;
@@ -151,7 +214,14 @@ fn check_series(series: &str) {
         "{series}: checked {slots_checked} stack slots in {functions_checked} functions against gdb; \
          resolve built {resolved} watches"
     );
-    assert!(failures.is_empty(), "disagreements with gdb:\n{}", failures.join("\n"));
-    assert!(functions_checked >= 30, "only {functions_checked} functions had gdb answers to compare");
+    assert!(
+        failures.is_empty(),
+        "disagreements with gdb:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        functions_checked >= 30,
+        "only {functions_checked} functions had gdb answers to compare"
+    );
     assert!(resolved >= 30, "resolve built only {resolved} watches");
 }

@@ -32,20 +32,28 @@ fn open(series: &str) -> Option<(DebugFile, String)> {
 
 #[test]
 fn ambiguous_copied_and_register_only_functions_6_1() {
-    let Some((vmlinux, _)) = open("6.1") else { return };
+    let Some((vmlinux, _)) = open("6.1") else {
+        return;
+    };
     let files = [&vmlinux];
     // The same static name in several units.
     match resolve(&files, &request("__list_del_entry", "entry")) {
         Err(Error::AmbiguousFunction { candidates, .. }) => {
             assert!(candidates.len() > 2, "{candidates:?}");
-            assert!(candidates.iter().all(|c| c.defined_in.ends_with(".c")), "{candidates:?}");
+            assert!(
+                candidates.iter().all(|c| c.defined_in.ends_with(".c")),
+                "{candidates:?}"
+            );
         }
         other => panic!("expected ambiguity: {other:?}"),
     }
     // An original plus a .constprop copy.
     match resolve(&files, &request("jhash", "key")) {
         Err(Error::AmbiguousFunction { candidates, .. }) => {
-            assert!(candidates.iter().any(|c| c.symbol == "jhash.constprop.0"), "{candidates:?}");
+            assert!(
+                candidates.iter().any(|c| c.symbol == "jhash.constprop.0"),
+                "{candidates:?}"
+            );
         }
         other => panic!("expected ambiguity: {other:?}"),
     }
@@ -70,13 +78,22 @@ fn ambiguous_copied_and_register_only_functions_6_1() {
     )
     .expect("canary");
     // The canary sits above the locals, below the saved registers.
-    assert!(canary.cfa_offset < 0 && canary.cfa_offset > r.cfa_offset, "{canary:?}");
-    assert!(canary.probe_instruction.starts_with("mov %rax,"), "{}", canary.probe_instruction);
+    assert!(
+        canary.cfa_offset < 0 && canary.cfa_offset > r.cfa_offset,
+        "{canary:?}"
+    );
+    assert!(
+        canary.probe_instruction.starts_with("mov %rax,"),
+        "{}",
+        canary.probe_instruction
+    );
 }
 
 #[test]
 fn mismatched_vmlinux_is_refused() {
-    let Some((vmlinux, release)) = open("6.1") else { return };
+    let Some((vmlinux, release)) = open("6.1") else {
+        return;
+    };
     let image = ElfImage::parse(&vmlinux).expect("parse");
     assert!(image.build_id().is_some_and(|id| id.len() == 20));
     let own = Expected {
@@ -96,7 +113,10 @@ fn mismatched_vmlinux_is_refused() {
         release: None,
         build_id: Some(vec![0xab; 20]),
     };
-    assert!(matches!(locate::check_vmlinux(&image, &wrong_id), Err(Error::Mismatch { .. })));
+    assert!(matches!(
+        locate::check_vmlinux(&image, &wrong_id),
+        Err(Error::Mismatch { .. })
+    ));
     // Discovery by release under an unpacked package root.
     let root = common::kernel_root("6.1").expect("root");
     let found = locate::find_vmlinux(&root, &own).expect("found by release");
@@ -106,9 +126,15 @@ fn mismatched_vmlinux_is_refused() {
 
 #[test]
 fn kernel_6_12_with_ibt_resolves() {
-    let Some((vmlinux, _)) = open("6.12") else { return };
+    let Some((vmlinux, _)) = open("6.12") else {
+        return;
+    };
     let image = ElfImage::parse(&vmlinux).expect("parse");
-    assert!(image.kernel_release().is_some_and(|r| r.starts_with("6.12")));
+    assert!(
+        image
+            .kernel_release()
+            .is_some_and(|r| r.starts_with("6.12"))
+    );
     let r = resolve(&[&vmlinux], &request("do_sys_openat2", "op")).expect("openat2");
     // Never on the endbr64 or the fentry site.
     assert!(r.watch.function_offset > 8, "{}", r.key_value);
@@ -134,10 +160,11 @@ fn kbuild_module_matches_gdb() {
         common::missing("the Debian 6.1 kernel tree");
         return;
     };
-    let Some(headers) = std::fs::read_dir(root.join("usr/src"))
-        .ok()
-        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.join("Module.symvers").is_file()))
-    else {
+    let Some(headers) = std::fs::read_dir(root.join("usr/src")).ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("Module.symvers").is_file())
+    }) else {
         common::missing("the 6.1 kernel headers (linux-headers-*-cloud-amd64)");
         return;
     };
@@ -157,7 +184,11 @@ fn kbuild_module_matches_gdb() {
         .arg("modules")
         .output()
         .expect("make");
-    assert!(out.status.success(), "module build failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "module build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let path = dir.path().join("kswfix.ko");
     let file = locate::open(&path).expect("open module");
     let image = ElfImage::parse(&file).expect("parse module");
@@ -171,15 +202,29 @@ fn kbuild_module_matches_gdb() {
     for (function, slots) in &answers {
         let layout = frame_layout(&[&file], function).expect("layout");
         for (name, offset, length) in slots {
-            let v = layout.variables.iter().find(|v| &v.name == name).expect("variable listed");
-            assert_eq!((v.cfa_offset, v.size), (Some(*offset), Some(*length)), "{function}.{name}");
+            let v = layout
+                .variables
+                .iter()
+                .find(|v| &v.name == name)
+                .expect("variable listed");
+            assert_eq!(
+                (v.cfa_offset, v.size),
+                (Some(*offset), Some(*length)),
+                "{function}.{name}"
+            );
             checked += 1;
         }
     }
     assert!(checked >= 2, "gdb gave {checked} slots");
     let r = resolve(&[&file], &request("kswfix_victim", "req.len")).expect("resolve in module");
     assert_eq!(r.watch.watch_len, 2);
-    assert!(r.probe_source.as_deref().is_some_and(|s| s.contains("kswfix.c")), "{:?}", r.probe_source);
+    assert!(
+        r.probe_source
+            .as_deref()
+            .is_some_and(|s| s.contains("kswfix.c")),
+        "{:?}",
+        r.probe_source
+    );
     // The canary of a module function (`mov %gs:0x28`).
     let canary = resolve(
         &[&file],
@@ -193,7 +238,10 @@ fn kbuild_module_matches_gdb() {
     assert_eq!(canary.watch.watch_len, 8);
 }
 
-fn gdb_fbreg(object: &Path, functions: &[String]) -> Vec<(String, Vec<(String, i64, u64)>)> {
+/// A function and gdb's `DW_OP_fbreg` slots in it: (name, offset, length).
+type Scope = (String, Vec<(String, i64, u64)>);
+
+fn gdb_fbreg(object: &Path, functions: &[String]) -> Vec<Scope> {
     let mut cmd = std::process::Command::new("gdb");
     cmd.args(["-batch", "-nx"]);
     for f in functions {
@@ -203,17 +251,32 @@ fn gdb_fbreg(object: &Path, functions: &[String]) -> Vec<(String, Vec<(String, i
     let out = cmd.output().expect("gdb");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    let mut result: Vec<(String, Vec<(String, i64, u64)>)> = Vec::new();
+    let mut result: Vec<Scope> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if let Some(rest) = line.strip_prefix("Scope for ") {
             result.push((rest.trim_end_matches(':').to_string(), Vec::new()));
             continue;
         }
-        let Some(rest) = line.strip_prefix("Symbol ") else { continue };
-        let Some((symbol, "is a complex DWARF expression:")) = rest.split_once(' ') else { continue };
-        let (Some(op), Some(len)) = (lines.get(i + 1), lines.get(i + 2)) else { continue };
-        let Some(offset) = op.trim().strip_prefix("0: DW_OP_fbreg ").and_then(|o| o.parse().ok()) else { continue };
-        let Some(length) = len.strip_prefix(", length ").and_then(|l| l.strip_suffix('.')).and_then(|l| l.parse().ok())
+        let Some(rest) = line.strip_prefix("Symbol ") else {
+            continue;
+        };
+        let Some((symbol, "is a complex DWARF expression:")) = rest.split_once(' ') else {
+            continue;
+        };
+        let (Some(op), Some(len)) = (lines.get(i + 1), lines.get(i + 2)) else {
+            continue;
+        };
+        let Some(offset) = op
+            .trim()
+            .strip_prefix("0: DW_OP_fbreg ")
+            .and_then(|o| o.parse().ok())
+        else {
+            continue;
+        };
+        let Some(length) = len
+            .strip_prefix(", length ")
+            .and_then(|l| l.strip_suffix('.'))
+            .and_then(|l| l.parse().ok())
         else {
             continue;
         };

@@ -106,7 +106,9 @@ fn defines(file: &DebugFile, name: &str) -> bool {
         return false;
     };
     !image
-        .function_symbols(|n| n == name || (n.starts_with(name) && n.as_bytes().get(name.len()) == Some(&b'.')))
+        .function_symbols(|n| {
+            n == name || (n.starts_with(name) && n.as_bytes().get(name.len()) == Some(&b'.'))
+        })
         .is_empty()
 }
 
@@ -120,7 +122,10 @@ fn render(r: &Resolution) -> String {
     let mut row = |key: &str, value: String| {
         table.add_row(vec![Cell::new(key), Cell::new(value)]);
     };
-    row("function", format!("{} at {:#x}", r.symbol, r.function_address));
+    row(
+        "function",
+        format!("{} at {:#x}", r.symbol, r.function_address),
+    );
     row("unit", format!("{} ({})", r.unit, file_name(&r.object)));
     row(
         "probe",
@@ -144,7 +149,13 @@ fn render(r: &Resolution) -> String {
             r.watched_part.0, r.watched_part.1, r.cfa_offset
         ),
     );
-    row("CFA − SP", format!("{} after the probed instruction ({})", r.cfa_to_sp, r.cfa_source));
+    row(
+        "CFA − SP",
+        format!(
+            "{} after the probed instruction ({})",
+            r.cfa_to_sp, r.cfa_source
+        ),
+    );
     row(
         "SP offset",
         format!("{} = {} {:+}", r.watch.sp_offset, r.cfa_to_sp, r.cfa_offset),
@@ -159,14 +170,23 @@ fn render(r: &Resolution) -> String {
                     h.offset,
                     h.instruction,
                     h.why,
-                    h.source.as_ref().map_or(String::new(), |s| format!(" ({s})"))
+                    h.source
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(" ({s})"))
                 )
             })
             .collect();
         row("expected hits", hits.join("\n"));
     }
     if !r.caveats.is_empty() {
-        row("caveats", r.caveats.iter().map(|c| format!("• {c}")).collect::<Vec<_>>().join("\n"));
+        row(
+            "caveats",
+            r.caveats
+                .iter()
+                .map(|c| format!("• {c}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
     }
     format!("{}\n{}\n\n{table}\n", r.key_value, r.positional)
 }
