@@ -303,6 +303,17 @@ fn bad_input_gets_a_clear_error() {
         }
         other => panic!("no member: {other:?}"),
     }
+    match resolve(
+        &files,
+        &ResolveRequest {
+            function: "regonly".into(),
+            canary: true,
+            ..ResolveRequest::default()
+        },
+    ) {
+        Err(e @ Error::NoCanary { .. }) => assert!(e.to_string().contains("ac=1"), "{e}"),
+        other => panic!("no canary: {other:?}"),
+    }
     let no_debug = DebugFile::open(&built.no_debug).expect("open");
     match resolve(&[&no_debug], &request("victim", "req")) {
         Err(Error::NoDebugInfo { .. }) => {}
