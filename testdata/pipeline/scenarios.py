@@ -83,6 +83,8 @@ def kstackwatch_runs(series):
         Run("kstackwatch", "kstackwatch", mode="none", project_modules=True,
             timeout=600),
         Run("kstackwatch-panic", "kstackwatch-panic", project_modules=True),
+        Run("kstackwatch-panic-qemu", "kstackwatch-panic", mode="qemu",
+            project_modules=True),
         Run("kstackwatch-stress", "kstackwatch-stress", mode="none", cpus=4,
             mem="1G", project_modules=True, timeout=1200),
         Run("kstackwatch-bench", "kstackwatch-bench", mode="none",
@@ -177,9 +179,9 @@ def execute(series, r, force=False):
         main.add_binary(shutil.which("kexec") or "/sbin/kexec", "/bin/kexec")
         main.add_file(kernel.vmlinuz, "/ksw/capture/vmlinuz")
         main.add_file(work / "capture.gz", "/ksw/capture/initrd.gz")
-    if r.project_modules:
-        for ko in build_project_modules(kernel):
-            main.add_file(ko, f"/ksw/modules/{ko.name}")
+    kos = build_project_modules(kernel) if r.project_modules else []
+    for ko in kos:
+        main.add_file(ko, f"/ksw/modules/{ko.name}")
     for b in r.binaries:
         main.add_binary(b, f"/ksw/bin/{Path(b).name}")
     initrd = main.pack(work / "initrd.gz")
@@ -244,6 +246,11 @@ def execute(series, r, force=False):
         raise StepError(f"step '{step}': the scenario did not finish; "
                         f"console log: {guest.console}")
     shutil.copy(guest.console, out / "console.log")
+    if kos:
+        # the very .ko files the guest loaded, with their DWARF
+        (out / "modules").mkdir(exist_ok=True)
+        for ko in kos:
+            shutil.copy(ko, out / "modules" / ko.name)
     m = re.search(r"Kernel panic - not syncing: ([^\r\n]*)", console)
     for name in dumps:
         dumps[name]["size"] = (out / name).stat().st_size

@@ -7,6 +7,7 @@
 echo "ksw-scenario: kstackwatch-stress on $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs"
 ksw_load
 dmesg -n 1
+cat "$OUT/load.dmesg" > "$OUT/stress.dmesg"
 kv=$(ksw_cfg mthread kv)
 pos=$(ksw_cfg mthread pos)
 
@@ -15,17 +16,27 @@ ksw_set "$kv mw=0" > /dev/null
 grep '^slots_total' /proc/kstackwatch > "$OUT/slots-before"
 echo > /proc/kstackwatch
 
+# keep 200 workers running: restart them whenever they are done
+ksw_workers() {
+	if [ -z "$workers" ] || ! kill -0 "$workers" 2> /dev/null; then
+		echo "mthread 200 40" > /proc/kstackwatch_test &
+		workers=$!
+	fi
+}
+
 # 50 reconfigurations under 200 workers
-echo "mthread 200 5" > /proc/kstackwatch_test &
-workers=$!
+workers=
 i=0
 while [ $i -lt 50 ]; do
+	ksw_workers
 	if [ $((i % 2)) = 0 ]; then c=$kv; else c=$pos; fi
 	err=$(ksw_set "$c")
 	[ -z "$err" ] || echo "reconfig $i: $err" >> "$OUT/reconfig.err"
+	dmesg -c >> "$OUT/stress.dmesg"
 	i=$((i + 1))
 done
 wait $workers
+dmesg -c >> "$OUT/stress.dmesg"
 echo "reconfigurations: 50" > "$OUT/reconfig.done"
 cat /proc/kstackwatch > "$OUT/after-reconfig.state"
 
@@ -37,16 +48,18 @@ echo 1 > /sys/devices/system/cpu/cpu3/online
 echo silent > /proc/kstackwatch_test
 cat /proc/kstackwatch > "$OUT/hotplug.state"
 echo > /proc/kstackwatch
+dmesg -c >> "$OUT/stress.dmesg"
 
 # 50 unload/reload cycles while armed, workers running
-echo "mthread 200 5" > /proc/kstackwatch_test &
-workers=$!
+workers=
 i=0
 while [ $i -lt 50 ]; do
+	ksw_workers
 	err=$(ksw_set "$kv")
 	[ -z "$err" ] || echo "reload $i: $err" >> "$OUT/reload.err"
 	rmmod kstackwatch || echo "rmmod $i failed" >> "$OUT/reload.err"
 	insmod /ksw/modules/kstackwatch.ko || echo "insmod $i failed" >> "$OUT/reload.err"
+	dmesg -c >> "$OUT/stress.dmesg"
 	i=$((i + 1))
 done
 wait $workers
@@ -58,6 +71,6 @@ grep '^slots_total' /proc/kstackwatch > "$OUT/slots-after"
 echo > /proc/kstackwatch
 rmmod kstackwatch_test
 rmmod kstackwatch
-dmesg > "$OUT/stress.dmesg"
+dmesg -c >> "$OUT/stress.dmesg"
 grep -c 'Caught stack corruption' "$OUT/stress.dmesg" > "$OUT/catches"
 echo "ksw-scenario: kstackwatch-stress done"

@@ -255,42 +255,132 @@ def cstr(b):
 
 
 class PanicDump(unittest.TestCase):
+    RUNS = (("kstackwatch-panic", "dump.elf"),          # ph=1, kdump
+            ("kstackwatch-panic-qemu", "qemu.elf"))     # panic_on_catch=1, QEMU
+
     def test_catch_record_in_the_dump_matches_the_console(self):
         for series in SERIES:
-            d = fixture(series, "kstackwatch-panic")
-            man = json.loads((d / "manifest.json").read_text())
-            console = (d / "console.log").read_text(errors="replace")
+            for run, elf in self.RUNS:
+                d = fixture(series, run)
+                man = json.loads((d / "manifest.json").read_text())
+                console = (d / "console.log").read_text(errors="replace")
+                with self.subTest(series=series, run=run):
+                    (truth,) = truths(console)
+                    (rep,) = reports(console)
+                    self.assertEqual(rep["writer"], truth["writer"])
+                    self.assertEqual(int(rep["addr"], 16), int(truth["local"], 16))
+                    self.assertEqual(man["panic_message"],
+                                     "kstackwatch: stack corruption caught, writer "
+                                     f"{truth['writer']} [kstackwatch_test]")
+                    self.assertIn(elf, man["dumps"])
+                    if run.endswith("-qemu"):
+                        self.assertIn("panic_on_catch: 1", (d / "state").read_text())
+                    else:
+                        self.assertIn("panic_hit: 1", (d / "state").read_text())
+                    logs = catch_logs(d / elf)
+                    self.assertTrue(logs, "no catch log in the dump")
+                    for total, rec in logs:
+                        self.assertEqual(total, 1)
+                        self.assertEqual(rec["seq"], int(rep["seq"]))
+                        self.assertEqual(cstr(rec["func"]), rep["func"])
+                        self.assertEqual(cstr(rec["config"]), rep["config"])
+                        self.assertEqual(rec["addr"], int(rep["addr"], 16))
+                        self.assertEqual(rec["sp"], int(rep["sp"], 16))
+                        self.assertEqual(rec["old"], int(rep["old"], 16))
+                        self.assertEqual(rec["new"], int(rep["new"], 16))
+                        self.assertEqual(rec["wl"], int(rep["len"]))
+                        self.assertEqual(rec["depth"], int(rep["depth"]))
+                        self.assertEqual(rec["cpu"], int(rep["cpu"]))
+                        self.assertEqual(rec["flags"], int(rep["flags"], 16))
+                        self.assertTrue(rec["flags"] & 0x4, "panic flag")
+                        self.assertEqual(rec["wpid"], int(rep["wpid"]))
+                        self.assertEqual(rec["vpid"], int(rep["vpid"]))
+                        self.assertEqual(cstr(rec["wcomm"]), rep["wcomm"])
+                        self.assertEqual(cstr(rec["vcomm"]), rep["vcomm"])
+                        self.assertEqual(rec["regs"]["ip"], int(rep["ip"], 16))
+                        self.assertNotEqual(rec["vtask"], rec["wtask"])
+
+
+class Stress(unittest.TestCase):
+    """200 workers on 4 vCPUs, 50 reconfigurations, hotplug and 50
+    unload/reload cycles while armed (testdata/scenarios/kstackwatch-stress.sh)."""
+
+    def test_no_splat_and_no_leaked_slot(self):
+        for series in SERIES:
+            d = fixture(series, "kstackwatch-stress")
             with self.subTest(series=series):
-                (truth,) = truths(console)
-                (rep,) = reports(console)
-                self.assertEqual(rep["writer"], truth["writer"])
-                self.assertEqual(int(rep["addr"], 16), int(truth["local"], 16))
-                self.assertEqual(man["panic_message"],
-                                 "kstackwatch: stack corruption caught, writer "
-                                 f"{truth['writer']} [kstackwatch_test]")
-                self.assertIn("dump.elf", man["dumps"])
-                logs = catch_logs(d / "dump.elf")
-                self.assertTrue(logs, "no catch log in the dump")
-                for total, rec in logs:
-                    self.assertEqual(total, 1)
-                    self.assertEqual(rec["seq"], int(rep["seq"]))
-                    self.assertEqual(cstr(rec["func"]), rep["func"])
-                    self.assertEqual(cstr(rec["config"]), rep["config"])
-                    self.assertEqual(rec["addr"], int(rep["addr"], 16))
-                    self.assertEqual(rec["sp"], int(rep["sp"], 16))
-                    self.assertEqual(rec["old"], int(rep["old"], 16))
-                    self.assertEqual(rec["new"], int(rep["new"], 16))
-                    self.assertEqual(rec["wl"], int(rep["len"]))
-                    self.assertEqual(rec["depth"], int(rep["depth"]))
-                    self.assertEqual(rec["cpu"], int(rep["cpu"]))
-                    self.assertEqual(rec["flags"], int(rep["flags"], 16))
-                    self.assertTrue(rec["flags"] & 0x4, "panic flag")
-                    self.assertEqual(rec["wpid"], int(rep["wpid"]))
-                    self.assertEqual(rec["vpid"], int(rep["vpid"]))
-                    self.assertEqual(cstr(rec["wcomm"]), rep["wcomm"])
-                    self.assertEqual(cstr(rec["vcomm"]), rep["vcomm"])
-                    self.assertEqual(rec["regs"]["ip"], int(rep["ip"], 16))
-                    self.assertNotEqual(rec["vtask"], rec["wtask"])
+                console = (d / "console.log").read_text(errors="replace")
+                dmesg = (d / "stress.dmesg").read_text(errors="replace")
+                self.assertIn("KSW-SCENARIO-DONE", console)
+                for bad in ("WARNING:", "BUG:", "Oops", "general protection fault",
+                            "still waiting for", "self-test failed"):
+                    self.assertNotIn(bad, console + dmesg)
+                self.assertEqual((d / "reconfig.done").read_text().strip(),
+                                 "reconfigurations: 50")
+                self.assertEqual((d / "reload.done").read_text().strip(), "reloads: 50")
+                self.assertFalse((d / "reconfig.err").exists(),
+                                 (d / "reconfig.err").read_text()
+                                 if (d / "reconfig.err").exists() else "")
+                self.assertFalse((d / "reload.err").exists(),
+                                 (d / "reload.err").read_text()
+                                 if (d / "reload.err").exists() else "")
+                before = (d / "slots-before").read_text().strip()
+                self.assertRegex(before, r"^slots_total: [1-4]$")
+                self.assertEqual((d / "slots-after").read_text().strip(), before)
+                self.assertEqual(dmesg.count("self-test passed"), 51)
+                self.assertGreaterEqual(int((d / "catches").read_text()), 1)
+                writers = {"test_mthread_victim": "test_mthread_corrupting",
+                           "silent_corruption_victim": "silent_corruption_unwitting"}
+                for r in reports(dmesg):
+                    self.assertEqual(r["writer"], writers[r["func"]])
+                st = state(d / "hotplug.state")
+                self.assertEqual(st["catches"], "2", "a catch before and after cpu3 came back")
+
+
+def bench(d):
+    """Per-call wall time of each bench phase, and the handler costs."""
+    out = {}
+    for phase in ("none", "probes", "armed"):
+        res = (d / f"bench-{phase}.result").read_text()
+        m = re.search(r"bench calls=(\d+) ns=(\d+) ns_per_call=(\d+)", res)
+        out[phase] = {"calls": int(m.group(1)), "ns": int(m.group(2)),
+                      "state": state(d / f"bench-{phase}.state")}
+    return out
+
+
+def per_call(st, what):
+    calls = int(st[f"{what}_calls"])
+    return int(st[f"{what}_ns"]) / calls if calls else 0.0
+
+
+class Bench(unittest.TestCase):
+    """Overhead of an armed watch against the same probes without arming.
+    Upstream reports about 83x ((10892 + 12541) / (159 + 124) ns)."""
+
+    def test_armed_overhead_ratio(self):
+        for series in SERIES:
+            for run, cpus in (("kstackwatch-bench", 2), ("kstackwatch-bench-4cpu", 4)):
+                d = fixture(series, run)
+                with self.subTest(series=series, cpus=cpus):
+                    b = bench(d)
+                    calls = b["armed"]["calls"]
+                    armed, probes = b["armed"]["state"], b["probes"]["state"]
+                    self.assertEqual(int(armed["arms"]), calls)
+                    self.assertEqual(int(armed["disarms"]), calls)
+                    self.assertEqual(armed["catches"], "0")
+                    self.assertEqual(probes["arms"], "0")
+                    self.assertEqual(int(probes["noarm_calls"]), calls)
+                    handler = ((per_call(armed, "arm") + per_call(armed, "disarm"))
+                               / (per_call(probes, "noarm") + per_call(probes, "nodisarm")))
+                    wall = b["armed"]["ns"] / b["probes"]["ns"]
+                    base = b["probes"]["ns"] / b["none"]["ns"]
+                    print(f"\n{series} {cpus} vCPUs: arm {per_call(armed, 'arm'):.0f} ns + "
+                          f"disarm {per_call(armed, 'disarm'):.0f} ns vs "
+                          f"{per_call(probes, 'noarm'):.0f} + "
+                          f"{per_call(probes, 'nodisarm'):.0f} ns without arming: "
+                          f"handler ratio {handler:.1f}x, per-call wall ratio "
+                          f"{wall:.1f}x (probes vs none {base:.1f}x)", file=sys.stderr)
+                    self.assertLess(handler, 83.0, "no better than upstream")
 
 
 if __name__ == "__main__":

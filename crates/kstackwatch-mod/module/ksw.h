@@ -41,6 +41,7 @@ struct ksw_wp {
 	call_single_data_t __percpu *csd;
 	unsigned long addr;		/* current target, read by IPIs */
 	atomic_t busy;			/* owned by an invocation */
+	atomic_t remote_pending;	/* other CPUs need an IPI */
 	int index;
 	/* owner data, valid while busy */
 	struct task_struct *victim;

@@ -59,15 +59,60 @@ static const char * const ksw_trampolines[] = {
 	"ftrace_return_to_handler",
 };
 
+/*
+ * Text ranges already known to be trampolines: the exit of every watched
+ * call hits the watch once, so the symbol lookup is done once per range.
+ */
+#define KSW_TRAMP_CACHE	8
+static unsigned long ksw_tramp_start[KSW_TRAMP_CACHE];
+static unsigned long ksw_tramp_end[KSW_TRAMP_CACHE];
+static atomic_t ksw_tramp_slots = ATOMIC_INIT(0);
+static atomic_t ksw_tramp_valid = ATOMIC_INIT(0);
+
+static bool ksw_tramp_cached(unsigned long ip)
+{
+	int i, n = atomic_read_acquire(&ksw_tramp_valid);
+
+	for (i = 0; i < n && i < KSW_TRAMP_CACHE; i++) {
+		if (ip >= ksw_tramp_start[i] && ip < ksw_tramp_end[i])
+			return true;
+	}
+	return false;
+}
+
+/* Remember the function around @ip; @sym is "name+0xoff/0xsize ...". */
+static void ksw_tramp_remember(unsigned long ip, const char *sym)
+{
+	unsigned long off, size;
+	const char *p = strchr(sym, '+');
+	int slot;
+
+	if (!p || sscanf(p, "+%lx/%lx", &off, &size) != 2)
+		return;
+	slot = atomic_inc_return(&ksw_tramp_slots) - 1;
+	if (slot >= KSW_TRAMP_CACHE)
+		return;
+	ksw_tramp_start[slot] = ip - off;
+	ksw_tramp_end[slot] = ip - off + size;
+	/* publish in order: a slot still being filled is not used yet */
+	atomic_cmpxchg_release(&ksw_tramp_valid, slot, slot + 1);
+}
+
 static bool ksw_is_trampoline(unsigned long ip)
 {
-	char name[KSYM_SYMBOL_LEN];
+	char sym[KSYM_SYMBOL_LEN];
+	size_t len;
 	int i;
 
-	sprint_symbol_no_offset(name, ip);
+	if (ksw_tramp_cached(ip))
+		return true;
+	sprint_symbol(sym, ip);
 	for (i = 0; i < ARRAY_SIZE(ksw_trampolines); i++) {
-		if (!strcmp(name, ksw_trampolines[i]))
+		len = strlen(ksw_trampolines[i]);
+		if (!strncmp(sym, ksw_trampolines[i], len) && sym[len] == '+') {
+			ksw_tramp_remember(ip, sym);
 			return true;
+		}
 	}
 	return false;
 }

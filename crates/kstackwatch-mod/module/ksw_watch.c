@@ -23,6 +23,13 @@
  * async IPIs with per-CPU csds; the number of IPIs in flight is counted
  * and drained before the events and csds are freed.
  *
+ * IPIs are never sent from the int3 (NMI-like) context of the arming
+ * probe: with an xAPIC, sending one means writing ICR2 then ICR, and an
+ * int3 that lands between those writes of an interrupted sender would
+ * redirect or lose that sender's IPI (seen in QEMU as a CPU that never
+ * wakes from idle).  There the probe retargets its own CPU and leaves the
+ * IPIs to an irq_work, which runs as soon as the int3 returns.
+ *
  * Mutual exclusion with CPU hotplug: watchpoints are created and destroyed
  * under cpus_read_lock(), and the hotplug callbacks run with the hotplug
  * lock held for write, so they never see a half-built pool.
@@ -32,6 +39,7 @@
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
 #include <linux/delay.h>
+#include <linux/irq_work.h>
 #include <linux/perf_event.h>
 #include <linux/version.h>
 #include <asm/debugreg.h>
@@ -50,6 +58,7 @@ static int ksw_nr_wps;
 static u16 ksw_len = sizeof(unsigned long);
 static int ksw_hp_state = -1;
 static DEFINE_PER_CPU(int, ksw_retarget_nest);
+static DEFINE_PER_CPU(struct irq_work, ksw_remote_work);
 
 bool ksw_wp_is_placeholder(unsigned long addr)
 {
@@ -116,16 +125,11 @@ static void ksw_wp_sync(void *info)
 	ksw_wp_apply_local(info);
 }
 
-/* Retarget @wp everywhere: this CPU now, the others by async IPI. */
-static void ksw_wp_update(struct ksw_wp *wp, unsigned long addr)
+/* Send @wp's target to the other CPUs.  IRQs off, not in NMI context. */
+static void ksw_wp_send_ipis(struct ksw_wp *wp)
 {
-	unsigned long flags;
-	int cpu, this_cpu;
+	int cpu, this_cpu = smp_processor_id();
 
-	WRITE_ONCE(wp->addr, addr);
-	local_irq_save(flags);
-	this_cpu = smp_processor_id();
-	ksw_wp_apply_local(wp);
 	for_each_online_cpu(cpu) {
 		if (cpu == this_cpu)
 			continue;
@@ -138,6 +142,34 @@ static void ksw_wp_update(struct ksw_wp *wp, unsigned long addr)
 						   per_cpu_ptr(wp->csd, cpu))) {
 			atomic_dec(&ksw.pending_ipis);
 			atomic64_inc(&ksw.stats.ipi_busy);
+		}
+	}
+}
+
+static void ksw_remote_work_fn(struct irq_work *work)
+{
+	int i;
+
+	for (i = 0; i < READ_ONCE(ksw_nr_wps); i++) {
+		if (atomic_xchg(&ksw_wps[i].remote_pending, 0))
+			ksw_wp_send_ipis(&ksw_wps[i]);
+	}
+}
+
+/* Retarget @wp everywhere: this CPU now, the others by async IPI. */
+static void ksw_wp_update(struct ksw_wp *wp, unsigned long addr)
+{
+	unsigned long flags;
+
+	WRITE_ONCE(wp->addr, addr);
+	local_irq_save(flags);
+	ksw_wp_apply_local(wp);
+	if (num_online_cpus() > 1) {
+		if (in_nmi()) {
+			atomic_set(&wp->remote_pending, 1);
+			irq_work_queue(this_cpu_ptr(&ksw_remote_work));
+		} else {
+			ksw_wp_send_ipis(wp);
 		}
 	}
 	local_irq_restore(flags);
@@ -303,8 +335,11 @@ static void ksw_drain_ipis(void)
 /* Free all watchpoints.  The probes must already be unregistered. */
 void ksw_watch_exit(void)
 {
-	int i;
+	int i, cpu;
 
+	/* the irq_works send IPIs, the IPIs touch events and csds */
+	for_each_possible_cpu(cpu)
+		irq_work_sync(per_cpu_ptr(&ksw_remote_work, cpu));
 	ksw_drain_ipis();
 	cpus_read_lock();
 	for (i = 0; i < ksw_nr_wps; i++)
@@ -341,8 +376,11 @@ static int ksw_cpu_offline(unsigned int cpu)
 
 int ksw_hotplug_init(void)
 {
-	int ret;
+	int ret, cpu;
 
+	for_each_possible_cpu(cpu)
+		init_irq_work(per_cpu_ptr(&ksw_remote_work, cpu),
+			      ksw_remote_work_fn);
 	ret = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN,
 					"kstackwatch:online",
 					ksw_cpu_online, ksw_cpu_offline);
