@@ -34,7 +34,8 @@ pub use dwarf::{DebugSections, Location, Place};
 pub use elf::{DebugFile, ElfImage, ImageKind};
 pub use error::{Candidate, Error, Result};
 pub use resolve::{
-    ExpectedHit, FrameLayout, FrameSlot, Resolution, ResolveRequest, frame_layout, resolve,
+    ExpectedHit, FrameLayout, FrameSlot, Resolution, ResolveRequest, cfa_to_sp_after, frame_layout,
+    resolve,
 };
 pub use types::{PathStep, VariablePath};
 pub use watch::Watch;

@@ -808,6 +808,41 @@ fn canary_forms(image: &ElfImage<'_>, symbol: &FunctionSymbol<'_>) -> CanaryForm
 
 /// Where `variable` lives on the stack: (CFA offset, location-list stack
 /// ranges if any, description).
+/// CFA − SP after the instruction at `function + offset` executes (the SP a
+/// kprobe post-handler sees there), from CFI or, without it, disassembly.
+/// Fails when `offset` is not an instruction boundary of the function.
+pub fn cfa_to_sp_after(files: &[&DebugFile], function: &str, offset: u64) -> Result<i64> {
+    let images = files
+        .iter()
+        .map(|f| ElfImage::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    let (image, symbol, _) = choose_function(&images, function)?;
+    let sections = DebugSections::load(image)?;
+    let code = image
+        .bytes_at(symbol.address, symbol.size)
+        .ok_or_else(|| Error::Malformed {
+            path: image.path().to_path_buf(),
+            what: format!("no code bytes for `{}`", symbol.name),
+        })?;
+    let rows = cfi::rows_for(&sections, symbol.address)?;
+    let steps = disasm::analyse(
+        code,
+        symbol.address,
+        rows.as_deref(),
+        &canary_forms(image, &symbol),
+    );
+    let no_point = |reason: String| Error::NoProbePoint {
+        function: symbol.name.to_string(),
+        reason,
+    };
+    let step = steps
+        .iter()
+        .find(|s| s.address == symbol.address + offset)
+        .ok_or_else(|| no_point(format!("+{offset:#x} is not an instruction boundary")))?;
+    step.cfa_minus_sp_after
+        .ok_or_else(|| no_point(format!("CFA−SP after +{offset:#x} is unknown")))
+}
+
 /// A stack slot: CFA offset, the pc ranges of a location list that puts
 /// the variable there (`None`: everywhere in scope), and a description.
 type StackSlot = (i64, Option<Vec<(u64, u64)>>, String);
