@@ -10,7 +10,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use memmap2::Mmap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{Mmap, UncheckedAdvice};
 
 use crate::addr::FileOffset;
 use crate::error::{Error, Result};
@@ -40,10 +42,23 @@ pub(crate) fn check_range(off: FileOffset, len: usize, file_len: u64, what: &'st
 }
 
 /// A whole file, memory-mapped read-only.
+///
+/// Random reads of a large mapping make the kernel map the pages around
+/// each fault too ("fault-around"), so resident memory would grow towards
+/// the size of the dump. Every [`RELEASE_EVERY`] reads of a large file the
+/// mapping's page-table entries are dropped (`MADV_DONTNEED`); the data
+/// stays in the kernel's page cache and faults back in on the next access.
 #[derive(Debug)]
 pub struct MappedFile {
     map: Mmap,
+    reads: AtomicU64,
 }
+
+/// How many reads of a large mapping between releases of its resident
+/// pages.
+const RELEASE_EVERY: u64 = 512;
+/// Files at least this large get their resident pages released.
+const RELEASE_MIN_LEN: usize = 64 << 20;
 
 impl MappedFile {
     /// Maps `path`.
@@ -62,7 +77,7 @@ impl MappedFile {
         // truncates it, the kernel may deliver SIGBUS, which is the same
         // promise every mmap-based reader (gimli's users, ripgrep) makes.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Ok(MappedFile { map })
+        Ok(MappedFile { map, reads: AtomicU64::new(0) })
     }
 
     /// The whole mapping.
@@ -78,6 +93,13 @@ impl ByteSource for MappedFile {
 
     fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>> {
         check_range(off, len, self.len(), what)?;
+        if self.map.len() >= RELEASE_MIN_LEN && self.reads.fetch_add(1, Ordering::Relaxed) % RELEASE_EVERY == RELEASE_EVERY - 1 {
+            // SAFETY: the mapping is private, read-only and never written,
+            // so dropping its page-table entries loses nothing: every page
+            // reads back from the file, and slices borrowed from the
+            // mapping stay valid (the virtual range stays mapped).
+            let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
+        }
         let start = off.0 as usize;
         Ok(Cow::Borrowed(&self.map[start..start + len]))
     }
