@@ -48,6 +48,7 @@ fn render_text(s: &DumpSummary) -> String {
     let _ = writeln!(o, "phys_base:         {}", or_none(&s.phys_base));
     let levels = s.page_table_levels.map(|l| format!("{l}-level")).unwrap_or_else(|| "-".into());
     let _ = writeln!(o, "page tables:       {levels} (root at {})", or_none(&s.page_table_root));
+    let _ = writeln!(o, "direct map:        {}", or_none(&s.direct_map_base));
     let crash = s.crash_time.map(|t| format!("{t} (unix seconds)")).unwrap_or_else(|| "- (not saved by kdump)".into());
     let _ = writeln!(o, "crash time:        {crash}");
     if let Some(t) = s.dump_timestamp {

@@ -44,6 +44,9 @@ pub struct DumpSummary {
     pub page_table_levels: Option<u8>,
     /// The physical address of the kernel's top page table.
     pub page_table_root: Option<String>,
+    /// Where KASLR put the direct map of physical memory
+    /// (`page_offset_base`).
+    pub direct_map_base: Option<String>,
     /// Seconds since the epoch when kdump saved the crash.
     pub crash_time: Option<i64>,
     /// The dump header's timestamp (kdump-compressed), seconds since the
@@ -133,6 +136,11 @@ impl DumpSummary {
             phys_base: info.and_then(|i| i.number("phys_base")).map(|p| format!("{:#x}", p as u64)),
             page_table_levels: info.map(|i| i.page_table_levels()),
             page_table_root: dump.page_table_walker().ok().map(|w| w.top().to_string()),
+            direct_map_base: dump
+                .symbol("page_offset_base")
+                .and_then(|a| dump.read_u64(a))
+                .ok()
+                .map(|v| format!("{v:#x}")),
             crash_time: info.and_then(|i| i.crash_time),
             dump_timestamp: kdump.map(|h| h.timestamp).filter(|&t| t != 0),
             panic_cpu,

@@ -255,3 +255,37 @@ fn ksw_run_inside_a_live_guest_reads_its_kcore() {
     }
     assert!(seen > 0, "no live-kcore run");
 }
+
+#[test]
+fn direct_map_and_kernel_text_translate_as_the_kernel_maps_them() {
+    let Some(root) = common::fixtures_root() else { return };
+    for run in common::dump_runs(&root) {
+        let (path, ..) = run.dumps().into_iter().next().unwrap();
+        let dump = open(&run, &path);
+        let info = dump.vmcoreinfo().unwrap();
+        // The direct map: page_offset_base + p maps physical p, wherever
+        // KASLR put it.
+        let base = dump.read_u64(dump.symbol("page_offset_base").unwrap()).unwrap();
+        assert_eq!(base & ((1 << 30) - 1), 0, "{}: page_offset_base {base:#x}", run.label());
+        let mut rng = common::Rng(7);
+        let mut checked = 0;
+        for _ in 0..10_000 {
+            let p = rng.below(dump.page_stats().present * 4096) & !7;
+            let mut phys = [0u8; 8];
+            if dump.read_phys(ksw_vmcore::PhysAddr(p), &mut phys).is_err() {
+                continue;
+            }
+            let t = dump.translate(ksw_vmcore::VirtAddr(base + p)).unwrap();
+            assert_eq!(t.phys.0, p, "{}", run.label());
+            assert_eq!(dump.read_vec(ksw_vmcore::VirtAddr(base + p), 8).unwrap(), phys);
+            checked += 1;
+        }
+        assert!(checked > 300, "{}: {checked}", run.label());
+        // Kernel text: __START_KERNEL_map + phys_base.
+        let stext = dump.symbol("_stext").unwrap();
+        let phys_base = info.number("phys_base").unwrap() as u64;
+        let t = dump.translate(stext).unwrap();
+        assert_eq!(t.phys.0, (stext.0 - 0xffff_ffff_8000_0000).wrapping_add(phys_base), "{}", run.label());
+        assert!(t.page_size == 2 << 20 || t.page_size == 4096, "{}", run.label());
+    }
+}
