@@ -268,19 +268,24 @@ fn direct_map_and_kernel_text_translate_as_the_kernel_maps_them() {
         let base = dump.read_u64(dump.symbol("page_offset_base").unwrap()).unwrap();
         assert_eq!(base & ((1 << 30) - 1), 0, "{}: page_offset_base {base:#x}", run.label());
         let mut rng = common::Rng(7);
-        let mut checked = 0;
+        let (mut checked, mut unmapped) = (0, 0);
         for _ in 0..10_000 {
             let p = rng.below(dump.page_stats().present * 4096) & !7;
             let mut phys = [0u8; 8];
             if dump.read_phys(ksw_vmcore::PhysAddr(p), &mut phys).is_err() {
                 continue;
             }
-            let t = dump.translate(ksw_vmcore::VirtAddr(base + p)).unwrap();
+            checked += 1;
+            // The kernel unmaps some RAM from the direct map (kexec's
+            // crash-kernel reservation, for one); the rest must map 1:1.
+            let Ok(t) = dump.translate(ksw_vmcore::VirtAddr(base + p)) else {
+                unmapped += 1;
+                continue;
+            };
             assert_eq!(t.phys.0, p, "{}", run.label());
             assert_eq!(dump.read_vec(ksw_vmcore::VirtAddr(base + p), 8).unwrap(), phys);
-            checked += 1;
         }
-        assert!(checked > 300, "{}: {checked}", run.label());
+        assert!(checked > 300 && unmapped * 5 < checked, "{}: {unmapped} of {checked} unmapped", run.label());
         // Kernel text: __START_KERNEL_map + phys_base.
         let stext = dump.symbol("_stext").unwrap();
         let phys_base = info.number("phys_base").unwrap() as u64;
