@@ -362,12 +362,23 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
     let floor = prologue_end.unwrap_or(0);
     // The last own write of the straight-line run (up to the next branch)
     // that starts at `from`.
+    //
+    // Stores are initialisation up to the last one in the run. A call that
+    // gets a pointer to the variable may initialise it (`init(&x)`) or use
+    // it (`wait_on(&x)`, during which another thread corrupts it): only the
+    // first such call after the last store counts as initialising, and the
+    // later ones are expected hits.
     let last_in_run = |from: usize| -> Option<&(usize, String)> {
         let run_end = steps[from..]
             .iter()
             .position(|s| s.flow == Flow::Branch)
             .map_or(steps.len(), |p| from + p);
-        writes.iter().rfind(|(i, _)| *i >= from && *i < run_end)
+        let in_run = |i: usize| i >= from && i < run_end;
+        let is_call = |i: usize| steps[i].flow == Flow::Call;
+        let last_store = writes.iter().rfind(|(i, _)| in_run(*i) && !is_call(*i));
+        let after = last_store.map_or(from, |(i, _)| *i);
+        let first_call = writes.iter().find(|(i, _)| in_run(*i) && is_call(*i) && *i >= after);
+        first_call.or(last_store)
     };
     // `anchor`: the write the probe comes after; writes up to it in its
     // run are initialisation, not expected hits.
