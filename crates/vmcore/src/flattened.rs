@@ -17,6 +17,9 @@ use crate::source::{ByteSource, check_range};
 
 /// The signature at offset 0 of a flattened file.
 pub const FLATTENED_SIGNATURE: &[u8; 16] = b"makedumpfile\0\0\0\0";
+/// No rearranged file is larger than this (256 TiB); a record past it is
+/// damage, and would make a sparse virtual file of absurd size.
+const MAX_FILE_SIZE: u64 = 1 << 48;
 /// The size of the flattened header.
 const HEADER_SIZE: u64 = 4096;
 
@@ -100,7 +103,10 @@ impl<S: ByteSource> FlattenedFile<S> {
         if len == 0 {
             return Ok(());
         }
-        let end = dst.checked_add(len).ok_or_else(|| Error::Corrupt(format!("flattened record at {dst} overflows")))?;
+        let end = dst
+            .checked_add(len)
+            .filter(|&e| e <= MAX_FILE_SIZE)
+            .ok_or_else(|| Error::Corrupt(format!("flattened record for offset {dst} (+{len}) is past any real dump's size")))?;
         self.records += 1;
         // Trim every extent overlapping [dst, end).
         let overlapping: Vec<(u64, (u64, u64))> = self

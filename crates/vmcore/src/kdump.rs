@@ -36,6 +36,10 @@ pub const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
 
 const COMPRESSION_MASK: u32 = DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD;
 
+/// More page frames than x86_64's 52-bit physical address space holds
+/// (2^40 pages); a larger `max_mapnr` is damage.
+const MAX_PAGE_FRAMES: u64 = 1 << 40;
+
 /// Size of a `page_desc`.
 const PAGE_DESC_SIZE: u64 = 24;
 
@@ -291,6 +295,11 @@ impl<S: ByteSource> KdumpCompressed<S> {
         if max_mapnr > half * 8 {
             return Err(corrupt(format!("{max_mapnr} page frames but bitmaps of {half} bytes")));
         }
+        // makedumpfile sizes the bitmaps from max_mapnr; anything much
+        // larger is damage (and must not make the reader allocate it).
+        if max_mapnr > MAX_PAGE_FRAMES || half > max_mapnr.div_ceil(8).div_ceil(bs) * bs + bs {
+            return Err(corrupt(format!("bitmaps of {half} bytes for {max_mapnr} page frames")));
+        }
         let bitmap_off = (1 + sub_hdr_size as u64) * bs;
         let present = Bitmap::new(src.bytes(FileOffset(bitmap_off), half as usize, "first bitmap")?.into_owned());
         let dumped = Bitmap::new(src.bytes(FileOffset(bitmap_off + half), half as usize, "second bitmap")?.into_owned());
@@ -515,6 +524,22 @@ mod tests {
         assert_eq!(bm.count(), 9);
         assert!(bm.get(513) && !bm.get(514));
         assert_eq!(bm.rank(99_999), 9);
+    }
+
+    #[test]
+    fn oversized_bitmaps_are_corrupt_not_allocated() {
+        // Found by the `flattened` fuzz target: a header whose bitmaps are
+        // far larger than max_mapnr needs, inside a sparse flattened file,
+        // made the reader allocate them.
+        let mut h = vec![0u8; 8192];
+        h[..8].copy_from_slice(b"KDUMP   ");
+        h[8..12].copy_from_slice(&6i32.to_le_bytes());
+        h[428..432].copy_from_slice(&4096i32.to_le_bytes());
+        h[432..436].copy_from_slice(&1i32.to_le_bytes());
+        h[436..440].copy_from_slice(&0x1000_0000u32.to_le_bytes());
+        h[4096 + 96..4096 + 104].copy_from_slice(&100u64.to_le_bytes());
+        let err = KdumpCompressed::new(crate::source::OwnedBytes(h)).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(ref m) if m.contains("bitmaps")), "{err}");
     }
 
     #[test]
