@@ -9,7 +9,9 @@ use crate::flags::DumpArgs;
 
 /// Runs `ksw dmesg`.
 pub(crate) fn run(args: &DumpArgs) -> Result<String> {
-    let options = OpenOptions { vmcoreinfo_override: args.vmcoreinfo.clone() };
+    let options = OpenOptions {
+        vmcoreinfo_override: args.vmcoreinfo.clone(),
+    };
     let dump = Dump::open_with(&args.dump, &options)?;
     let records = dump.kernel_log()?;
     if args.json {

@@ -11,7 +11,9 @@ use crate::flags::DumpArgs;
 
 /// Runs `ksw info`.
 pub(crate) fn run(args: &DumpArgs) -> Result<String> {
-    let options = OpenOptions { vmcoreinfo_override: args.vmcoreinfo.clone() };
+    let options = OpenOptions {
+        vmcoreinfo_override: args.vmcoreinfo.clone(),
+    };
     let dump = Dump::open_with(&args.dump, &options)?;
     let summary = DumpSummary::collect(&dump);
     if args.json {
@@ -46,22 +48,43 @@ fn render_text(s: &DumpSummary) -> String {
     let _ = writeln!(o, "build ID:          {build}");
     let _ = writeln!(o, "KASLR offset:      {}", or_none(&s.kaslr_offset));
     let _ = writeln!(o, "phys_base:         {}", or_none(&s.phys_base));
-    let levels = s.page_table_levels.map(|l| format!("{l}-level")).unwrap_or_else(|| "-".into());
-    let _ = writeln!(o, "page tables:       {levels} (root at {})", or_none(&s.page_table_root));
+    let levels = s
+        .page_table_levels
+        .map(|l| format!("{l}-level"))
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        o,
+        "page tables:       {levels} (root at {})",
+        or_none(&s.page_table_root)
+    );
     let _ = writeln!(o, "direct map:        {}", or_none(&s.direct_map_base));
-    let crash = s.crash_time.map(|t| format!("{t} (unix seconds)")).unwrap_or_else(|| "- (not saved by kdump)".into());
+    let crash = s
+        .crash_time
+        .map(|t| format!("{t} (unix seconds)"))
+        .unwrap_or_else(|| "- (not saved by kdump)".into());
     let _ = writeln!(o, "crash time:        {crash}");
     if let Some(t) = s.dump_timestamp {
         let _ = writeln!(o, "dump written:      {t} (unix seconds)");
     }
-    let panic = s.panic_cpu.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+    let panic = s
+        .panic_cpu
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "-".into());
     let _ = writeln!(o, "panic CPU:         {panic}");
     let p = &s.pages;
-    let _ = writeln!(o, "pages:             {} present, {} dumped, {} excluded", p.present, p.dumped, p.excluded);
+    let _ = writeln!(
+        o,
+        "pages:             {} present, {} dumped, {} excluded",
+        p.present, p.dumped, p.excluded
+    );
     let _ = writeln!(o, "CPUs:              {}", s.cpus.len());
     for c in &s.cpus {
         let mark = if c.panicked { "  <- panic" } else { "" };
-        let _ = writeln!(o, "  cpu {:<3} pid {:<7} pc {}  sp {}{mark}", c.cpu, c.pid, c.pc, c.sp);
+        let _ = writeln!(
+            o,
+            "  cpu {:<3} pid {:<7} pc {}  sp {}{mark}",
+            c.cpu, c.pid, c.pc, c.sp
+        );
     }
     for problem in &s.problems {
         let _ = writeln!(o, "warning: {problem}");

@@ -6,20 +6,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixtures() -> Option<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/ksw/fixtures")
-    });
+    let root = std::env::var_os("KSW_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/ksw/fixtures")
+        });
     if root.join("6.1/sysrq/manifest.json").exists() {
         return Some(root);
     }
     if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
         return None;
     }
-    panic!("fixtures missing under {} (run `python3 testdata/pipeline all`)", root.display());
+    panic!(
+        "fixtures missing under {} (run `python3 testdata/pipeline all`)",
+        root.display()
+    );
 }
 
 fn ksw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ksw")).args(args).output().expect("run ksw")
+    Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .args(args)
+        .output()
+        .expect("run ksw")
 }
 
 fn s(p: &Path) -> &str {
@@ -31,19 +40,33 @@ fn info_json_names_the_kernel_and_the_panicking_cpu() {
     let Some(root) = fixtures() else { return };
     for series in ["6.1", "6.12"] {
         let run = root.join(series).join("sysrq");
-        let release = std::fs::read_to_string(run.join("ground-truth/release")).unwrap().trim().to_owned();
+        let release = std::fs::read_to_string(run.join("ground-truth/release"))
+            .unwrap()
+            .trim()
+            .to_owned();
         for dump in ["dump.kdump-zlib", "dump.kdump-lzo", "dump.flat", "dump.elf"] {
             let out = ksw(&["info", "--json", s(&run.join(dump))]);
-            assert!(out.status.success(), "{dump}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{dump}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(v["kernel_release"], release.as_str(), "{series} {dump}");
             assert_eq!(v["page_table_levels"], 5);
             let cpus = v["cpus"].as_array().unwrap();
             let panic_cpu = v["panic_cpu"].as_u64().unwrap();
-            assert!(cpus.iter().any(|c| c["cpu"] == panic_cpu && c["panicked"] == true), "{v}");
+            assert!(
+                cpus.iter()
+                    .any(|c| c["cpu"] == panic_cpu && c["panicked"] == true),
+                "{v}"
+            );
             // The text rendering says the same things.
             let text = String::from_utf8(ksw(&["info", s(&run.join(dump))]).stdout).unwrap();
-            assert!(text.contains(&format!("kernel release:    {release}")), "{text}");
+            assert!(
+                text.contains(&format!("kernel release:    {release}")),
+                "{text}"
+            );
             assert!(text.contains("<- panic"), "{text}");
         }
     }
@@ -57,7 +80,10 @@ fn dmesg_ends_with_the_panic_the_console_showed() {
     let out = ksw(&["dmesg", s(&run.join("dump.kdump-lzo"))]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let panic = text.lines().find(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash")).expect("panic line");
+    let panic = text
+        .lines()
+        .find(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash"))
+        .expect("panic line");
     assert!(console.contains(panic), "{panic}");
     let last = text.lines().last().unwrap();
     assert!(console.contains(last), "{last}");
@@ -66,7 +92,13 @@ fn dmesg_ends_with_the_panic_the_console_showed() {
     // One record per line here, except records that hold several lines.
     let n = records.as_array().unwrap().len();
     assert!(n > 100 && n <= text.lines().count(), "{n} records");
-    assert!(records.as_array().unwrap().iter().any(|r| r["text"] == "Kernel panic - not syncing: sysrq triggered crash"));
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["text"] == "Kernel panic - not syncing: sysrq triggered crash")
+    );
 }
 
 #[test]
@@ -76,19 +108,41 @@ fn a_qemu_dump_without_vmcoreinfo_says_how_to_fix_it() {
     let out = ksw(&["dmesg", s(&run.join("qemu.elf"))]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("-device vmcoreinfo") && err.contains("--vmcoreinfo"), "{err}");
-    let out = ksw(&["dmesg", "--vmcoreinfo", s(&run.join("ground-truth/vmcoreinfo")), s(&run.join("qemu.kdump-zlib.flat"))]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Kernel panic - not syncing: sysrq triggered crash"));
+    assert!(
+        err.contains("-device vmcoreinfo") && err.contains("--vmcoreinfo"),
+        "{err}"
+    );
+    let out = ksw(&[
+        "dmesg",
+        "--vmcoreinfo",
+        s(&run.join("ground-truth/vmcoreinfo")),
+        s(&run.join("qemu.kdump-zlib.flat")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Kernel panic - not syncing: sysrq triggered crash")
+    );
 }
 
 #[test]
 fn bad_input_is_an_error_with_exit_status_1() {
     let exe = std::env::current_exe().unwrap();
-    for (path, says) in [(exe.as_path(), "not a core"), (Path::new("/"), "directory"), (Path::new("/nonexistent/dump"), "cannot read")] {
+    for (path, says) in [
+        (exe.as_path(), "not a core"),
+        (Path::new("/"), "directory"),
+        (Path::new("/nonexistent/dump"), "cannot read"),
+    ] {
         let out = ksw(&["info", s(path)]);
         assert_eq!(out.status.code(), Some(1), "{}", path.display());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("ksw: error: ") && err.contains(says), "{err}");
+        assert!(
+            err.starts_with("ksw: error: ") && err.contains(says),
+            "{err}"
+        );
     }
 }

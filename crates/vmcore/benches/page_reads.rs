@@ -11,13 +11,24 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ksw_vmcore::{Dump, KernelMemory, VirtAddr};
 
 fn fixture_dumps() -> Vec<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/ksw/fixtures")
-    });
+    let root = std::env::var_os("KSW_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/ksw/fixtures")
+        });
     let mut dumps = Vec::new();
     for series in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-        for run in std::fs::read_dir(series.path()).into_iter().flatten().flatten() {
-            for f in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
+        for run in std::fs::read_dir(series.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(run.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let name = f.file_name().to_string_lossy().into_owned();
                 // Runs without VMCOREINFO in their dumps are left out.
                 if (name.starts_with("dump.") || name.starts_with("qemu.") || name == "vmcore.raw")
@@ -28,17 +39,28 @@ fn fixture_dumps() -> Vec<PathBuf> {
             }
         }
     }
-    assert!(!dumps.is_empty(), "no fixture dumps under {} (run `python3 testdata/pipeline all`)", root.display());
+    assert!(
+        !dumps.is_empty(),
+        "no fixture dumps under {} (run `python3 testdata/pipeline all`)",
+        root.display()
+    );
     dumps.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
     dumps
 }
 
 fn addresses(dump: &Dump, n: usize) -> Vec<u64> {
-    let page_offset = dump.read_u64(dump.symbol("page_offset_base").unwrap()).unwrap();
+    let page_offset = dump
+        .read_u64(dump.symbol("page_offset_base").unwrap())
+        .unwrap();
     let ram = dump.page_stats().present * 4096;
     let text = dump.symbol("_stext").unwrap().0;
     let end = dump.symbol("_end").unwrap().0;
-    let sps: Vec<u64> = dump.cpus().unwrap().iter().map(|c| c.registers.rsp()).collect();
+    let sps: Vec<u64> = dump
+        .cpus()
+        .unwrap()
+        .iter()
+        .map(|c| c.registers.rsp())
+        .collect();
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     (0..n)
         .map(|i| {
@@ -58,11 +80,18 @@ fn addresses(dump: &Dump, n: usize) -> Vec<u64> {
 fn bench(c: &mut Criterion) {
     let dumps = fixture_dumps();
     let largest = dumps[0].clone();
-    let kdump = dumps.iter().find(|p| p.to_string_lossy().contains("kdump")).cloned();
+    let kdump = dumps
+        .iter()
+        .find(|p| p.to_string_lossy().contains("kdump"))
+        .cloned();
     let mut group = c.benchmark_group("vmcore");
     group.sample_size(10);
     for path in std::iter::once(largest).chain(kdump) {
-        let label = path.strip_prefix(path.ancestors().nth(3).unwrap()).unwrap().display().to_string();
+        let label = path
+            .strip_prefix(path.ancestors().nth(3).unwrap())
+            .unwrap()
+            .display()
+            .to_string();
         let addrs = addresses(&Dump::open(&path).unwrap(), 10_000);
         group.bench_function(format!("open+vmcoreinfo {label}"), |b| {
             b.iter(|| {

@@ -32,18 +32,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let a = match i % 4 {
                 0 | 1 => page_offset + s % ram.max(1),
                 2 => text + s % (end - text),
-                _ if !sps.is_empty() => sps[(s % sps.len() as u64) as usize].wrapping_sub(s % 16384),
+                _ if !sps.is_empty() => {
+                    sps[(s % sps.len() as u64) as usize].wrapping_sub(s % 16384)
+                }
                 _ => page_offset + s % ram.max(1),
             };
             println!("{:x}", a & !0xfff);
         }
         return Ok(());
     }
-    let addrs: Vec<u64> =
-        std::fs::read_to_string(what)?.lines().filter_map(|l| u64::from_str_radix(l.trim(), 16).ok()).collect();
+    let addrs: Vec<u64> = std::fs::read_to_string(what)?
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.trim(), 16).ok())
+        .collect();
     let start = Instant::now();
     let dump = Dump::open(dump_path.as_ref())?;
-    let release = dump.require_vmcoreinfo()?.osrelease.clone().unwrap_or_default();
+    let release = dump
+        .require_vmcoreinfo()?
+        .osrelease
+        .clone()
+        .unwrap_or_default();
     let opened = start.elapsed();
     let mut page = vec![0u8; 4096];
     let (mut ok, mut faults, mut checksum) = (0u64, 0u64, 0u64);

@@ -25,8 +25,9 @@ const PR_REG: usize = 112;
 
 /// The names of `pr_reg`'s 27 slots (`struct user_regs_struct` order).
 pub const REGISTER_NAMES: [&str; 27] = [
-    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi",
-    "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs",
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
+    "gs",
 ];
 
 /// An x86_64 register set, in `user_regs_struct` order (a `pt_regs` is a
@@ -37,7 +38,10 @@ pub struct X86Registers(pub [u64; 27]);
 impl X86Registers {
     /// The register called `name` (as in [`REGISTER_NAMES`]).
     pub fn get(&self, name: &str) -> Option<u64> {
-        REGISTER_NAMES.iter().position(|&n| n == name).map(|i| self.0[i])
+        REGISTER_NAMES
+            .iter()
+            .position(|&n| n == name)
+            .map(|i| self.0[i])
     }
 
     /// The instruction pointer.
@@ -80,14 +84,20 @@ impl PrStatus {
     /// Parses an x86_64 `elf_prstatus`.
     pub fn parse(desc: &[u8]) -> Result<Self> {
         if desc.len() < PR_REG + 27 * 8 {
-            return Err(Error::Corrupt(format!("NT_PRSTATUS of {} bytes, expected {PRSTATUS_SIZE}", desc.len())));
+            return Err(Error::Corrupt(format!(
+                "NT_PRSTATUS of {} bytes, expected {PRSTATUS_SIZE}",
+                desc.len()
+            )));
         }
         let pid = le_u32(desc, PR_PID).unwrap_or(0);
         let mut regs = [0u64; 27];
         for (i, r) in regs.iter_mut().enumerate() {
             *r = le_u64(desc, PR_REG + i * 8).unwrap_or(0);
         }
-        Ok(PrStatus { pid, registers: X86Registers(regs) })
+        Ok(PrStatus {
+            pid,
+            registers: X86Registers(regs),
+        })
     }
 
     /// All `CORE`/`NT_PRSTATUS` notes in a notes buffer, in order.
@@ -144,7 +154,10 @@ pub struct CrashNotesLayout {
 /// Reads each CPU's saved note from its `crash_notes` buffer. CPUs whose
 /// buffer holds no note (they never ran the crash IPI handler) are left
 /// out.
-pub fn from_crash_notes(mem: &dyn crate::memory::KernelMemory, layout: CrashNotesLayout) -> Result<Vec<(u32, PrStatus)>> {
+pub fn from_crash_notes(
+    mem: &dyn crate::memory::KernelMemory,
+    layout: CrashNotesLayout,
+) -> Result<Vec<(u32, PrStatus)>> {
     let base = mem.read_u64(layout.crash_notes)?;
     if base == 0 {
         return Err(Error::Corrupt("crash_notes is NULL".into()));
@@ -175,7 +188,8 @@ mod tests {
         let mut desc = vec![0u8; PRSTATUS_SIZE];
         desc[PR_PID..PR_PID + 4].copy_from_slice(&42u32.to_le_bytes());
         for i in 0..27 {
-            desc[PR_REG + i * 8..PR_REG + i * 8 + 8].copy_from_slice(&(1000 + i as u64).to_le_bytes());
+            desc[PR_REG + i * 8..PR_REG + i * 8 + 8]
+                .copy_from_slice(&(1000 + i as u64).to_le_bytes());
         }
         let p = PrStatus::parse(&desc).unwrap();
         assert_eq!(p.pid, 42);

@@ -54,7 +54,9 @@ impl DumpFormat {
             DumpFormat::ElfMakedumpfile => "ELF vmcore (makedumpfile -E, filtered)",
             DumpFormat::ElfQemu => "ELF (QEMU dump-guest-memory)",
             DumpFormat::KdumpCompressed => "kdump-compressed (makedumpfile)",
-            DumpFormat::KdumpFlattened => "kdump-compressed, flattened (makedumpfile -F / QEMU kdump-*)",
+            DumpFormat::KdumpFlattened => {
+                "kdump-compressed, flattened (makedumpfile -F / QEMU kdump-*)"
+            }
             DumpFormat::Kcore => "/proc/kcore (live kernel)",
         }
     }
@@ -108,7 +110,10 @@ pub struct Dump {
 
 impl std::fmt::Debug for Dump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dump").field("path", &self.path).field("format", &self.format).finish()
+        f.debug_struct("Dump")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .finish()
     }
 }
 
@@ -128,17 +133,31 @@ impl Dump {
         let head = map.as_slice();
         if kdump::has_kdump_signature(head) {
             let k = KdumpCompressed::new(map)?;
-            Self::from_kdump(path, Physical::Kdump(k), DumpFormat::KdumpCompressed, options)
+            Self::from_kdump(
+                path,
+                Physical::Kdump(k),
+                DumpFormat::KdumpCompressed,
+                options,
+            )
         } else if head.starts_with(FLATTENED_SIGNATURE) {
             let flat = FlattenedFile::new(map)?;
             let trunc = flat.truncation();
             let k = KdumpCompressed::new(flat).map_err(|e| match (e, trunc) {
-                (Error::Truncated { what, needed, len }, Some(_)) => Error::Truncated { what, needed, len },
+                (Error::Truncated { what, needed, len }, Some(_)) => {
+                    Error::Truncated { what, needed, len }
+                }
                 (e, _) => e,
             })?;
-            let mut d = Self::from_kdump(path, Physical::Flattened(k), DumpFormat::KdumpFlattened, options)?;
+            let mut d = Self::from_kdump(
+                path,
+                Physical::Flattened(k),
+                DumpFormat::KdumpFlattened,
+                options,
+            )?;
             if let Some((needed, len)) = trunc {
-                d.warnings.push(format!("truncated flattened stream: needs {needed} bytes, file has {len}"));
+                d.warnings.push(format!(
+                    "truncated flattened stream: needs {needed} bytes, file has {len}"
+                ));
             }
             Ok(d)
         } else if elf::has_elf_magic(head) {
@@ -157,7 +176,12 @@ impl Dump {
         let path = PathBuf::from("<memory>");
         if kdump::has_kdump_signature(&bytes) {
             let k = KdumpCompressed::new(OwnedBytes(bytes))?;
-            Self::from_kdump(&path, Physical::KdumpOwned(k), DumpFormat::KdumpCompressed, options)
+            Self::from_kdump(
+                &path,
+                Physical::KdumpOwned(k),
+                DumpFormat::KdumpCompressed,
+                options,
+            )
         } else if elf::has_elf_magic(&bytes) {
             Self::from_elf(&path, OwnedBytes(bytes), options, false)
         } else {
@@ -165,7 +189,12 @@ impl Dump {
         }
     }
 
-    fn from_kdump(path: &Path, physical: Physical, format: DumpFormat, options: &OpenOptions) -> Result<Self> {
+    fn from_kdump(
+        path: &Path,
+        physical: Physical,
+        format: DumpFormat,
+        options: &OpenOptions,
+    ) -> Result<Self> {
         let (notes, raw_info, header) = match &physical {
             Physical::Kdump(k) => (k.notes()?, k.vmcoreinfo_text()?, k.header().clone()),
             Physical::KdumpOwned(k) => (k.notes()?, k.vmcoreinfo_text()?, k.header().clone()),
@@ -173,7 +202,9 @@ impl Dump {
             _ => return Err(Error::NotADump("internal: not a kdump reader".into())),
         };
         let notes = notes.unwrap_or_default();
-        let qemu = NoteIter::new(&notes).filter_map(|n| n.ok()).any(|n| n.name == b"QEMU");
+        let qemu = NoteIter::new(&notes)
+            .filter_map(|n| n.ok())
+            .any(|n| n.name == b"QEMU");
         let mut found = vmcoreinfo_note(&notes)?.map(|v| (v, "ELF note"));
         if found.is_none()
             && let Some(text) = raw_info
@@ -183,25 +214,41 @@ impl Dump {
         let mut dump = Self::finish(path, format, physical, notes, found, options)?;
         dump.qemu = qemu;
         if header.status & kdump::DUMP_DH_COMPRESSED_INCOMPLETE != 0 {
-            dump.warnings.push("the dump is marked incomplete (makedumpfile ran out of space or failed)".into());
+            dump.warnings.push(
+                "the dump is marked incomplete (makedumpfile ran out of space or failed)".into(),
+            );
         }
         if let Some((needed, len)) = dump.kdump_truncation() {
-            dump.warnings.push(format!("truncated dump: page data needs {needed} bytes, file has {len}"));
+            dump.warnings.push(format!(
+                "truncated dump: page data needs {needed} bytes, file has {len}"
+            ));
         }
         if let Some(info) = &dump.vmcoreinfo
             && let Some(r) = &info.osrelease
             && !header.release.is_empty()
             && *r != header.release
         {
-            dump.warnings.push(format!("header release {:?} differs from VMCOREINFO's {r:?}", header.release));
+            dump.warnings.push(format!(
+                "header release {:?} differs from VMCOREINFO's {r:?}",
+                header.release
+            ));
         }
         Ok(dump)
     }
 
-    fn from_elf<S: ElfSource>(path: &Path, src: S, options: &OpenOptions, procfs: bool) -> Result<Self> {
+    fn from_elf<S: ElfSource>(
+        path: &Path,
+        src: S,
+        options: &OpenOptions,
+        procfs: bool,
+    ) -> Result<Self> {
         let header = CoreHeader::parse(&src)?;
         let mut notes = Vec::new();
-        for ph in header.program_headers.iter().filter(|p| p.p_type == PT_NOTE) {
+        for ph in header
+            .program_headers
+            .iter()
+            .filter(|p| p.p_type == PT_NOTE)
+        {
             if ph.filesz > 64 << 20 {
                 return Err(Error::Corrupt(format!("PT_NOTE of {} bytes", ph.filesz)));
             }
@@ -225,17 +272,28 @@ impl Dump {
             }
         }
         let info = vmcoreinfo_note(&notes)?;
-        let filtered = header.program_headers.iter().any(|p| p.p_type == elf::PT_LOAD && p.filesz < p.memsz);
+        let filtered = header
+            .program_headers
+            .iter()
+            .any(|p| p.p_type == elf::PT_LOAD && p.filesz < p.memsz);
         let format = if procfs || (has_taskstruct && info.is_some()) {
             DumpFormat::Kcore
         } else if has_qemu {
             DumpFormat::ElfQemu
         } else if info.is_some() {
-            if filtered { DumpFormat::ElfMakedumpfile } else { DumpFormat::ElfKdump }
+            if filtered {
+                DumpFormat::ElfMakedumpfile
+            } else {
+                DumpFormat::ElfKdump
+            }
         } else if options.vmcoreinfo_override.is_some() {
             DumpFormat::ElfKdump
         } else {
-            let hint = if other_names.is_empty() { String::new() } else { format!(" (notes from {})", other_names.join(", ")) };
+            let hint = if other_names.is_empty() {
+                String::new()
+            } else {
+                format!(" (notes from {})", other_names.join(", "))
+            };
             return Err(Error::NotADump(format!(
                 "an ELF core with neither VMCOREINFO nor QEMU notes: a userspace core dump?{hint}"
             )));
@@ -250,10 +308,15 @@ impl Dump {
         let found = info.map(|v| (v, "ELF note"));
         let mut dump = Self::finish(path, format, physical, notes, found, options)?;
         if flags & elf::DUMP_ELF_INCOMPLETE != 0 && format != DumpFormat::Kcore {
-            dump.warnings.push("the ELF dump is marked incomplete (makedumpfile could not finish writing it)".into());
+            dump.warnings.push(
+                "the ELF dump is marked incomplete (makedumpfile could not finish writing it)"
+                    .into(),
+            );
         }
         if let Some((needed, len)) = dump.elf_truncation() {
-            dump.warnings.push(format!("truncated dump: segments need {needed} bytes, file has {len}"));
+            dump.warnings.push(format!(
+                "truncated dump: segments need {needed} bytes, file has {len}"
+            ));
         }
         Ok(dump)
     }
@@ -268,7 +331,10 @@ impl Dump {
     ) -> Result<Self> {
         let mut warnings = Vec::new();
         let (vmcoreinfo, vmcoreinfo_source) = if let Some(p) = &options.vmcoreinfo_override {
-            let text = std::fs::read(p).map_err(|source| Error::Io { path: p.clone(), source })?;
+            let text = std::fs::read(p).map_err(|source| Error::Io {
+                path: p.clone(),
+                source,
+            })?;
             let text = override_text(&text, physical.memory())?;
             (Some(Vmcoreinfo::parse(&text)?), "override file")
         } else if let Some((text, source)) = found {
@@ -289,7 +355,9 @@ impl Dump {
         if let Some(info) = &vmcoreinfo
             && info.build_id_is_known_bad()
         {
-            warnings.push("this kernel release writes a garbage BUILD-ID into VMCOREINFO; ignoring it".into());
+            warnings.push(
+                "this kernel release writes a garbage BUILD-ID into VMCOREINFO; ignoring it".into(),
+            );
         }
         Ok(Dump {
             path: path.to_owned(),
@@ -327,11 +395,13 @@ impl Dump {
 
     /// VMCOREINFO, or the error explaining its absence.
     pub fn require_vmcoreinfo(&self) -> Result<&Vmcoreinfo> {
-        self.vmcoreinfo.as_ref().ok_or(Error::MissingVmcoreinfo(if self.qemu {
-            "QEMU dump made without -device vmcoreinfo"
-        } else {
-            "not in the dump"
-        }))
+        self.vmcoreinfo
+            .as_ref()
+            .ok_or(Error::MissingVmcoreinfo(if self.qemu {
+                "QEMU dump made without -device vmcoreinfo"
+            } else {
+                "not in the dump"
+            }))
     }
 
     /// Where VMCOREINFO came from (`"ELF note"`, `"kdump sub-header"`,
@@ -358,7 +428,9 @@ impl Dump {
     /// The page-table walker, if VMCOREINFO allows translation.
     pub fn page_table_walker(&self) -> Result<&PageTableWalker> {
         self.require_vmcoreinfo()?;
-        self.walker.as_ref().ok_or_else(|| Error::Vmcoreinfo("no page-table root".into()))
+        self.walker
+            .as_ref()
+            .ok_or_else(|| Error::Vmcoreinfo("no page-table root".into()))
     }
 
     /// Translates a kernel virtual address.
@@ -432,7 +504,8 @@ impl Dump {
             let info = self.require_vmcoreinfo().map_err(|e| e.to_string())?;
             Kallsyms::from_memory(self, info).map_err(|e| e.to_string())
         });
-        r.as_ref().map_err(|e| Error::Vmcoreinfo(format!("kallsyms: {e}")))
+        r.as_ref()
+            .map_err(|e| Error::Vmcoreinfo(format!("kallsyms: {e}")))
     }
 
     /// A symbol's address: VMCOREINFO's `SYMBOL()` first, then kallsyms.
@@ -440,7 +513,9 @@ impl Dump {
         if let Some(a) = self.vmcoreinfo.as_ref().and_then(|i| i.symbol(name)) {
             return Ok(a);
         }
-        self.kallsyms()?.address_of(name).ok_or_else(|| Error::Vmcoreinfo(format!("no symbol {name}")))
+        self.kallsyms()?
+            .address_of(name)
+            .ok_or_else(|| Error::Vmcoreinfo(format!("no symbol {name}")))
     }
 
     /// The CPU that called `panic()` (`panic_cpu`, else `crashing_cpu`), if
@@ -470,18 +545,37 @@ impl Dump {
         }
         let notes = self.prstatus_notes()?;
         let panic_cpu = self.panic_cpu().ok().flatten();
-        let crashed = self.vmcoreinfo.as_ref().is_some_and(|i| i.crash_time.is_some());
+        let crashed = self
+            .vmcoreinfo
+            .as_ref()
+            .is_some_and(|i| i.crash_time.is_some());
         let mut states: Vec<CpuState> = Vec::new();
         if crashed && let Ok(layout) = self.crash_notes_layout() {
             for (cpu, p) in crate::cpu::from_crash_notes(self, layout)? {
-                states.push(CpuState { cpu, pid: p.pid, registers: p.registers, matched_by: CpuMatch::CrashNotes, panicked: false });
+                states.push(CpuState {
+                    cpu,
+                    pid: p.pid,
+                    registers: p.registers,
+                    matched_by: CpuMatch::CrashNotes,
+                    panicked: false,
+                });
             }
         }
         if states.is_empty() {
             let qemu = self.qemu && notes.iter().all(|p| p.pid >= 1);
             for (i, p) in notes.iter().enumerate() {
-                let (cpu, how) = if qemu { (p.pid - 1, CpuMatch::QemuPid) } else { (i as u32, CpuMatch::NoteOrder) };
-                states.push(CpuState { cpu, pid: p.pid, registers: p.registers, matched_by: how, panicked: false });
+                let (cpu, how) = if qemu {
+                    (p.pid - 1, CpuMatch::QemuPid)
+                } else {
+                    (i as u32, CpuMatch::NoteOrder)
+                };
+                states.push(CpuState {
+                    cpu,
+                    pid: p.pid,
+                    registers: p.registers,
+                    matched_by: how,
+                    panicked: false,
+                });
             }
         }
         states.sort_by_key(|s| s.cpu);
@@ -532,7 +626,12 @@ impl ElfSource for OwnedBytes {
 fn elf_stats<S: ByteSource>(e: &ElfPhysicalMemory<S>) -> PageStats {
     let present = e.described_pages();
     let excluded = e.excluded_pages();
-    PageStats { max_pfn: 0, present, dumped: present - excluded, excluded }
+    PageStats {
+        max_pfn: 0,
+        present,
+        dumped: present - excluded,
+        excluded,
+    }
 }
 
 impl KernelMemory for Dump {
@@ -561,28 +660,40 @@ fn override_text(file: &[u8], mem: &dyn PhysicalMemory) -> Result<Vec<u8>> {
     if elf::has_elf_magic(file) {
         let src = OwnedBytes(file.to_vec());
         let header = CoreHeader::parse(&src)?;
-        for ph in header.program_headers.iter().filter(|p| p.p_type == PT_NOTE) {
+        for ph in header
+            .program_headers
+            .iter()
+            .filter(|p| p.p_type == PT_NOTE)
+        {
             let len = ph.filesz.min(src.len().saturating_sub(ph.offset.0)) as usize;
             let notes = src.bytes(ph.offset, len, "override notes")?;
             if let Some(text) = vmcoreinfo_note(&notes).ok().flatten() {
                 return Ok(text);
             }
         }
-        return Err(Error::Vmcoreinfo("the override ELF file has no VMCOREINFO note".into()));
+        return Err(Error::Vmcoreinfo(
+            "the override ELF file has no VMCOREINFO note".into(),
+        ));
     }
     let text = String::from_utf8_lossy(file);
     let words: Vec<&str> = text.split_whitespace().collect();
     if let [addr, size] = words[..]
-        && let (Ok(addr), Ok(size)) =
-            (u64::from_str_radix(addr.trim_start_matches("0x"), 16), u64::from_str_radix(size.trim_start_matches("0x"), 16))
+        && let (Ok(addr), Ok(size)) = (
+            u64::from_str_radix(addr.trim_start_matches("0x"), 16),
+            u64::from_str_radix(size.trim_start_matches("0x"), 16),
+        )
     {
         if size > 1 << 20 {
-            return Err(Error::Vmcoreinfo(format!("a VMCOREINFO note of {size} bytes")));
+            return Err(Error::Vmcoreinfo(format!(
+                "a VMCOREINFO note of {size} bytes"
+            )));
         }
         let mut note = vec![0u8; size as usize];
         mem.read_phys(PhysAddr(addr), &mut note)?;
         return vmcoreinfo_note(&note)?.ok_or_else(|| {
-            Error::Vmcoreinfo(format!("no VMCOREINFO note at physical {addr:#x} in the dump"))
+            Error::Vmcoreinfo(format!(
+                "no VMCOREINFO note at physical {addr:#x} in the dump"
+            ))
         });
     }
     Ok(file.to_vec())
@@ -602,7 +713,9 @@ fn vmcoreinfo_note(notes: &[u8]) -> Result<Option<Vec<u8>>> {
 /// True if `path` is on procfs (`/proc/kcore`).
 fn is_procfs(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
     let mut buf = std::mem::MaybeUninit::<libc_statfs::Statfs>::uninit();
     // SAFETY: `c` is a valid NUL-terminated path and `buf` is large enough
     // for the kernel's struct statfs on x86_64.

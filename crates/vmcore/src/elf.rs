@@ -81,13 +81,19 @@ impl CoreHeader {
         let phentsize = field(le_u16(&ehdr, 54).map(u64::from))?;
         let mut phnum = field(le_u16(&ehdr, 56).map(u64::from))?;
         if e_type != ET_CORE {
-            return Err(Error::NotADump(format!("ELF file of type {e_type}, not a core file (ET_CORE)")));
+            return Err(Error::NotADump(format!(
+                "ELF file of type {e_type}, not a core file (ET_CORE)"
+            )));
         }
         if machine != EM_X86_64 {
-            return Err(Error::Unsupported(format!("ELF core for machine {machine}; only x86_64 (62) is read")));
+            return Err(Error::Unsupported(format!(
+                "ELF core for machine {machine}; only x86_64 (62) is read"
+            )));
         }
         if phentsize != 56 {
-            return Err(Error::Corrupt(format!("program header size {phentsize}, expected 56")));
+            return Err(Error::Corrupt(format!(
+                "program header size {phentsize}, expected 56"
+            )));
         }
         if phnum == 0xffff {
             // PN_XNUM: the real count is in section header 0's sh_info.
@@ -95,7 +101,10 @@ impl CoreHeader {
             let sh0 = src.bytes(FileOffset(shoff), 64, "section header 0")?;
             phnum = u64::from(field(le_u32(&sh0, 44).map(u64::from))? as u32);
         }
-        let table_len = phnum.checked_mul(56).filter(|&l| l <= 1 << 30).ok_or_else(|| Error::Corrupt("program header count overflows".into()))?;
+        let table_len = phnum
+            .checked_mul(56)
+            .filter(|&l| l <= 1 << 30)
+            .ok_or_else(|| Error::Corrupt("program header count overflows".into()))?;
         let table = src.bytes(FileOffset(phoff), table_len as usize, "program headers")?;
         let mut program_headers = Vec::with_capacity(phnum as usize);
         for raw in table.chunks_exact(56) {
@@ -109,7 +118,12 @@ impl CoreHeader {
                 memsz: get(40),
             });
         }
-        Ok(CoreHeader { e_type, machine, flags, program_headers })
+        Ok(CoreHeader {
+            e_type,
+            machine,
+            flags,
+            program_headers,
+        })
     }
 }
 
@@ -138,7 +152,11 @@ pub struct NoteIter<'a> {
 impl<'a> NoteIter<'a> {
     /// Iterates the notes in `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        NoteIter { buf, pos: 0, done: false }
+        NoteIter {
+            buf,
+            pos: 0,
+            done: false,
+        }
     }
 }
 
@@ -168,7 +186,14 @@ impl<'a> Iterator for NoteIter<'a> {
             let next = align_up(desc_end, 4)?;
             let name = b.get(name_start..name_end)?;
             let desc = b.get(desc_start..desc_end)?;
-            Some((Note { name: c_str(name), n_type, desc }, next))
+            Some((
+                Note {
+                    name: c_str(name),
+                    n_type,
+                    desc,
+                },
+                next,
+            ))
         })();
         match parsed {
             Some((note, next)) => {
@@ -177,7 +202,9 @@ impl<'a> Iterator for NoteIter<'a> {
             }
             None => {
                 self.done = true;
-                Some(Err(Error::Corrupt(format!("ELF note at offset {p} runs past its buffer"))))
+                Some(Err(Error::Corrupt(format!(
+                    "ELF note at offset {p} runs past its buffer"
+                ))))
             }
         }
     }

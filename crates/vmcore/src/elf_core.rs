@@ -34,7 +34,9 @@ pub struct ElfPhysicalMemory<S> {
 
 impl<S> std::fmt::Debug for ElfPhysicalMemory<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ElfPhysicalMemory").field("segments", &self.segments.len()).finish()
+        f.debug_struct("ElfPhysicalMemory")
+            .field("segments", &self.segments.len())
+            .finish()
     }
 }
 
@@ -46,11 +48,19 @@ impl<S: ByteSource> ElfPhysicalMemory<S> {
             .program_headers
             .iter()
             .filter(|ph| ph.p_type == PT_LOAD && ph.paddr.0 != u64::MAX && ph.memsz > 0)
-            .map(|ph| PhysSegment { paddr: ph.paddr.0, memsz: ph.memsz, filesz: ph.filesz.min(ph.memsz), offset: ph.offset.0 })
+            .map(|ph| PhysSegment {
+                paddr: ph.paddr.0,
+                memsz: ph.memsz,
+                filesz: ph.filesz.min(ph.memsz),
+                offset: ph.offset.0,
+            })
             .collect();
         for s in &segments {
             if s.paddr.checked_add(s.memsz).is_none() || s.offset.checked_add(s.filesz).is_none() {
-                return Err(Error::Corrupt(format!("PT_LOAD at physical {:#x} overflows", s.paddr)));
+                return Err(Error::Corrupt(format!(
+                    "PT_LOAD at physical {:#x} overflows",
+                    s.paddr
+                )));
             }
         }
         segments.sort_by_key(|s| s.paddr);
@@ -60,7 +70,12 @@ impl<S: ByteSource> ElfPhysicalMemory<S> {
             m = m.max(s.paddr + s.memsz);
             max_end.push(m);
         }
-        Ok(ElfPhysicalMemory { src, segments, max_end, page_size })
+        Ok(ElfPhysicalMemory {
+            src,
+            segments,
+            max_end,
+            page_size,
+        })
     }
 
     /// The underlying bytes.
@@ -91,7 +106,10 @@ impl<S: ByteSource> ElfPhysicalMemory<S> {
     /// Pages that are inside a segment but not in the file
     /// (`p_filesz < p_memsz`): what makedumpfile's ELF output excluded.
     pub fn excluded_pages(&self) -> u64 {
-        self.segments.iter().map(|s| (s.memsz - s.filesz) / self.page_size).sum()
+        self.segments
+            .iter()
+            .map(|s| (s.memsz - s.filesz) / self.page_size)
+            .sum()
     }
 
     /// Pages described by the segments (including excluded ones), counting
@@ -113,7 +131,12 @@ impl<S: ByteSource> ElfPhysicalMemory<S> {
     /// `(needed, file length)`.
     pub fn truncation(&self) -> Option<(u64, u64)> {
         let len = self.src.len();
-        self.segments.iter().map(|s| s.offset + s.filesz).filter(|&end| end > len).max().map(|end| (end, len))
+        self.segments
+            .iter()
+            .map(|s| s.offset + s.filesz)
+            .filter(|&end| end > len)
+            .max()
+            .map(|end| (end, len))
     }
 }
 
@@ -125,7 +148,10 @@ impl<S: ByteSource> PhysicalMemory for ElfPhysicalMemory<S> {
     fn read_phys(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
-            let a = addr.0.checked_add(done as u64).ok_or(Error::NotInDump(addr))?;
+            let a = addr
+                .0
+                .checked_add(done as u64)
+                .ok_or(Error::NotInDump(addr))?;
             let seg = self.find(a).ok_or(Error::NotInDump(PhysAddr(a)))?;
             let rel = a - seg.paddr;
             if rel >= seg.filesz {
@@ -134,10 +160,17 @@ impl<S: ByteSource> PhysicalMemory for ElfPhysicalMemory<S> {
             let to_page_end = self.page_size - a % self.page_size;
             let n = ((seg.filesz - rel).min(to_page_end) as usize).min(buf.len() - done);
             let off = FileOffset(seg.offset + rel);
-            let bytes = self.src.bytes(off, n, "segment data").map_err(|e| match e {
-                Error::Truncated { needed, len, .. } => Error::PageTruncated { pfn: PhysAddr(a).pfn(self.page_size), needed, len },
-                other => other,
-            })?;
+            let bytes = self
+                .src
+                .bytes(off, n, "segment data")
+                .map_err(|e| match e {
+                    Error::Truncated { needed, len, .. } => Error::PageTruncated {
+                        pfn: PhysAddr(a).pfn(self.page_size),
+                        needed,
+                        len,
+                    },
+                    other => other,
+                })?;
             buf[done..done + n].copy_from_slice(&bytes);
             done += n;
         }

@@ -71,7 +71,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// A page's data lies past the end of a truncated file.
-    #[error("page {pfn} lies past the end of the truncated dump (needs offset {needed}, file has {len})")]
+    #[error(
+        "page {pfn} lies past the end of the truncated dump (needs offset {needed}, file has {len})"
+    )]
     PageTruncated {
         /// The page.
         pfn: Pfn,

@@ -36,7 +36,10 @@ pub struct FlattenedFile<S> {
 
 impl<S> std::fmt::Debug for FlattenedFile<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlattenedFile").field("records", &self.records).field("len", &self.len).finish()
+        f.debug_struct("FlattenedFile")
+            .field("records", &self.records)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -45,23 +48,37 @@ impl<S: ByteSource> FlattenedFile<S> {
     pub fn new(src: S) -> Result<Self> {
         let head = src.bytes(FileOffset(0), 32, "flattened header")?;
         if &head[..16] != FLATTENED_SIGNATURE {
-            return Err(Error::NotADump("no flattened makedumpfile signature".into()));
+            return Err(Error::NotADump(
+                "no flattened makedumpfile signature".into(),
+            ));
         }
         let ty = be_i64(&head, 16).unwrap_or(0);
         let version = be_i64(&head, 24).unwrap_or(0);
         if ty != 1 {
-            return Err(Error::Corrupt(format!("flattened header type {ty}, expected 1")));
+            return Err(Error::Corrupt(format!(
+                "flattened header type {ty}, expected 1"
+            )));
         }
         if version != 1 {
-            return Err(Error::Unsupported(format!("flattened format version {version}")));
+            return Err(Error::Unsupported(format!(
+                "flattened format version {version}"
+            )));
         }
         drop(head);
         let file_len = src.len();
         let mut pos = HEADER_SIZE;
-        let mut this = FlattenedFile { src, extents: BTreeMap::new(), len: 0, records: 0, truncated: None };
+        let mut this = FlattenedFile {
+            src,
+            extents: BTreeMap::new(),
+            len: 0,
+            records: 0,
+            truncated: None,
+        };
         let mut ended = false;
         while pos + 16 <= file_len {
-            let rec = this.src.bytes(FileOffset(pos), 16, "flattened record header")?;
+            let rec = this
+                .src
+                .bytes(FileOffset(pos), 16, "flattened record header")?;
             let off = be_i64(&rec, 0).unwrap_or(-1);
             let size = be_i64(&rec, 8).unwrap_or(-1);
             if off == -1 {
@@ -69,7 +86,9 @@ impl<S: ByteSource> FlattenedFile<S> {
                 break;
             }
             if off < 0 || size < 0 {
-                return Err(Error::Corrupt(format!("flattened record at {pos} has offset {off} and size {size}")));
+                return Err(Error::Corrupt(format!(
+                    "flattened record at {pos} has offset {off} and size {size}"
+                )));
             }
             let (off, size) = (off as u64, size as u64);
             let data = pos + 16;
@@ -106,7 +125,11 @@ impl<S: ByteSource> FlattenedFile<S> {
         let end = dst
             .checked_add(len)
             .filter(|&e| e <= MAX_FILE_SIZE)
-            .ok_or_else(|| Error::Corrupt(format!("flattened record for offset {dst} (+{len}) is past any real dump's size")))?;
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "flattened record for offset {dst} (+{len}) is past any real dump's size"
+                ))
+            })?;
         self.records += 1;
         // Trim every extent overlapping [dst, end).
         let overlapping: Vec<(u64, (u64, u64))> = self
@@ -148,7 +171,12 @@ impl<S: ByteSource> ByteSource for FlattenedFile<S> {
             return self.src.bytes(FileOffset(so + (start - s)), len, what);
         }
         let mut out = vec![0u8; len];
-        let first = self.extents.range(..=start).next_back().map(|(s, _)| *s).unwrap_or(start);
+        let first = self
+            .extents
+            .range(..=start)
+            .next_back()
+            .map(|(s, _)| *s)
+            .unwrap_or(start);
         for (&s, &(l, so)) in self.extents.range(first..end) {
             let e = s + l;
             if e <= start {
@@ -156,7 +184,9 @@ impl<S: ByteSource> ByteSource for FlattenedFile<S> {
             }
             let a = s.max(start);
             let b = e.min(end);
-            let data = self.src.bytes(FileOffset(so + (a - s)), (b - a) as usize, what)?;
+            let data = self
+                .src
+                .bytes(FileOffset(so + (a - s)), (b - a) as usize, what)?;
             out[(a - start) as usize..(b - start) as usize].copy_from_slice(&data);
         }
         Ok(Cow::Owned(out))
@@ -187,13 +217,20 @@ mod tests {
 
     #[test]
     fn later_records_win_and_holes_are_zero() {
-        let f = FlattenedFile::new(OwnedBytes(flattened(&[(0, b"aaaaaaaa"), (20, b"cc"), (2, b"bbb")], true))).unwrap();
+        let f = FlattenedFile::new(OwnedBytes(flattened(
+            &[(0, b"aaaaaaaa"), (20, b"cc"), (2, b"bbb")],
+            true,
+        )))
+        .unwrap();
         assert_eq!(f.len(), 22);
         assert!(f.truncation().is_none());
         let all = f.bytes(FileOffset(0), 22, "t").unwrap();
         assert_eq!(&all[..], b"aabbbaaa\0\0\0\0\0\0\0\0\0\0\0\0cc");
         assert_eq!(&f.bytes(FileOffset(3), 2, "t").unwrap()[..], b"bb");
-        assert!(matches!(f.bytes(FileOffset(21), 2, "t"), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            f.bytes(FileOffset(21), 2, "t"),
+            Err(Error::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Kallsyms {
         let base = mem.read_u64(info.require_symbol("kallsyms_relative_base")?)?;
 
         let index_raw = mem.read_vec(token_index_at, 512)?;
-        let token_index: Vec<u16> = index_raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let token_index: Vec<u16> = index_raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         let table_len = usize::from(token_index.iter().copied().max().unwrap_or(0)) + 256;
         let token_table = read_prefix(mem, token_table_at, table_len)?;
         let tokens: Vec<Vec<u8>> = token_index
@@ -70,10 +73,18 @@ impl Kallsyms {
             .collect();
 
         let offsets_raw = mem.read_vec(offsets_at, num as usize * 4)?;
-        let offsets: Vec<i32> = offsets_raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let offsets: Vec<i32> = offsets_raw
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let absolute_percpu = offsets.iter().any(|&o| o < 0);
 
-        let mut names = NameStream { mem, at: names_at, buf: Vec::new(), pos: 0 };
+        let mut names = NameStream {
+            mem,
+            at: names_at,
+            buf: Vec::new(),
+            pos: 0,
+        };
         let mut symbols = Vec::with_capacity(num as usize);
         for &offset in offsets.iter() {
             let mut len = usize::from(names.byte()?);
@@ -90,11 +101,19 @@ impl Kallsyms {
                 None => return Err(Error::Corrupt("empty kallsyms name".into())),
             };
             let address = if absolute_percpu {
-                if offset >= 0 { offset as u64 } else { base.wrapping_sub(1).wrapping_sub(i64::from(offset) as u64) }
+                if offset >= 0 {
+                    offset as u64
+                } else {
+                    base.wrapping_sub(1).wrapping_sub(i64::from(offset) as u64)
+                }
             } else {
                 base.wrapping_add(offset as u32 as u64)
             };
-            symbols.push(KernelSymbol { name, address: VirtAddr(address), kind });
+            symbols.push(KernelSymbol {
+                name,
+                address: VirtAddr(address),
+                kind,
+            });
         }
         let mut by_name = HashMap::with_capacity(symbols.len());
         for (i, s) in symbols.iter().enumerate() {

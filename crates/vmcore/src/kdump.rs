@@ -34,7 +34,10 @@ pub const DUMP_DH_EXCLUDED_VMEMMAP: u32 = 0x10;
 /// `status` and per-page flag: zstd.
 pub const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
 
-const COMPRESSION_MASK: u32 = DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD;
+const COMPRESSION_MASK: u32 = DUMP_DH_COMPRESSED_ZLIB
+    | DUMP_DH_COMPRESSED_LZO
+    | DUMP_DH_COMPRESSED_SNAPPY
+    | DUMP_DH_COMPRESSED_ZSTD;
 
 /// More page frames than x86_64's 52-bit physical address space holds
 /// (2^40 pages); a larger `max_mapnr` is damage.
@@ -147,12 +150,22 @@ pub struct PageCache {
 impl PageCache {
     /// A cache holding at most `capacity` pages.
     pub fn new(capacity: usize) -> Self {
-        PageCache { pages: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1), hits: 0, misses: 0 }
+        PageCache {
+            pages: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            hits: 0,
+            misses: 0,
+        }
     }
 
     fn get(&mut self, pfn: u64) -> Option<Arc<[u8]>> {
         let hit = self.pages.get(&pfn).cloned();
-        if hit.is_some() { self.hits += 1 } else { self.misses += 1 }
+        if hit.is_some() {
+            self.hits += 1
+        } else {
+            self.misses += 1
+        }
         hit
     }
 
@@ -194,7 +207,9 @@ impl Bitmap {
     }
 
     fn get(&self, bit: u64) -> bool {
-        self.bits.get((bit / 8) as usize).is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        self.bits
+            .get((bit / 8) as usize)
+            .is_some_and(|b| b & (1 << (bit % 8)) != 0)
     }
 
     /// Set bits below `bit`.
@@ -232,7 +247,9 @@ pub struct KdumpCompressed<S> {
 
 impl<S> std::fmt::Debug for KdumpCompressed<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KdumpCompressed").field("header", &self.header).finish()
+        f.debug_struct("KdumpCompressed")
+            .field("header", &self.header)
+            .finish()
     }
 }
 
@@ -273,36 +290,65 @@ impl<S: ByteSource> KdumpCompressed<S> {
             return Err(corrupt(format!("sub-header size {sub_hdr_size} blocks")));
         }
         if bitmap_blocks == 0 || bitmap_blocks % 2 != 0 {
-            return Err(corrupt(format!("{bitmap_blocks} bitmap blocks (must be even and non-zero)")));
+            return Err(corrupt(format!(
+                "{bitmap_blocks} bitmap blocks (must be even and non-zero)"
+            )));
         }
         if !machine.is_empty() && machine != "x86_64" {
-            return Err(Error::Unsupported(format!("kdump of machine {machine:?}; only x86_64 is read")));
+            return Err(Error::Unsupported(format!(
+                "kdump of machine {machine:?}; only x86_64 is read"
+            )));
         }
         let bs = block_size as u64;
         let sub = src.bytes(FileOffset(bs), 104.min(bs as usize), "kdump sub-header")?;
         let sub_u64 = |off: usize| le_u64(&sub, off).unwrap_or(0);
         let phys_base = sub_u64(0);
         let dump_level = le_i32(&sub, 8).unwrap_or(0);
-        let split = if header_version >= 2 { le_i32(&sub, 12).unwrap_or(0) } else { 0 };
-        let vmcoreinfo = (header_version >= 3 && sub_u64(40) != 0).then(|| (sub_u64(32), sub_u64(40)));
+        let split = if header_version >= 2 {
+            le_i32(&sub, 12).unwrap_or(0)
+        } else {
+            0
+        };
+        let vmcoreinfo =
+            (header_version >= 3 && sub_u64(40) != 0).then(|| (sub_u64(32), sub_u64(40)));
         let notes = (header_version >= 4 && sub_u64(56) != 0).then(|| (sub_u64(48), sub_u64(56)));
-        let max_mapnr = if header_version >= 6 { sub_u64(96) } else { u64::from(max_mapnr_32) };
+        let max_mapnr = if header_version >= 6 {
+            sub_u64(96)
+        } else {
+            u64::from(max_mapnr_32)
+        };
         drop(sub);
         if split != 0 {
-            return Err(Error::Unsupported("split kdump files (makedumpfile --split)".into()));
+            return Err(Error::Unsupported(
+                "split kdump files (makedumpfile --split)".into(),
+            ));
         }
         let half = u64::from(bitmap_blocks) / 2 * bs;
         if max_mapnr > half * 8 {
-            return Err(corrupt(format!("{max_mapnr} page frames but bitmaps of {half} bytes")));
+            return Err(corrupt(format!(
+                "{max_mapnr} page frames but bitmaps of {half} bytes"
+            )));
         }
         // makedumpfile sizes the bitmaps from max_mapnr; anything much
         // larger is damage (and must not make the reader allocate it).
         if max_mapnr > MAX_PAGE_FRAMES || half > max_mapnr.div_ceil(8).div_ceil(bs) * bs + bs {
-            return Err(corrupt(format!("bitmaps of {half} bytes for {max_mapnr} page frames")));
+            return Err(corrupt(format!(
+                "bitmaps of {half} bytes for {max_mapnr} page frames"
+            )));
         }
         let bitmap_off = (1 + sub_hdr_size as u64) * bs;
-        let present = Bitmap::new(src.bytes(FileOffset(bitmap_off), half as usize, "first bitmap")?.into_owned());
-        let dumped = Bitmap::new(src.bytes(FileOffset(bitmap_off + half), half as usize, "second bitmap")?.into_owned());
+        let present = Bitmap::new(
+            src.bytes(FileOffset(bitmap_off), half as usize, "first bitmap")?
+                .into_owned(),
+        );
+        let dumped = Bitmap::new(
+            src.bytes(
+                FileOffset(bitmap_off + half),
+                half as usize,
+                "second bitmap",
+            )?
+            .into_owned(),
+        );
         let desc_offset = bitmap_off + 2 * half;
         let header = KdumpHeader {
             signature,
@@ -322,7 +368,14 @@ impl<S: ByteSource> KdumpCompressed<S> {
             vmcoreinfo,
             notes,
         };
-        Ok(KdumpCompressed { src, header, present, dumped, desc_offset, cache: Mutex::new(PageCache::new(8192)) })
+        Ok(KdumpCompressed {
+            src,
+            header,
+            present,
+            dumped,
+            desc_offset,
+            cache: Mutex::new(PageCache::new(8192)),
+        })
     }
 
     /// The parsed headers.
@@ -342,27 +395,44 @@ impl<S: ByteSource> KdumpCompressed<S> {
 
     /// The raw VMCOREINFO text, if the sub-header points at one.
     pub fn vmcoreinfo_text(&self) -> Result<Option<Vec<u8>>> {
-        let Some((off, size)) = self.header.vmcoreinfo else { return Ok(None) };
+        let Some((off, size)) = self.header.vmcoreinfo else {
+            return Ok(None);
+        };
         if size > 1 << 20 {
             return Err(Error::Corrupt(format!("VMCOREINFO of {size} bytes")));
         }
-        Ok(Some(self.src.bytes(FileOffset(off), size as usize, "VMCOREINFO")?.into_owned()))
+        Ok(Some(
+            self.src
+                .bytes(FileOffset(off), size as usize, "VMCOREINFO")?
+                .into_owned(),
+        ))
     }
 
     /// The ELF notes blob, if the sub-header points at one.
     pub fn notes(&self) -> Result<Option<Vec<u8>>> {
-        let Some((off, size)) = self.header.notes else { return Ok(None) };
+        let Some((off, size)) = self.header.notes else {
+            return Ok(None);
+        };
         if size > 64 << 20 {
             return Err(Error::Corrupt(format!("notes of {size} bytes")));
         }
-        Ok(Some(self.src.bytes(FileOffset(off), size as usize, "ELF notes")?.into_owned()))
+        Ok(Some(
+            self.src
+                .bytes(FileOffset(off), size as usize, "ELF notes")?
+                .into_owned(),
+        ))
     }
 
     /// Present, dumped and excluded page counts.
     pub fn page_stats(&self) -> PageStats {
         let present = self.present.count();
         let dumped = self.dumped.count();
-        PageStats { max_pfn: self.header.max_mapnr, present, dumped, excluded: present.saturating_sub(dumped) }
+        PageStats {
+            max_pfn: self.header.max_mapnr,
+            present,
+            dumped,
+            excluded: present.saturating_sub(dumped),
+        }
     }
 
     /// If the file is too short for its descriptor table or for some page's
@@ -382,7 +452,11 @@ impl<S: ByteSource> KdumpCompressed<S> {
         let chunk_descs = 4096u64;
         while at < table_end {
             let n = ((table_end - at) / PAGE_DESC_SIZE).min(chunk_descs);
-            let Ok(chunk) = self.src.bytes(FileOffset(at), (n * PAGE_DESC_SIZE) as usize, "page descriptors") else {
+            let Ok(chunk) = self.src.bytes(
+                FileOffset(at),
+                (n * PAGE_DESC_SIZE) as usize,
+                "page descriptors",
+            ) else {
                 return Some((table_end, len));
             };
             for d in chunk.chunks_exact(PAGE_DESC_SIZE as usize) {
@@ -420,15 +494,22 @@ impl<S: ByteSource> KdumpCompressed<S> {
             return Err(Error::NotInDump(pfn.to_phys(bs)));
         }
         if !self.dumped.get(pfn.0) {
-            return Err(if self.present.get(pfn.0) { Error::Excluded(pfn) } else { Error::NotInDump(pfn.to_phys(bs)) });
+            return Err(if self.present.get(pfn.0) {
+                Error::Excluded(pfn)
+            } else {
+                Error::NotInDump(pfn.to_phys(bs))
+            });
         }
         let idx = self.dumped.rank(pfn.0);
         let desc_at = FileOffset(self.desc_offset + idx * PAGE_DESC_SIZE);
         let truncated = |needed: FileOffset, len: u64| Error::PageTruncated { pfn, needed, len };
-        let desc = self.src.bytes(desc_at, 24, "page descriptor").map_err(|e| match e {
-            Error::Truncated { needed, len, .. } => truncated(needed, len),
-            other => other,
-        })?;
+        let desc = self
+            .src
+            .bytes(desc_at, 24, "page descriptor")
+            .map_err(|e| match e {
+                Error::Truncated { needed, len, .. } => truncated(needed, len),
+                other => other,
+            })?;
         let bad = |what: String| Error::CorruptPage { pfn, what };
         let offset = le_u64(&desc, 0).ok_or_else(|| bad("short descriptor".into()))?;
         let size = le_u32(&desc, 8).ok_or_else(|| bad("short descriptor".into()))?;
@@ -440,16 +521,27 @@ impl<S: ByteSource> KdumpCompressed<S> {
             return Err(truncated(desc_at, self.src.len()));
         }
         if size == 0 || u64::from(size) > bs * 2 {
-            return Err(bad(format!("descriptor gives {size} bytes of data for a {bs}-byte page")));
+            return Err(bad(format!(
+                "descriptor gives {size} bytes of data for a {bs}-byte page"
+            )));
         }
-        let method = Compression::from_flags(flags).map_err(|f| bad(format!("several compression flags set ({f:#x})")))?;
-        let data = self.src.bytes(FileOffset(offset), size as usize, "page data").map_err(|e| match e {
-            Error::Truncated { needed, len, .. } => truncated(needed, len),
-            other => other,
-        })?;
-        let page = decompress(method, &data, bs as usize).map_err(|what| bad(format!("{} data: {what}", method.name())))?;
+        let method = Compression::from_flags(flags)
+            .map_err(|f| bad(format!("several compression flags set ({f:#x})")))?;
+        let data = self
+            .src
+            .bytes(FileOffset(offset), size as usize, "page data")
+            .map_err(|e| match e {
+                Error::Truncated { needed, len, .. } => truncated(needed, len),
+                other => other,
+            })?;
+        let page = decompress(method, &data, bs as usize)
+            .map_err(|what| bad(format!("{} data: {what}", method.name())))?;
         if page.len() as u64 != bs {
-            return Err(bad(format!("{} data gives {} bytes, expected {bs}", method.name(), page.len())));
+            return Err(bad(format!(
+                "{} data gives {} bytes, expected {bs}",
+                method.name(),
+                page.len()
+            )));
         }
         Ok(page)
     }
@@ -457,7 +549,11 @@ impl<S: ByteSource> KdumpCompressed<S> {
 
 /// Decompresses one page. The output never exceeds `page_size` bytes plus
 /// one (so an oversized stream is detected without unbounded allocation).
-pub fn decompress(method: Compression, data: &[u8], page_size: usize) -> std::result::Result<Vec<u8>, String> {
+pub fn decompress(
+    method: Compression,
+    data: &[u8],
+    page_size: usize,
+) -> std::result::Result<Vec<u8>, String> {
     match method {
         Compression::None => Ok(data.to_vec()),
         Compression::Zlib => {
@@ -474,11 +570,15 @@ pub fn decompress(method: Compression, data: &[u8], page_size: usize) -> std::re
             if len != page_size {
                 return Err(format!("snappy stream claims {len} bytes"));
             }
-            snap::raw::Decoder::new().decompress_vec(data).map_err(|e| e.to_string())
+            snap::raw::Decoder::new()
+                .decompress_vec(data)
+                .map_err(|e| e.to_string())
         }
         Compression::Zstd => {
             let mut out = Vec::with_capacity(page_size + 1);
-            ruzstd::decoding::FrameDecoder::new().decode_all_to_vec(data, &mut out).map_err(|e| e.to_string())?;
+            ruzstd::decoding::FrameDecoder::new()
+                .decode_all_to_vec(data, &mut out)
+                .map_err(|e| e.to_string())?;
             Ok(out)
         }
     }
@@ -493,7 +593,10 @@ impl<S: ByteSource> PhysicalMemory for KdumpCompressed<S> {
         let bs = self.header.block_size;
         let mut done = 0usize;
         while done < buf.len() {
-            let a = addr.0.checked_add(done as u64).ok_or(Error::NotInDump(addr))?;
+            let a = addr
+                .0
+                .checked_add(done as u64)
+                .ok_or(Error::NotInDump(addr))?;
             let page = self.read_page(PhysAddr(a).pfn(bs))?;
             let in_page = (a % bs) as usize;
             let n = (bs as usize - in_page).min(buf.len() - done);
@@ -539,7 +642,10 @@ mod tests {
         h[436..440].copy_from_slice(&0x1000_0000u32.to_le_bytes());
         h[4096 + 96..4096 + 104].copy_from_slice(&100u64.to_le_bytes());
         let err = KdumpCompressed::new(crate::source::OwnedBytes(h)).unwrap_err();
-        assert!(matches!(err, Error::Corrupt(ref m) if m.contains("bitmaps")), "{err}");
+        assert!(
+            matches!(err, Error::Corrupt(ref m) if m.contains("bitmaps")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -552,7 +658,12 @@ mod tests {
     #[test]
     fn decoders_reject_garbage_without_panicking() {
         let garbage: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8).collect();
-        for m in [Compression::Zlib, Compression::Lzo, Compression::Snappy, Compression::Zstd] {
+        for m in [
+            Compression::Zlib,
+            Compression::Lzo,
+            Compression::Snappy,
+            Compression::Zstd,
+        ] {
             let r = decompress(m, &garbage, 4096);
             assert!(r.map(|p| p.len() != 4096).unwrap_or(true), "{m:?}");
         }

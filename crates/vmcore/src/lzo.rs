@@ -15,7 +15,12 @@
 
 /// Decompresses an LZO1X stream whose output is at most `max_out` bytes.
 pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, &'static str> {
-    let mut d = Decoder { input, ip: 0, out: Vec::with_capacity(max_out), max_out };
+    let mut d = Decoder {
+        input,
+        ip: 0,
+        out: Vec::with_capacity(max_out),
+        max_out,
+    };
     d.run()?;
     Ok(d.out)
 }
@@ -47,7 +52,10 @@ impl Decoder<'_> {
         loop {
             let b = self.byte()?;
             if b != 0 {
-                return zeros.checked_mul(255).and_then(|z| z.checked_add(usize::from(b))).ok_or("length overflow");
+                return zeros
+                    .checked_mul(255)
+                    .and_then(|z| z.checked_add(usize::from(b)))
+                    .ok_or("length overflow");
             }
             zeros += 1;
             if zeros > self.max_out / 255 + 1 {
@@ -98,7 +106,11 @@ impl Decoder<'_> {
             match inst {
                 0..=15 if state == 0 => {
                     let l = usize::from(inst & 15);
-                    let l = if l == 0 { 15 + self.extended_length()? } else { l };
+                    let l = if l == 0 {
+                        15 + self.extended_length()?
+                    } else {
+                        l
+                    };
                     self.literals(l + 3)?;
                     state = 4;
                     continue;
@@ -115,30 +127,50 @@ impl Decoder<'_> {
                 }
                 16..=31 => {
                     let l = usize::from(inst & 7);
-                    let l = if l == 0 { 7 + self.extended_length()? } else { l };
+                    let l = if l == 0 {
+                        7 + self.extended_length()?
+                    } else {
+                        l
+                    };
                     let v = self.le16()?;
                     let d = 16384 + (usize::from(inst & 8) << 11) + (v >> 2);
                     if d == 16384 {
                         // The end-of-stream marker.
-                        return if self.ip == self.input.len() { Ok(()) } else { Err("data after end of stream") };
+                        return if self.ip == self.input.len() {
+                            Ok(())
+                        } else {
+                            Err("data after end of stream")
+                        };
                     }
                     (distance, len, next) = (d, l + 2, v & 3);
                 }
                 32..=63 => {
                     let l = usize::from(inst & 31);
-                    let l = if l == 0 { 31 + self.extended_length()? } else { l };
+                    let l = if l == 0 {
+                        31 + self.extended_length()?
+                    } else {
+                        l
+                    };
                     let v = self.le16()?;
                     (distance, len, next) = ((v >> 2) + 1, l + 2, v & 3);
                 }
                 64..=127 => {
                     let h = usize::from(self.byte()?);
                     let d = usize::from((inst >> 2) & 7);
-                    (distance, len, next) = ((h << 3) + d + 1, 3 + usize::from((inst >> 5) & 1), usize::from(inst & 3));
+                    (distance, len, next) = (
+                        (h << 3) + d + 1,
+                        3 + usize::from((inst >> 5) & 1),
+                        usize::from(inst & 3),
+                    );
                 }
                 128..=255 => {
                     let h = usize::from(self.byte()?);
                     let d = usize::from((inst >> 2) & 7);
-                    (distance, len, next) = ((h << 3) + d + 1, 5 + usize::from((inst >> 5) & 3), usize::from(inst & 3));
+                    (distance, len, next) = (
+                        (h << 3) + d + 1,
+                        5 + usize::from((inst >> 5) & 3),
+                        usize::from(inst & 3),
+                    );
                 }
             }
             self.copy_match(distance, len)?;
@@ -177,13 +209,19 @@ mod tests {
 
     #[test]
     fn round_trips_streams_from_an_independent_compressor() {
-        for (i, n) in [1usize, 3, 4, 17, 4096, 4096, 65_536].into_iter().enumerate() {
+        for (i, n) in [1usize, 3, 4, 17, 4096, 4096, 65_536]
+            .into_iter()
+            .enumerate()
+        {
             let data = sample(n, 0x9e37_79b9 + i as u64);
             let packed = lzokay_native::compress(&data).unwrap();
             assert_eq!(decompress(&packed, n).unwrap(), data, "length {n}");
         }
         let zeros = vec![0u8; 4096];
-        assert_eq!(decompress(&lzokay_native::compress(&zeros).unwrap(), 4096).unwrap(), zeros);
+        assert_eq!(
+            decompress(&lzokay_native::compress(&zeros).unwrap(), 4096).unwrap(),
+            zeros
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl LogRecord {
     /// The record as `dmesg` prints it: `[    1.234567] text`, one line per
     /// line of text.
     pub fn to_dmesg_lines(&self) -> String {
-        let stamp = format!("[{:5}.{:06}] ", self.ts_nsec / 1_000_000_000, self.ts_nsec % 1_000_000_000 / 1000);
+        let stamp = format!(
+            "[{:5}.{:06}] ",
+            self.ts_nsec / 1_000_000_000,
+            self.ts_nsec % 1_000_000_000 / 1000
+        );
         let mut out = String::new();
         for (i, line) in self.text.split('\n').enumerate() {
             if i > 0 {
@@ -93,7 +97,10 @@ impl Layout {
         let field = |name: &str, len: &str| Some((info.offset(name)?, *info.lengths.get(len)?));
         Ok(Layout {
             prb: info.symbol("prb").ok_or_else(|| {
-                Error::Vmcoreinfo("no SYMBOL(prb): this kernel predates the lockless printk ring buffer (5.10)".into())
+                Error::Vmcoreinfo(
+                    "no SYMBOL(prb): this kernel predates the lockless printk ring buffer (5.10)"
+                        .into(),
+                )
             })?,
             desc_ring: o("printk_ringbuffer.desc_ring")?,
             text_data_ring: o("printk_ringbuffer.text_data_ring")?,
@@ -135,7 +142,9 @@ pub fn read_log(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Vec<LogReco
     let ring = rb.0 + l.desc_ring;
     let count_bits = mem.read_u32(VirtAddr(ring + l.count_bits))?;
     if count_bits > 24 {
-        return Err(Error::Corrupt(format!("printk descriptor ring of 2^{count_bits} entries")));
+        return Err(Error::Corrupt(format!(
+            "printk descriptor ring of 2^{count_bits} entries"
+        )));
     }
     let count = 1u64 << count_bits;
     let descs_at = mem.read_u64(VirtAddr(ring + l.descs))?;
@@ -146,13 +155,17 @@ pub fn read_log(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Vec<LogReco
     let data_ring = rb.0 + l.text_data_ring;
     let size_bits = mem.read_u32(VirtAddr(data_ring + l.size_bits))?;
     if !(8..=30).contains(&size_bits) {
-        return Err(Error::Corrupt(format!("printk data ring of 2^{size_bits} bytes")));
+        return Err(Error::Corrupt(format!(
+            "printk data ring of 2^{size_bits} bytes"
+        )));
     }
     let data_size = 1u64 << size_bits;
     let data_at = mem.read_u64(VirtAddr(data_ring + l.data))?;
 
     if l.desc_size == 0 || l.info_size == 0 || l.desc_size > 4096 || l.info_size > 4096 {
-        return Err(Error::Vmcoreinfo("impossible printk descriptor sizes".into()));
+        return Err(Error::Vmcoreinfo(
+            "impossible printk descriptor sizes".into(),
+        ));
     }
     let descs = mem.read_vec(VirtAddr(descs_at), (count * l.desc_size) as usize)?;
     let infos = mem.read_vec(VirtAddr(infos_at), (count * l.info_size) as usize)?;
@@ -235,14 +248,24 @@ mod tests {
         assert_eq!(block_text(&data, 8, 16, 32), Some(&b"hello\0\0\0"[..]));
         // A block that would wrap is stored at index 0; begin is near the end.
         data[8..13].copy_from_slice(b"wrapp");
-        assert_eq!(block_text(&data, 8, 250, 256 + 16).map(|t| &t[..5]), Some(&b"wrapp"[..]));
+        assert_eq!(
+            block_text(&data, 8, 250, 256 + 16).map(|t| &t[..5]),
+            Some(&b"wrapp"[..])
+        );
         assert_eq!(block_text(&data, 8, 1, 1), None);
         assert_eq!(block_text(&data, 8, 16, 16 + 4096), None);
     }
 
     #[test]
     fn formats_like_dmesg() {
-        let r = LogRecord { seq: 0, ts_nsec: 12_345_678_901, caller_id: 1, text: "a\nb".into(), subsystem: None, device: None };
+        let r = LogRecord {
+            seq: 0,
+            ts_nsec: 12_345_678_901,
+            caller_id: 1,
+            text: "a\nb".into(),
+            subsystem: None,
+            device: None,
+        };
         assert_eq!(r.to_dmesg_lines(), "[   12.345678] a\n[   12.345678] b");
     }
 }

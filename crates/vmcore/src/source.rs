@@ -33,10 +33,22 @@ pub trait ByteSource: Send + Sync {
 }
 
 /// Checks that `[off, off + len)` lies inside a file of `file_len` bytes.
-pub(crate) fn check_range(off: FileOffset, len: usize, file_len: u64, what: &'static str) -> Result<()> {
-    let end = off.0.checked_add(len as u64).ok_or_else(|| Error::Corrupt(format!("{what}: offset {off} overflows")))?;
+pub(crate) fn check_range(
+    off: FileOffset,
+    len: usize,
+    file_len: u64,
+    what: &'static str,
+) -> Result<()> {
+    let end = off
+        .0
+        .checked_add(len as u64)
+        .ok_or_else(|| Error::Corrupt(format!("{what}: offset {off} overflows")))?;
     if end > file_len {
-        return Err(Error::Truncated { what, needed: FileOffset(end), len: file_len });
+        return Err(Error::Truncated {
+            what,
+            needed: FileOffset(end),
+            len: file_len,
+        });
     }
     Ok(())
 }
@@ -63,11 +75,17 @@ const RELEASE_MIN_LEN: usize = 64 << 20;
 impl MappedFile {
     /// Maps `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| Error::Io { path: path.to_owned(), source };
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
-            return Err(Error::NotADump(format!("{} is a directory", path.display())));
+            return Err(Error::NotADump(format!(
+                "{} is a directory",
+                path.display()
+            )));
         }
         if meta.len() == 0 {
             return Err(Error::NotADump(format!("{} is empty", path.display())));
@@ -77,7 +95,10 @@ impl MappedFile {
         // truncates it, the kernel may deliver SIGBUS, which is the same
         // promise every mmap-based reader (gimli's users, ripgrep) makes.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Ok(MappedFile { map, reads: AtomicU64::new(0) })
+        Ok(MappedFile {
+            map,
+            reads: AtomicU64::new(0),
+        })
     }
 
     /// The whole mapping.
@@ -93,7 +114,9 @@ impl ByteSource for MappedFile {
 
     fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>> {
         check_range(off, len, self.len(), what)?;
-        if self.map.len() >= RELEASE_MIN_LEN && self.reads.fetch_add(1, Ordering::Relaxed) % RELEASE_EVERY == RELEASE_EVERY - 1 {
+        if self.map.len() >= RELEASE_MIN_LEN
+            && self.reads.fetch_add(1, Ordering::Relaxed) % RELEASE_EVERY == RELEASE_EVERY - 1
+        {
             // SAFETY: the mapping is private, read-only and never written,
             // so dropping its page-table entries loses nothing: every page
             // reads back from the file, and slices borrowed from the
@@ -133,10 +156,17 @@ pub struct PositionedFile {
 impl PositionedFile {
     /// Opens `path` for positioned reads.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| Error::Io { path: path.to_owned(), source };
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        Ok(PositionedFile { file, len, path: path.to_owned() })
+        Ok(PositionedFile {
+            file,
+            len,
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -150,7 +180,10 @@ impl ByteSource for PositionedFile {
         let mut buf = vec![0u8; len];
         self.file
             .read_exact_at(&mut buf, off.0)
-            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(Cow::Owned(buf))
     }
 }

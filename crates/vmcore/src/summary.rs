@@ -131,9 +131,14 @@ impl DumpSummary {
             vmcoreinfo_source: dump.vmcoreinfo_source(),
             kernel_release: release,
             build_id: info.and_then(|i| i.trusted_build_id().map(str::to_owned)),
-            build_id_ignored: info.is_some_and(|i| i.build_id.is_some() && i.build_id_is_known_bad()),
-            kaslr_offset: info.and_then(|i| i.kernel_offset).map(|o| format!("{o:#x}")),
-            phys_base: info.and_then(|i| i.number("phys_base")).map(|p| format!("{:#x}", p as u64)),
+            build_id_ignored: info
+                .is_some_and(|i| i.build_id.is_some() && i.build_id_is_known_bad()),
+            kaslr_offset: info
+                .and_then(|i| i.kernel_offset)
+                .map(|o| format!("{o:#x}")),
+            phys_base: info
+                .and_then(|i| i.number("phys_base"))
+                .map(|p| format!("{:#x}", p as u64)),
             page_table_levels: info.map(|i| i.page_table_levels()),
             page_table_root: dump.page_table_walker().ok().map(|w| w.top().to_string()),
             direct_map_base: dump
@@ -158,7 +163,9 @@ fn release_from_memory(dump: &Dump) -> Option<String> {
     let uts = info.symbol("init_uts_ns")?;
     let name = info.offset("uts_namespace.name")?;
     // struct new_utsname: six 65-byte fields; release is the third.
-    let raw = dump.read_vec(crate::addr::VirtAddr(uts.0 + name + 2 * 65), 65).ok()?;
+    let raw = dump
+        .read_vec(crate::addr::VirtAddr(uts.0 + name + 2 * 65), 65)
+        .ok()?;
     let s = crate::bytes::c_str(&raw);
     (!s.is_empty()).then(|| String::from_utf8_lossy(s).into_owned())
 }

@@ -106,7 +106,8 @@ impl Vmcoreinfo {
                         info.build_id = Some(value.to_owned());
                     }
                     "KERNELOFFSET" => {
-                        let v = u64::from_str_radix(value, 16).map_err(|_| bad("bad hex offset"))?;
+                        let v =
+                            u64::from_str_radix(value, 16).map_err(|_| bad("bad hex offset"))?;
                         info.kernel_offset = Some(v);
                     }
                     "CRASHTIME" => {
@@ -143,17 +144,20 @@ impl Vmcoreinfo {
 
     /// `OFFSET(name)`, or an error naming the missing key.
     pub fn require_offset(&self, name: &str) -> Result<u64> {
-        self.offset(name).ok_or_else(|| Error::Vmcoreinfo(format!("no OFFSET({name})")))
+        self.offset(name)
+            .ok_or_else(|| Error::Vmcoreinfo(format!("no OFFSET({name})")))
     }
 
     /// `SIZE(name)`, or an error naming the missing key.
     pub fn require_size(&self, name: &str) -> Result<u64> {
-        self.size(name).ok_or_else(|| Error::Vmcoreinfo(format!("no SIZE({name})")))
+        self.size(name)
+            .ok_or_else(|| Error::Vmcoreinfo(format!("no SIZE({name})")))
     }
 
     /// `SYMBOL(name)`, or an error naming the missing key.
     pub fn require_symbol(&self, name: &str) -> Result<VirtAddr> {
-        self.symbol(name).ok_or_else(|| Error::Vmcoreinfo(format!("no SYMBOL({name})")))
+        self.symbol(name)
+            .ok_or_else(|| Error::Vmcoreinfo(format!("no SYMBOL({name})")))
     }
 
     /// The page size, defaulting to 4096 (the only x86_64 page size).
@@ -164,21 +168,33 @@ impl Vmcoreinfo {
     /// The number of page-table levels: 5 when `NUMBER(pgtable_l5_enabled)`
     /// is non-zero, else 4.
     pub fn page_table_levels(&self) -> u8 {
-        if self.number("pgtable_l5_enabled").unwrap_or(0) != 0 { 5 } else { 4 }
+        if self.number("pgtable_l5_enabled").unwrap_or(0) != 0 {
+            5
+        } else {
+            4
+        }
     }
 
     /// The build ID, unless this kernel release is one whose VMCOREINFO
     /// build ID is known to be garbage.
     pub fn trusted_build_id(&self) -> Option<&str> {
         let id = self.build_id.as_deref()?;
-        if self.build_id_is_known_bad() { None } else { Some(id) }
+        if self.build_id_is_known_bad() {
+            None
+        } else {
+            Some(id)
+        }
     }
 
     /// True if `OSRELEASE` is a stable kernel whose `BUILD-ID` line is known
     /// to be garbage.
     pub fn build_id_is_known_bad(&self) -> bool {
-        let Some(release) = self.osrelease.as_deref() else { return false };
-        let Some((major, minor, patch)) = parse_release(release) else { return false };
+        let Some(release) = self.osrelease.as_deref() else {
+            return false;
+        };
+        let Some((major, minor, patch)) = parse_release(release) else {
+            return false;
+        };
         BAD_BUILD_ID_RANGES
             .iter()
             .any(|&(ma, mi, lo, hi)| ma == major && mi == minor && (lo..=hi).contains(&patch))
@@ -215,29 +231,45 @@ mod tests {
 
     #[test]
     fn types_every_macro() {
-        let text = b"OSRELEASE=6.1.0-54-cloud-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n\
+        let text =
+            b"OSRELEASE=6.1.0-54-cloud-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n\
 PAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffffa6c0a000\nNUMBER(phys_base)=-2147483648\n\
 OFFSET(printk_info.seq)=0\nSIZE(printk_info)=88\nLENGTH(mem_section)=2048\n\
 KERNELOFFSET=25800000\nCRASHTIME=1764100000\nCONFIG_KALLSYMS=y\nODD=thing\n\0garbage";
         let info = Vmcoreinfo::parse(text).unwrap();
         assert_eq!(info.osrelease.as_deref(), Some("6.1.0-54-cloud-amd64"));
         assert_eq!(info.page_size, Some(4096));
-        assert_eq!(info.symbol("swapper_pg_dir"), Some(VirtAddr(0xffffffffa6c0a000)));
+        assert_eq!(
+            info.symbol("swapper_pg_dir"),
+            Some(VirtAddr(0xffffffffa6c0a000))
+        );
         assert_eq!(info.number("phys_base"), Some(-2147483648));
         assert_eq!(info.offset("printk_info.seq"), Some(0));
         assert_eq!(info.size("printk_info"), Some(88));
         assert_eq!(info.lengths.get("mem_section"), Some(&2048));
         assert_eq!(info.kernel_offset, Some(0x25800000));
         assert_eq!(info.crash_time, Some(1764100000));
-        assert_eq!(info.configs.get("CONFIG_KALLSYMS").map(String::as_str), Some("y"));
+        assert_eq!(
+            info.configs.get("CONFIG_KALLSYMS").map(String::as_str),
+            Some("y")
+        );
         assert_eq!(info.other.get("ODD").map(String::as_str), Some("thing"));
-        assert_eq!(info.trusted_build_id(), Some("0123456789abcdef0123456789abcdef01234567"));
+        assert_eq!(
+            info.trusted_build_id(),
+            Some("0123456789abcdef0123456789abcdef01234567")
+        );
         assert_eq!(info.page_table_levels(), 4);
     }
 
     #[test]
     fn distrusts_build_id_of_known_bad_stable_kernels() {
-        for (release, bad) in [("6.1.115", true), ("6.1.119", false), ("6.10.20", true), ("6.12.1", false), ("5.15.170-foo", true)] {
+        for (release, bad) in [
+            ("6.1.115", true),
+            ("6.1.119", false),
+            ("6.10.20", true),
+            ("6.12.1", false),
+            ("5.15.170-foo", true),
+        ] {
             let text = format!("OSRELEASE={release}\nBUILD-ID=00ff\n");
             let info = Vmcoreinfo::parse(text.as_bytes()).unwrap();
             assert_eq!(info.build_id_is_known_bad(), bad, "{release}");
@@ -247,7 +279,13 @@ KERNELOFFSET=25800000\nCRASHTIME=1764100000\nCONFIG_KALLSYMS=y\nODD=thing\n\0gar
 
     #[test]
     fn rejects_malformed_lines() {
-        for bad in ["SYMBOL(x)=zz\n", "NUMBER(x)=1.5\n", "no equals sign\n", "PAGESIZE=4095\n", "BUILD-ID=xyz\n"] {
+        for bad in [
+            "SYMBOL(x)=zz\n",
+            "NUMBER(x)=1.5\n",
+            "no equals sign\n",
+            "PAGESIZE=4095\n",
+            "BUILD-ID=xyz\n",
+        ] {
             assert!(Vmcoreinfo::parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
     }

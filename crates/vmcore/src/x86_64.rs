@@ -47,7 +47,12 @@ pub struct PageTableWalker {
 impl PageTableWalker {
     /// A walker starting from the top-level table at physical `top`.
     pub fn new(top: PhysAddr, levels: u8, sme_mask: u64) -> Self {
-        PageTableWalker { top, levels, entry_mask: ADDRESS_MASK & !sme_mask, tlb: Mutex::new(HashMap::new()) }
+        PageTableWalker {
+            top,
+            levels,
+            entry_mask: ADDRESS_MASK & !sme_mask,
+            tlb: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The kernel's walker, from VMCOREINFO's `SYMBOL(swapper_pg_dir)` (or
@@ -57,10 +62,16 @@ impl PageTableWalker {
         let pgd = info
             .symbol("init_top_pgt")
             .or_else(|| info.symbol("swapper_pg_dir"))
-            .ok_or_else(|| Error::Vmcoreinfo("no SYMBOL(swapper_pg_dir) or SYMBOL(init_top_pgt)".into()))?;
-        let phys_base = info.number("phys_base").ok_or_else(|| Error::Vmcoreinfo("no NUMBER(phys_base)".into()))?;
+            .ok_or_else(|| {
+                Error::Vmcoreinfo("no SYMBOL(swapper_pg_dir) or SYMBOL(init_top_pgt)".into())
+            })?;
+        let phys_base = info
+            .number("phys_base")
+            .ok_or_else(|| Error::Vmcoreinfo("no NUMBER(phys_base)".into()))?;
         if pgd.0 < START_KERNEL_MAP {
-            return Err(Error::Vmcoreinfo(format!("swapper_pg_dir {pgd} is not in the kernel-text mapping")));
+            return Err(Error::Vmcoreinfo(format!(
+                "swapper_pg_dir {pgd} is not in the kernel-text mapping"
+            )));
         }
         let top = PhysAddr((pgd.0 - START_KERNEL_MAP).wrapping_add(phys_base as u64));
         let sme_mask = info.number("sme_mask").unwrap_or(0) as u64;
@@ -83,7 +94,10 @@ impl PageTableWalker {
         if let Ok(tlb) = self.tlb.lock()
             && let Some(&(ppage, page_size)) = tlb.get(&vpage)
         {
-            return Ok(Translation { phys: PhysAddr((ppage << 12) | (va.0 & 0xfff)), page_size });
+            return Ok(Translation {
+                phys: PhysAddr((ppage << 12) | (va.0 & 0xfff)),
+                page_size,
+            });
         }
         let t = self.walk(mem, va)?;
         if let Ok(mut tlb) = self.tlb.lock() {
@@ -100,29 +114,45 @@ impl PageTableWalker {
         // Canonical: bits [bits-1, 63] all equal.
         let upper = (va.0 as i64) >> (bits - 1);
         if upper != 0 && upper != -1 {
-            return Err(Error::Unmapped { addr: va, reason: "non-canonical address" });
+            return Err(Error::Unmapped {
+                addr: va,
+                reason: "non-canonical address",
+            });
         }
         let mut table = self.top.0;
         for level in (1..=self.levels).rev() {
             let shift = 12 + 9 * (u32::from(level) - 1);
             let index = (va.0 >> shift) & 511;
             let mut raw = [0u8; 8];
-            mem.read_phys(PhysAddr(table + index * 8), &mut raw).map_err(|e| match e {
-                Error::Excluded(_) | Error::NotInDump(_) => Error::Unmapped { addr: va, reason: "page table not in dump" },
-                other => other,
-            })?;
+            mem.read_phys(PhysAddr(table + index * 8), &mut raw)
+                .map_err(|e| match e {
+                    Error::Excluded(_) | Error::NotInDump(_) => Error::Unmapped {
+                        addr: va,
+                        reason: "page table not in dump",
+                    },
+                    other => other,
+                })?;
             let entry = u64::from_le_bytes(raw);
             if entry & PRESENT == 0 {
-                return Err(Error::Unmapped { addr: va, reason: level_name(level) });
+                return Err(Error::Unmapped {
+                    addr: va,
+                    reason: level_name(level),
+                });
             }
             if level == 1 || ((level == 2 || level == 3) && entry & PSE != 0) {
                 let size = 1u64 << shift;
                 let base = entry & self.entry_mask & !(size - 1);
-                return Ok(Translation { phys: PhysAddr(base | (va.0 & (size - 1))), page_size: size });
+                return Ok(Translation {
+                    phys: PhysAddr(base | (va.0 & (size - 1))),
+                    page_size: size,
+                });
             }
             table = entry & self.entry_mask;
         }
-        Err(Error::Unmapped { addr: va, reason: "page-table walk did not end" })
+        Err(Error::Unmapped {
+            addr: va,
+            reason: "page-table walk did not end",
+        })
     }
 }
 
@@ -175,10 +205,22 @@ mod tests {
             set(&mut p, pfn, idx(va, 1), (0xabcde << 12) | (1 << 63) | 0x63);
             let w = PageTableWalker::new(PhysAddr(0x1000), levels, 0);
             let t = w.translate(&p, VirtAddr(va)).unwrap();
-            assert_eq!(t, Translation { phys: PhysAddr(0xabcde678), page_size: 4096 }, "levels {levels}");
+            assert_eq!(
+                t,
+                Translation {
+                    phys: PhysAddr(0xabcde678),
+                    page_size: 4096
+                },
+                "levels {levels}"
+            );
             // A 2 MiB page with the PAT bit (12) set must not leak into the address.
             let va2 = va + (1 << 21);
-            set(&mut p, pfn - 1, idx(va2, 2), (0x4000_0000 | (1 << 12)) | PSE | 0x63);
+            set(
+                &mut p,
+                pfn - 1,
+                idx(va2, 2),
+                (0x4000_0000 | (1 << 12)) | PSE | 0x63,
+            );
             let t = w.translate(&p, VirtAddr(va2)).unwrap();
             assert_eq!(t.phys, PhysAddr(0x4000_0000 | (va2 & 0x1f_ffff)));
             assert_eq!(t.page_size, 2 << 20);
@@ -189,7 +231,16 @@ mod tests {
             assert_eq!(t.phys, PhysAddr(0x8000_0000 | (va3 & 0x3fff_ffff)));
             // A missing PTE.
             let err = w.translate(&p, VirtAddr(va + 4096)).unwrap_err();
-            assert!(matches!(err, Error::Unmapped { reason: "PTE not present", .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::Unmapped {
+                        reason: "PTE not present",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
         }
     }
 
@@ -197,11 +248,25 @@ mod tests {
     fn rejects_non_canonical_addresses() {
         let p = Pages(HashMap::new());
         let w = PageTableWalker::new(PhysAddr(0x1000), 4, 0);
-        assert!(matches!(w.translate(&p, VirtAddr(0x0000_8000_0000_0000)), Err(Error::Unmapped { reason: "non-canonical address", .. })));
+        assert!(matches!(
+            w.translate(&p, VirtAddr(0x0000_8000_0000_0000)),
+            Err(Error::Unmapped {
+                reason: "non-canonical address",
+                ..
+            })
+        ));
         // Canonical under 5 levels but not under 4.
         let w5 = PageTableWalker::new(PhysAddr(0x1000), 5, 0);
-        assert!(matches!(w5.translate(&p, VirtAddr(0xff00_0000_0000_0000)), Err(Error::Unmapped { reason, .. }) if reason != "non-canonical address"));
-        assert!(matches!(w.translate(&p, VirtAddr(0xff00_0000_0000_0000)), Err(Error::Unmapped { reason: "non-canonical address", .. })));
+        assert!(
+            matches!(w5.translate(&p, VirtAddr(0xff00_0000_0000_0000)), Err(Error::Unmapped { reason, .. }) if reason != "non-canonical address")
+        );
+        assert!(matches!(
+            w.translate(&p, VirtAddr(0xff00_0000_0000_0000)),
+            Err(Error::Unmapped {
+                reason: "non-canonical address",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -215,6 +280,9 @@ mod tests {
         set(&mut p, 3, idx(2), (4 << 12) | sme | 0x63);
         set(&mut p, 4, idx(1), (0x777 << 12) | sme | 0x63);
         let w = PageTableWalker::new(PhysAddr(0x1000), 4, sme);
-        assert_eq!(w.translate(&p, VirtAddr(va)).unwrap().phys, PhysAddr(0x777000));
+        assert_eq!(
+            w.translate(&p, VirtAddr(va)).unwrap().phys,
+            PhysAddr(0x777000)
+        );
     }
 }

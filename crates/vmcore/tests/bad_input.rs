@@ -45,7 +45,10 @@ fn exercise(dump: &Dump) -> usize {
         }
     }
     for pfn in (0..200_000u64).step_by(997) {
-        if dump.read_phys(PhysAddr(pfn * 4096), &mut [0u8; 64]).is_err() {
+        if dump
+            .read_phys(PhysAddr(pfn * 4096), &mut [0u8; 64])
+            .is_err()
+        {
             failures += 1;
         }
     }
@@ -54,7 +57,9 @@ fn exercise(dump: &Dump) -> usize {
 
 #[test]
 fn truncated_at_twenty_cut_points_is_named_truncated() {
-    let Some(root) = common::fixtures_root() else { return };
+    let Some(root) = common::fixtures_root() else {
+        return;
+    };
     for prefix in ["dump.kdump-zlib", "dump.elf"] {
         let path = smallest(&root, prefix);
         let full = std::fs::read(&path).unwrap();
@@ -72,13 +77,22 @@ fn truncated_at_twenty_cut_points_is_named_truncated() {
                 Err(e) => panic!("{what}: expected a truncation error, got {e}"),
                 Ok(dump) => {
                     let t = dump.truncation();
-                    assert!(t.is_some(), "{what}: opened without noticing the truncation");
-                    assert!(dump.warnings().iter().any(|w| w.contains("truncated")), "{what}: {:?}", dump.warnings());
+                    assert!(
+                        t.is_some(),
+                        "{what}: opened without noticing the truncation"
+                    );
+                    assert!(
+                        dump.warnings().iter().any(|w| w.contains("truncated")),
+                        "{what}: {:?}",
+                        dump.warnings()
+                    );
                     exercise(&dump);
                     // A page past the cut reports the truncation by name.
                     let mut saw = false;
                     for pfn in (0..200_000u64).rev().step_by(13) {
-                        if let Err(Error::PageTruncated { .. }) = dump.read_phys(PhysAddr(pfn * 4096), &mut [0u8; 8]) {
+                        if let Err(Error::PageTruncated { .. }) =
+                            dump.read_phys(PhysAddr(pfn * 4096), &mut [0u8; 8])
+                        {
                             saw = true;
                             break;
                         }
@@ -92,7 +106,9 @@ fn truncated_at_twenty_cut_points_is_named_truncated() {
 
 #[test]
 fn flipped_header_bytes_give_errors_not_panics() {
-    let Some(root) = common::fixtures_root() else { return };
+    let Some(root) = common::fixtures_root() else {
+        return;
+    };
     let path = smallest(&root, "dump.kdump-zlib");
     let full = std::fs::read(&path).unwrap();
     // Every byte of the disk_dump_header's fixed part, and the sub-header.
@@ -121,7 +137,13 @@ fn flipped_header_bytes_give_errors_not_panics() {
         let mut bad = full.clone();
         bad[off + 1] ^= 0x40;
         let e = open_bytes(bad).expect_err(&format!("flip at {}", off + 1));
-        assert!(matches!(e, Error::NotADump(_) | Error::Corrupt(_) | Error::Truncated { .. }), "offset {off}: {e}");
+        assert!(
+            matches!(
+                e,
+                Error::NotADump(_) | Error::Corrupt(_) | Error::Truncated { .. }
+            ),
+            "offset {off}: {e}"
+        );
     }
     assert!(rejected >= 20, "only {rejected} flips rejected");
     // The same for the ELF header.
@@ -143,8 +165,13 @@ fn descriptor_offset(file: &[u8], pfn: u64) -> usize {
     let bitmap_blocks = u32_at(436);
     let half = bitmap_blocks / 2 * block;
     let bm2 = (1 + sub) * block + half;
-    assert!(file[bm2 + (pfn / 8) as usize] & (1 << (pfn % 8)) != 0, "page {pfn} is not dumped");
-    let rank: usize = (0..pfn).filter(|&p| file[bm2 + (p / 8) as usize] & (1 << (p % 8)) != 0).count();
+    assert!(
+        file[bm2 + (pfn / 8) as usize] & (1 << (pfn % 8)) != 0,
+        "page {pfn} is not dumped"
+    );
+    let rank: usize = (0..pfn)
+        .filter(|&p| file[bm2 + (p / 8) as usize] & (1 << (p % 8)) != 0)
+        .count();
     (1 + sub) * block + 2 * half + rank * 24
 }
 
@@ -159,7 +186,9 @@ fn victim(file: &[u8]) -> (u64, VirtAddr) {
 
 #[test]
 fn a_corrupt_page_descriptor_is_reported_for_that_page() {
-    let Some(root) = common::fixtures_root() else { return };
+    let Some(root) = common::fixtures_root() else {
+        return;
+    };
     let full = std::fs::read(smallest(&root, "dump.kdump-zlib")).unwrap();
     let (pfn, at) = victim(&full);
     let desc = descriptor_offset(&full, pfn);
@@ -178,19 +207,27 @@ fn a_corrupt_page_descriptor_is_reported_for_that_page() {
     let mut bad = full.clone();
     bad[desc..desc + 8].copy_from_slice(&(full.len() as u64 + 10).to_le_bytes());
     let dump = open_bytes(bad).unwrap();
-    assert!(matches!(dump.read_vec(at, 16), Err(Error::PageTruncated { .. })));
+    assert!(matches!(
+        dump.read_vec(at, 16),
+        Err(Error::PageTruncated { .. })
+    ));
 }
 
 #[test]
 fn a_corrupt_compressed_page_is_reported_for_that_page() {
-    let Some(root) = common::fixtures_root() else { return };
+    let Some(root) = common::fixtures_root() else {
+        return;
+    };
     for prefix in ["dump.kdump-zlib", "dump.kdump-lzo"] {
         let full = std::fs::read(smallest(&root, prefix)).unwrap();
         let (pfn, at) = victim(&full);
         let desc = descriptor_offset(&full, pfn);
         let off = u64::from_le_bytes(full[desc..desc + 8].try_into().unwrap()) as usize;
         let size = u32::from_le_bytes(full[desc + 8..desc + 12].try_into().unwrap()) as usize;
-        let good = open_bytes(full.clone()).unwrap().read_vec(at, 4096 - (at.0 % 4096) as usize).unwrap();
+        let good = open_bytes(full.clone())
+            .unwrap()
+            .read_vec(at, 4096 - (at.0 % 4096) as usize)
+            .unwrap();
         let mut detected = 0;
         for i in 0..8 {
             let mut bad = full.clone();
@@ -205,13 +242,19 @@ fn a_corrupt_compressed_page_is_reported_for_that_page() {
                 }
                 Err(e) => panic!("{prefix}: unexpected {e}"),
                 // LZO has no checksum: damage may decode to other bytes.
-                Ok(b) => assert!(prefix.contains("lzo") || b == good, "{prefix}: zlib damage went unnoticed"),
+                Ok(b) => assert!(
+                    prefix.contains("lzo") || b == good,
+                    "{prefix}: zlib damage went unnoticed"
+                ),
             }
         }
         // zlib's Adler-32 catches every change; LZO has no checksum, so
         // only damage that breaks the stream's structure can be seen.
         let needed = if prefix.contains("zlib") { 8 } else { 1 };
-        assert!(detected >= needed, "{prefix}: only {detected} of 8 damaged pages detected");
+        assert!(
+            detected >= needed,
+            "{prefix}: only {detected} of 8 damaged pages detected"
+        );
     }
 }
 
@@ -292,8 +335,20 @@ fn an_unreadable_file_is_an_io_error() {
         }
         match Dump::open(p) {
             Err(Error::Io { source, path }) => {
-                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied, "{}", path.display());
-                assert!(Error::Io { source, path: path.clone() }.to_string().contains(&*path.to_string_lossy()));
+                assert_eq!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied,
+                    "{}",
+                    path.display()
+                );
+                assert!(
+                    Error::Io {
+                        source,
+                        path: path.clone()
+                    }
+                    .to_string()
+                    .contains(&*path.to_string_lossy())
+                );
                 denied += 1;
             }
             other => panic!("{}: {other:?}", p.display()),
@@ -305,7 +360,12 @@ fn an_unreadable_file_is_an_io_error() {
 
 #[test]
 fn empty_and_garbage_files_are_not_dumps() {
-    for bytes in [vec![], b"hello".to_vec(), vec![0u8; 10_000], b"KDUMP  ".to_vec()] {
+    for bytes in [
+        vec![],
+        b"hello".to_vec(),
+        vec![0u8; 10_000],
+        b"KDUMP  ".to_vec(),
+    ] {
         match open_bytes(bytes.clone()) {
             Err(Error::NotADump(_)) | Err(Error::Truncated { .. }) => {}
             other => panic!("{:?}: {other:?}", &bytes[..bytes.len().min(8)]),

@@ -37,22 +37,31 @@ sys.stdout.write("\n".join(out) + "\n")
 "#;
 
 fn drgn_python() -> Option<PathBuf> {
-    let p = std::env::var_os("KSW_DRGN_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-        home.join(".cache/ksw/drgn-venv/bin/python")
-    });
+    let p = std::env::var_os("KSW_DRGN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/root"));
+            home.join(".cache/ksw/drgn-venv/bin/python")
+        });
     if p.exists() {
         return Some(p);
     }
     if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
         return None;
     }
-    panic!("drgn oracle missing at {} (run `python3 testdata/pipeline oracle`, or set KSW_DRGN_PYTHON)", p.display());
+    panic!(
+        "drgn oracle missing at {} (run `python3 testdata/pipeline oracle`, or set KSW_DRGN_PYTHON)",
+        p.display()
+    );
 }
 
 #[test]
 fn ten_thousand_addresses_read_as_drgn_reads_them() {
-    let Some(root) = common::fixtures_root() else { return };
+    let Some(root) = common::fixtures_root() else {
+        return;
+    };
     let Some(python) = drgn_python() else { return };
     let tmp = std::env::temp_dir().join(format!("ksw-drgn-oracle-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
@@ -79,9 +88,24 @@ fn ten_thousand_addresses_read_as_drgn_reads_them() {
             }
             drop(f);
             let len = 32;
-            let out = Command::new(&python).arg(&script).arg(&path).arg(&list).arg(len.to_string()).output().unwrap();
-            assert!(out.status.success(), "drgn on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-            let answers: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+            let out = Command::new(&python)
+                .arg(&script)
+                .arg(&path)
+                .arg(&list)
+                .arg(len.to_string())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "drgn on {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let answers: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
             assert_eq!(answers.len(), addrs.len(), "{}", path.display());
             let (mut same_bytes, mut both_fault, mut excluded_zeros) = (0, 0, 0);
             for (a, drgn) in addrs.iter().zip(&answers) {
@@ -92,11 +116,17 @@ fn ten_thousand_addresses_read_as_drgn_reads_them() {
                         same_bytes += 1;
                     }
                     (Outcome::Unmapped | Outcome::NotInDump, "fault") => both_fault += 1,
-                    (Outcome::Excluded, d) if d != "fault" && d.bytes().all(|c| c == b'0') => excluded_zeros += 1,
+                    (Outcome::Excluded, d) if d != "fault" && d.bytes().all(|c| c == b'0') => {
+                        excluded_zeros += 1
+                    }
                     (o, d) => panic!("{} {a:#x}: ksw {o:?}, drgn {d}", path.display()),
                 }
             }
-            assert!(same_bytes > 5000 && both_fault > 300, "{}: {same_bytes} same, {both_fault} faults", path.display());
+            assert!(
+                same_bytes > 5000 && both_fault > 300,
+                "{}: {same_bytes} same, {both_fault} faults",
+                path.display()
+            );
             compared_dumps.push(format!("{}: {same_bytes} same bytes, {both_fault} faults in both, {excluded_zeros} excluded/zeros", path.display()));
         }
     }

@@ -12,7 +12,7 @@ mod common;
 
 use common::{Rng, SyntheticPage};
 use ksw_vmcore::kdump::Compression;
-use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, PhysAddr, Pfn};
+use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, Pfn, PhysAddr};
 
 /// `(pfn, contents)` pairs.
 type RealPages = Vec<(u64, Vec<u8>)>;
@@ -21,7 +21,11 @@ type RealPages = Vec<(u64, Vec<u8>)>;
 /// non-zero pages from a fixture.
 fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
     let root = common::fixtures_root()?;
-    let run = common::dump_runs(&root).into_iter().find(|r| r.dumps().iter().any(|(p, ..)| p.ends_with("dump.kdump-zlib")))?;
+    let run = common::dump_runs(&root).into_iter().find(|r| {
+        r.dumps()
+            .iter()
+            .any(|(p, ..)| p.ends_with("dump.kdump-zlib"))
+    })?;
     let dump = Dump::open(&run.dir.join("dump.kdump-zlib")).unwrap();
     let info = dump.vmcoreinfo().unwrap();
     // A VMCOREINFO that keeps the page-table keys, so virtual reads work too.
@@ -35,7 +39,13 @@ fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
     .into_bytes();
     vi.extend_from_slice(b"SYMBOL(init_uts_ns)=");
     vi.extend_from_slice(format!("{:x}\n", info.symbol("init_uts_ns").unwrap().0).as_bytes());
-    vi.extend_from_slice(format!("OFFSET(uts_namespace.name)={}\n", info.offset("uts_namespace.name").unwrap()).as_bytes());
+    vi.extend_from_slice(
+        format!(
+            "OFFSET(uts_namespace.name)={}\n",
+            info.offset("uts_namespace.name").unwrap()
+        )
+        .as_bytes(),
+    );
     let mut rng = Rng(42);
     let mut pages = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -71,7 +81,8 @@ fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
             continue;
         }
         let mut page = vec![0u8; 4096];
-        if dump.read_phys(Pfn(pfn).to_phys(4096), &mut page).is_ok() && page.iter().any(|&b| b != 0) {
+        if dump.read_phys(Pfn(pfn).to_phys(4096), &mut page).is_ok() && page.iter().any(|&b| b != 0)
+        {
             pages.push((pfn, page));
         }
     }
@@ -80,14 +91,20 @@ fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
 
 #[test]
 fn every_page_compression_reads_back_the_original_bytes() {
-    let Some((vmcoreinfo, pages)) = real_pages(400) else { return };
+    let Some((vmcoreinfo, pages)) = real_pages(400) else {
+        return;
+    };
     assert!(pages.len() > 300);
     let methods = [0u32, 1, 2, 4, 0x20];
     let max_mapnr = pages.iter().map(|(p, _)| p + 1).max().unwrap() + 100;
     let synthetic: Vec<SyntheticPage> = pages
         .iter()
         .enumerate()
-        .map(|(i, (pfn, data))| SyntheticPage { pfn: *pfn, data: data.clone(), flags: methods[i % methods.len()] })
+        .map(|(i, (pfn, data))| SyntheticPage {
+            pfn: *pfn,
+            data: data.clone(),
+            flags: methods[i % methods.len()],
+        })
         .collect();
     let excluded: Vec<u64> = (max_mapnr - 50..max_mapnr).collect();
     let file = common::write_kdump(&vmcoreinfo, &synthetic, &excluded, max_mapnr, 0x20);
@@ -100,14 +117,31 @@ fn every_page_compression_reads_back_the_original_bytes() {
         assert!(got == *data, "page {pfn:#x}");
     }
     // Excluded pages and holes are told apart.
-    assert!(matches!(dump.read_phys(Pfn(max_mapnr - 1).to_phys(4096), &mut [0u8; 8]), Err(Error::Excluded(_))));
-    let hole = (0..max_mapnr).find(|p| !pages.iter().any(|(q, _)| q == p) && !excluded.contains(p)).unwrap();
-    assert!(matches!(dump.read_phys(Pfn(hole).to_phys(4096), &mut [0u8; 8]), Err(Error::NotInDump(_))));
-    assert!(matches!(dump.read_phys(Pfn(max_mapnr + 5).to_phys(4096), &mut [0u8; 8]), Err(Error::NotInDump(_))));
+    assert!(matches!(
+        dump.read_phys(Pfn(max_mapnr - 1).to_phys(4096), &mut [0u8; 8]),
+        Err(Error::Excluded(_))
+    ));
+    let hole = (0..max_mapnr)
+        .find(|p| !pages.iter().any(|(q, _)| q == p) && !excluded.contains(p))
+        .unwrap();
+    assert!(matches!(
+        dump.read_phys(Pfn(hole).to_phys(4096), &mut [0u8; 8]),
+        Err(Error::NotInDump(_))
+    ));
+    assert!(matches!(
+        dump.read_phys(Pfn(max_mapnr + 5).to_phys(4096), &mut [0u8; 8]),
+        Err(Error::NotInDump(_))
+    ));
     // Virtual reads go through page tables stored in zstd, snappy, lzo...
     let uts = dump.vmcoreinfo().unwrap().symbol("init_uts_ns").unwrap();
-    let name_off = dump.vmcoreinfo().unwrap().offset("uts_namespace.name").unwrap();
-    let name = dump.read_vec(ksw_vmcore::VirtAddr(uts.0 + name_off), 5).unwrap();
+    let name_off = dump
+        .vmcoreinfo()
+        .unwrap()
+        .offset("uts_namespace.name")
+        .unwrap();
+    let name = dump
+        .read_vec(ksw_vmcore::VirtAddr(uts.0 + name_off), 5)
+        .unwrap();
     assert_eq!(&name, b"Linux");
     let stats = dump.page_stats();
     assert_eq!(stats.dumped, pages.len() as u64);
@@ -116,9 +150,15 @@ fn every_page_compression_reads_back_the_original_bytes() {
 
 #[test]
 fn a_zstd_page_that_decodes_to_the_wrong_size_is_corrupt() {
-    let Some((vmcoreinfo, pages)) = real_pages(3) else { return };
+    let Some((vmcoreinfo, pages)) = real_pages(3) else {
+        return;
+    };
     let (pfn, data) = &pages[2];
-    let short = SyntheticPage { pfn: *pfn, data: data[..4000].to_vec(), flags: 0x20 };
+    let short = SyntheticPage {
+        pfn: *pfn,
+        data: data[..4000].to_vec(),
+        flags: 0x20,
+    };
     let file = common::write_kdump(&vmcoreinfo, &[short], &[], pfn + 10, 0x20);
     let dump = Dump::from_bytes(file, &OpenOptions::default()).unwrap();
     match dump.read_phys(Pfn(*pfn).to_phys(4096), &mut [0u8; 16]) {
@@ -129,8 +169,17 @@ fn a_zstd_page_that_decodes_to_the_wrong_size_is_corrupt() {
 
 #[test]
 fn repeated_reads_come_from_the_page_cache() {
-    let Some((vmcoreinfo, pages)) = real_pages(20) else { return };
-    let synthetic: Vec<SyntheticPage> = pages.iter().map(|(p, d)| SyntheticPage { pfn: *p, data: d.clone(), flags: 1 }).collect();
+    let Some((vmcoreinfo, pages)) = real_pages(20) else {
+        return;
+    };
+    let synthetic: Vec<SyntheticPage> = pages
+        .iter()
+        .map(|(p, d)| SyntheticPage {
+            pfn: *p,
+            data: d.clone(),
+            flags: 1,
+        })
+        .collect();
     let max = pages.iter().map(|(p, _)| p + 1).max().unwrap();
     let file = common::write_kdump(&vmcoreinfo, &synthetic, &[], max, 1);
     let k = ksw_vmcore::kdump::KdumpCompressed::new(ksw_vmcore::source::OwnedBytes(file)).unwrap();
@@ -139,5 +188,8 @@ fn repeated_reads_come_from_the_page_cache() {
             assert_eq!(&k.read_page(Pfn(*pfn)).unwrap()[..], &data[..]);
         }
     }
-    assert_eq!(k.cache_stats(), (4 * pages.len() as u64, pages.len() as u64));
+    assert_eq!(
+        k.cache_stats(),
+        (4 * pages.len() as u64, pages.len() as u64)
+    );
 }

@@ -1,8 +1,8 @@
 //! Flattened-format records: indexing and reads of the rearranged file.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use ksw_vmcore::source::ByteSource;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut file = ksw_vmcore::flattened::FLATTENED_SIGNATURE.to_vec();

@@ -2,13 +2,15 @@
 //! page data, read through every page the bitmaps name.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use ksw_vmcore::PhysicalMemory;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut file = b"KDUMP   ".to_vec();
     file.extend_from_slice(data);
-    if let Ok(k) = ksw_vmcore::kdump::KdumpCompressed::new(ksw_vmcore::source::OwnedBytes(file.clone())) {
+    if let Ok(k) =
+        ksw_vmcore::kdump::KdumpCompressed::new(ksw_vmcore::source::OwnedBytes(file.clone()))
+    {
         let _ = k.truncation();
         let _ = k.page_stats();
         let _ = k.notes();

@@ -12,16 +12,23 @@ use ksw_vmcore::{Dump, Error, KernelMemory, VirtAddr};
 /// Returns `None` (skip) only when it is missing and
 /// `KSW_ALLOW_MISSING_FIXTURES=1`; otherwise a missing root fails the test.
 pub fn fixtures_root() -> Option<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-        home.join(".cache/ksw/fixtures")
-    });
+    let root = std::env::var_os("KSW_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/root"));
+            home.join(".cache/ksw/fixtures")
+        });
     let usable = root.is_dir() && runs_under(&root).next().is_some();
     if usable {
         return Some(root);
     }
     if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
-        eprintln!("fixtures missing at {}; skipped because KSW_ALLOW_MISSING_FIXTURES=1", root.display());
+        eprintln!(
+            "fixtures missing at {}; skipped because KSW_ALLOW_MISSING_FIXTURES=1",
+            root.display()
+        );
         return None;
     }
     panic!(
@@ -47,7 +54,11 @@ impl Run {
         if let Some(d) = self.manifest["dumps"].as_object() {
             for (name, v) in d {
                 let p = self.dir.join(name);
-                out.push((p, v["format"].as_str().unwrap_or("").to_owned(), v["compression"].as_str().unwrap_or("").to_owned()));
+                out.push((
+                    p,
+                    v["format"].as_str().unwrap_or("").to_owned(),
+                    v["compression"].as_str().unwrap_or("").to_owned(),
+                ));
             }
         }
         out.sort();
@@ -88,17 +99,39 @@ impl Run {
 
 fn runs_under(root: &Path) -> impl Iterator<Item = Run> {
     let mut runs = Vec::new();
-    let mut series: Vec<_> = std::fs::read_dir(root).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut series: Vec<_> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     series.sort();
     for s in series {
-        let mut dirs: Vec<_> = std::fs::read_dir(&s).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        let mut dirs: Vec<_> = std::fs::read_dir(&s)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         dirs.sort();
         for d in dirs {
-            let Ok(text) = std::fs::read_to_string(d.join("manifest.json")) else { continue };
-            let Ok(manifest) = serde_json::from_str(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(d.join("manifest.json")) else {
+                continue;
+            };
+            let Ok(manifest) = serde_json::from_str(&text) else {
+                continue;
+            };
             runs.push(Run {
-                series: s.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-                name: d.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                series: s
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                name: d
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
                 dir: d,
                 manifest,
             });
@@ -110,7 +143,11 @@ fn runs_under(root: &Path) -> impl Iterator<Item = Run> {
 /// Every run that has at least one dump.
 pub fn dump_runs(root: &Path) -> Vec<Run> {
     let runs: Vec<Run> = runs_under(root).filter(|r| !r.dumps().is_empty()).collect();
-    assert!(!runs.is_empty(), "no runs with dumps under {}", root.display());
+    assert!(
+        !runs.is_empty(),
+        "no runs with dumps under {}",
+        root.display()
+    );
     runs
 }
 
@@ -126,11 +163,15 @@ pub fn ground_truth_kallsyms(run: &Run) -> HashMap<String, (u64, char)> {
     let mut dup = std::collections::HashSet::new();
     for line in run.truth("kallsyms").lines() {
         let mut f = line.split_whitespace();
-        let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else { continue };
+        let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
         if f.next().is_some() {
             continue; // a module symbol
         }
-        let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
         let kind = kind.chars().next().unwrap_or('?');
         if map.insert(name.to_owned(), (addr, kind)).is_some() {
             dup.insert(name.to_owned());
@@ -183,7 +224,13 @@ pub struct SyntheticPage {
 /// it out: header, sub-header with VMCOREINFO text, the two bitmaps, page
 /// descriptors and page data. `present` extra PFNs are marked present in
 /// RAM but excluded from the dump.
-pub fn write_kdump(vmcoreinfo: &[u8], pages: &[SyntheticPage], excluded: &[u64], max_mapnr: u64, status: u32) -> Vec<u8> {
+pub fn write_kdump(
+    vmcoreinfo: &[u8],
+    pages: &[SyntheticPage],
+    excluded: &[u64],
+    max_mapnr: u64,
+    status: u32,
+) -> Vec<u8> {
     use std::io::Write;
     const BS: usize = 4096;
     let mut out = vec![0u8; BS];
@@ -232,13 +279,17 @@ pub fn write_kdump(vmcoreinfo: &[u8], pages: &[SyntheticPage], excluded: &[u64],
         let blob = match p.flags {
             0 => p.data.clone(),
             1 => {
-                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(&p.data).unwrap();
                 e.finish().unwrap()
             }
             2 => lzokay_native::compress(&p.data).unwrap(),
             4 => snap::raw::Encoder::new().compress_vec(&p.data).unwrap(),
-            0x20 => ruzstd::encoding::compress_to_vec(&p.data[..], ruzstd::encoding::CompressionLevel::Fastest),
+            0x20 => ruzstd::encoding::compress_to_vec(
+                &p.data[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
             f => panic!("flag {f:#x}"),
         };
         descs.extend_from_slice(&data_off.to_le_bytes());
@@ -275,20 +326,37 @@ pub fn read(dump: &Dump, addr: u64, len: usize) -> Outcome {
 /// Kernel addresses of every kind: text and data symbols, the direct map,
 /// the CPUs' (vmalloc'd) stacks, module memory, and holes.
 pub fn address_set(run: &Run, dump: &Dump, n: usize) -> Vec<u64> {
-    let mut rng = Rng(0x5eed_0000 ^ run.label().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
+    let mut rng = Rng(0x5eed_0000
+        ^ run
+            .label()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
     let truth = ground_truth_kallsyms(run);
-    let mut syms: Vec<u64> = truth.values().filter(|(a, k)| *a >= 0xffff_ffff_8000_0000 && "TtRrDdBb".contains(*k)).map(|(a, _)| *a).collect();
+    let mut syms: Vec<u64> = truth
+        .values()
+        .filter(|(a, k)| *a >= 0xffff_ffff_8000_0000 && "TtRrDdBb".contains(*k))
+        .map(|(a, _)| *a)
+        .collect();
     syms.sort();
     let modules = ground_truth_modules(run);
-    let page_offset = dump.read_u64(dump.symbol("page_offset_base").unwrap()).unwrap();
+    let page_offset = dump
+        .read_u64(dump.symbol("page_offset_base").unwrap())
+        .unwrap();
     let ram = dump.page_stats().present.max(1) * 4096;
-    let sps: Vec<u64> = dump.cpus().unwrap().iter().map(|c| c.registers.rsp()).collect();
+    let sps: Vec<u64> = dump
+        .cpus()
+        .unwrap()
+        .iter()
+        .map(|c| c.registers.rsp())
+        .collect();
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let a = match rng.below(6) {
             0 | 1 => syms[rng.below(syms.len() as u64) as usize] + rng.below(512),
             2 => page_offset + rng.below(ram),
-            3 => sps[rng.below(sps.len() as u64) as usize].wrapping_sub(8192).wrapping_add(rng.below(16384)),
+            3 => sps[rng.below(sps.len() as u64) as usize]
+                .wrapping_sub(8192)
+                .wrapping_add(rng.below(16384)),
             4 if !modules.is_empty() => {
                 let (_, size, base) = &modules[rng.below(modules.len() as u64) as usize];
                 base + rng.below(*size)
@@ -299,4 +367,3 @@ pub fn address_set(run: &Run, dump: &Dump, n: usize) -> Vec<u64> {
     }
     out
 }
-
