@@ -193,3 +193,49 @@ fn repeated_reads_come_from_the_page_cache() {
         (4 * pages.len() as u64, pages.len() as u64)
     );
 }
+
+#[test]
+fn every_header_version_in_use_reads() {
+    let Some((vmcoreinfo, pages)) = real_pages(30) else {
+        return;
+    };
+    let synthetic: Vec<SyntheticPage> = pages
+        .iter()
+        .map(|(p, d)| SyntheticPage {
+            pfn: *p,
+            data: d.clone(),
+            flags: 1,
+        })
+        .collect();
+    let max = pages.iter().map(|(p, _)| p + 1).max().unwrap();
+    for version in 1..=6 {
+        let file = common::write_kdump_version(version, &vmcoreinfo, &synthetic, &[], max, 1);
+        let dump = Dump::from_bytes(file, &OpenOptions::default()).unwrap();
+        assert_eq!(dump.kdump_header().unwrap().header_version, version);
+        assert_eq!(
+            dump.kdump_header().unwrap().max_mapnr,
+            max,
+            "version {version}"
+        );
+        // VMCOREINFO in the sub-header arrived with version 3.
+        assert_eq!(
+            dump.vmcoreinfo().is_some(),
+            version >= 3,
+            "version {version}"
+        );
+        for (pfn, data) in &pages {
+            let mut got = vec![0u8; 4096];
+            dump.read_phys(Pfn(*pfn).to_phys(4096), &mut got).unwrap();
+            assert!(got == *data, "version {version}, page {pfn:#x}");
+        }
+    }
+    // The old "DISKDUMP" signature reads the same way.
+    let mut file = common::write_kdump(&vmcoreinfo, &synthetic, &[], max, 1);
+    file[..8].copy_from_slice(b"DISKDUMP");
+    let dump = Dump::from_bytes(file, &OpenOptions::default()).unwrap();
+    assert_eq!(dump.kdump_header().unwrap().signature, "DISKDUMP");
+    assert!(
+        dump.read_phys(Pfn(pages[0].0).to_phys(4096), &mut [0u8; 8])
+            .is_ok()
+    );
+}

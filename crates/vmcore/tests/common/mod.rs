@@ -231,11 +231,24 @@ pub fn write_kdump(
     max_mapnr: u64,
     status: u32,
 ) -> Vec<u8> {
+    write_kdump_version(6, vmcoreinfo, pages, excluded, max_mapnr, status)
+}
+
+/// [`write_kdump`] in an older header version: before 3 the sub-header
+/// has no VMCOREINFO, before 6 no 64-bit `max_mapnr`.
+pub fn write_kdump_version(
+    version: i32,
+    vmcoreinfo: &[u8],
+    pages: &[SyntheticPage],
+    excluded: &[u64],
+    max_mapnr: u64,
+    status: u32,
+) -> Vec<u8> {
     use std::io::Write;
     const BS: usize = 4096;
     let mut out = vec![0u8; BS];
     out[..8].copy_from_slice(b"KDUMP   ");
-    out[8..12].copy_from_slice(&6i32.to_le_bytes());
+    out[8..12].copy_from_slice(&version.to_le_bytes());
     let release = b"6.1.0-synthetic";
     out[12 + 130..12 + 130 + release.len()].copy_from_slice(release);
     out[12 + 260..12 + 266].copy_from_slice(b"x86_64");
