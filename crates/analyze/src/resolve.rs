@@ -63,8 +63,9 @@ pub struct Resolution {
     pub watch: Watch,
     /// `watch` in the key=value grammar.
     pub key_value: String,
-    /// `watch` in the positional grammar.
-    pub positional: String,
+    /// `watch` in the positional grammar; `None` when it cannot say it
+    /// (it has no panic flag).
+    pub positional: Option<String>,
     /// The debug file the function came from.
     pub object: String,
     /// The function's symbol and address (SVMA).
@@ -377,7 +378,9 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         let is_call = |i: usize| steps[i].flow == Flow::Call;
         let last_store = writes.iter().rfind(|(i, _)| in_run(*i) && !is_call(*i));
         let after = last_store.map_or(from, |(i, _)| *i);
-        let first_call = writes.iter().find(|(i, _)| in_run(*i) && is_call(*i) && *i >= after);
+        let first_call = writes
+            .iter()
+            .find(|(i, _)| in_run(*i) && is_call(*i) && *i >= after);
         first_call.or(last_store)
     };
     // `anchor`: the write the probe comes after; writes up to it in its
@@ -578,9 +581,13 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         depth: request.depth,
         panic: request.panic,
     };
+    let (key_value, positional) = watch.render().map_err(|reason| Error::NoProbePoint {
+        function: symbol.name.to_string(),
+        reason,
+    })?;
     Ok(Resolution {
-        key_value: watch.key_value(),
-        positional: watch.positional(),
+        key_value,
+        positional,
         watch,
         object: image.path().display().to_string(),
         symbol: symbol.name.to_string(),

@@ -1,10 +1,13 @@
 //! Rendering a watch as the strings kstackwatch.ko accepts.
 //!
-//! The grammar is owned by the contract crate (`kstackwatch-contract`);
-//! until it exports a formatter this small one renders the two forms
-//! documented upstream: key=value (`fn= fo= so= wl= [dp=] [ph=1]`, v5–v8)
-//! and positional (`func+off[+depth] so:len`, RFC–v4).
+//! The grammar is owned by the contract crate (`kstackwatch-contract`):
+//! a [`Watch`] becomes its `WatchConfig`, which renders the key=value form
+//! (`fn= fo= so= wl= [dp=] [ph=1]`) and the positional form
+//! (`func+off[+depth] so:len`), and every rendered string is parsed back
+//! with the module's own rules, so ksw never prints a string the module
+//! would refuse or read differently.
 
+use kstackwatch_contract::{Grammar, WatchConfig};
 use serde::Serialize;
 
 /// A watch request: what kstackwatch.ko needs to arm one breakpoint.
@@ -25,31 +28,49 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The key=value form.
-    pub fn key_value(&self) -> String {
-        let mut out = format!(
-            "fn={} fo={:#x} so={} wl={}",
-            self.function, self.function_offset, self.sp_offset, self.watch_len
-        );
-        if let Some(depth) = self.depth {
-            out.push_str(&format!(" dp={depth}"));
-        }
-        if self.panic {
-            out.push_str(" ph=1");
-        }
-        out
+    /// The contract's view of this watch; `Err` with the reason when a
+    /// field does not fit the grammar (offsets are 16-bit there).
+    pub fn to_config(&self) -> Result<WatchConfig, String> {
+        let narrow = |what: &str, v: u64| {
+            u16::try_from(v).map_err(|_| format!("{what} {v} does not fit in 16 bits"))
+        };
+        Ok(WatchConfig {
+            func_name: self.function.clone(),
+            func_offset: narrow("function offset", self.function_offset)?,
+            depth: self.depth.unwrap_or(0),
+            max_watch: 0,
+            sp_offset: narrow("SP offset", self.sp_offset)?,
+            watch_len: u16::from(self.watch_len),
+            canary: false,
+            panic_hit: self.panic,
+            grammar: Grammar::KeyValue,
+        })
     }
 
-    /// The positional form. It has no panic flag; that is a module
-    /// parameter in the versions that used it.
-    pub fn positional(&self) -> String {
-        let mut out = format!("{}+{:#x}", self.function, self.function_offset);
-        if let Some(depth) = self.depth {
-            out.push_str(&format!("+{depth}"));
+    /// Both strings, each checked by parsing it back as the module would:
+    /// (key=value, positional when that grammar can say it).
+    pub fn render(&self) -> Result<(String, Option<String>), String> {
+        let config = self.to_config()?;
+        let key_value = config.to_key_value();
+        let positional = config.to_positional();
+        for text in std::iter::once(&key_value).chain(positional.as_ref()) {
+            match kstackwatch_contract::parse(text) {
+                Ok(Some(back)) if same(&back, &config) => {}
+                Ok(Some(back)) => return Err(format!("`{text}` would be read back as `{back}`")),
+                Ok(None) => return Err(format!("`{text}` would be read as an empty config")),
+                Err(e) => return Err(format!("the module would refuse `{text}`: {e}")),
+            }
         }
-        out.push_str(&format!(" {}:{}", self.sp_offset, self.watch_len));
-        out
+        Ok((key_value, positional))
     }
+}
+
+/// Equal but for the grammar the string used.
+fn same(a: &WatchConfig, b: &WatchConfig) -> bool {
+    WatchConfig {
+        grammar: b.grammar,
+        ..a.clone()
+    } == *b
 }
 
 #[cfg(test)]
@@ -57,7 +78,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_both_grammars() {
+    fn renders_both_grammars_through_the_contract() {
         let mut watch = Watch {
             function: "victim".into(),
             function_offset: 0x2b,
@@ -66,11 +87,42 @@ mod tests {
             depth: None,
             panic: false,
         };
-        assert_eq!(watch.key_value(), "fn=victim fo=0x2b so=64 wl=8");
-        assert_eq!(watch.positional(), "victim+0x2b 64:8");
+        let (kv, pos) = watch.render().expect("valid watch");
+        assert_eq!(kv, "fn=victim fo=0x2b so=64 wl=8");
+        assert_eq!(pos.as_deref(), Some("victim+0x2b 64:8"));
         watch.depth = Some(3);
+        let (kv, pos) = watch.render().expect("valid watch");
+        assert_eq!(kv, "fn=victim fo=0x2b dp=3 so=64 wl=8");
+        assert_eq!(pos.as_deref(), Some("victim+0x2b+3 64:8"));
+        // The positional grammar has no panic flag.
         watch.panic = true;
-        assert_eq!(watch.key_value(), "fn=victim fo=0x2b so=64 wl=8 dp=3 ph=1");
-        assert_eq!(watch.positional(), "victim+0x2b+3 64:8");
+        let (kv, pos) = watch.render().expect("valid watch");
+        assert!(kv.ends_with(" ph=1"), "{kv}");
+        assert_eq!(pos, None);
+    }
+
+    #[test]
+    fn refuses_what_the_module_would_refuse() {
+        let watch = Watch {
+            function: "victim".into(),
+            function_offset: 0x2b,
+            sp_offset: 70000,
+            watch_len: 8,
+            depth: None,
+            panic: false,
+        };
+        assert!(watch.render().is_err());
+        let misaligned = Watch {
+            sp_offset: 4,
+            ..watch.clone()
+        };
+        let _ = misaligned.render(); // alignment is checked against SP at run time, not here
+        let long_name = Watch {
+            function: "f".repeat(80),
+            sp_offset: 8,
+            ..watch
+        };
+        let err = long_name.render().expect_err("name too long");
+        assert!(err.contains("refuse"), "{err}");
     }
 }

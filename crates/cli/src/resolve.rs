@@ -188,7 +188,11 @@ fn render(r: &Resolution) -> String {
                 .join("\n"),
         );
     }
-    format!("{}\n{}\n\n{table}\n", r.key_value, r.positional)
+    let positional = r
+        .positional
+        .clone()
+        .unwrap_or_else(|| "(the positional grammar cannot say ph=1)".to_string());
+    format!("{}\n{positional}\n\n{table}\n", r.key_value)
 }
 
 fn file_name(path: &str) -> String {

@@ -107,7 +107,11 @@ fn finds_the_vmlinux_by_release_and_prints_both_grammars() {
     assert_eq!(json["watch"]["panic"], true);
     assert_eq!(json["watch"]["watch_len"], 4);
     let kv = json["key_value"].as_str().unwrap_or_default();
-    assert!(kv.ends_with(" wl=4 dp=2 ph=1"), "{kv}");
+    assert!(kv.contains(" dp=2 ") && kv.ends_with(" wl=4 ph=1"), "{kv}");
+    assert!(
+        json["positional"].is_null(),
+        "the positional grammar has no panic flag"
+    );
     let so = json["watch"]["sp_offset"].as_i64().unwrap_or(-1);
     assert_eq!(
         so,
