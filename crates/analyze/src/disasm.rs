@@ -91,10 +91,12 @@ pub(crate) struct Step {
 /// How to recognise the stack-protector guard load.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CanaryForms {
-    /// The address of `__stack_chk_guard` (6.12+ with a per-CPU guard).
-    pub(crate) guard_symbol: Option<u64>,
+    /// Addresses of the per-CPU guard symbols (`__stack_chk_guard`,
+    /// `__ref_stack_chk_guard`) for kernels built with
+    /// `-mstack-protector-guard-symbol`.
+    pub(crate) guard_symbols: Vec<u64>,
     /// For a `.ko`: offsets (in the function) of displacements relocated
-    /// against `__stack_chk_guard`.
+    /// against one of those symbols.
     pub(crate) relocated_guard_at: Vec<u64>,
 }
 
@@ -230,13 +232,21 @@ pub(crate) fn analyse(
             let absolute = instruction.memory_base() == Register::None
                 && instruction.memory_index() == Register::None
                 && instruction.memory_displacement64() == 0x28;
-            let rip_guard = instruction.is_ip_rel_memory_operand()
-                && (canary.guard_symbol == Some(instruction.ip_rel_memory_address())
-                    || canary
-                        .relocated_guard_at
-                        .iter()
-                        .any(|&off| off >= at - address && off < next - address));
-            if absolute || rip_guard {
+            let target = if instruction.is_ip_rel_memory_operand() {
+                Some(instruction.ip_rel_memory_address())
+            } else if instruction.memory_base() == Register::None
+                && instruction.memory_index() == Register::None
+            {
+                Some(instruction.memory_displacement64())
+            } else {
+                None
+            };
+            let symbol_guard = target.is_some_and(|t| canary.guard_symbols.contains(&t))
+                || canary
+                    .relocated_guard_at
+                    .iter()
+                    .any(|&off| off >= at - address && off < next - address);
+            if absolute || symbol_guard {
                 canary_load = Some(instruction.op0_register().full_register());
             }
         }

@@ -354,6 +354,39 @@ impl<'f> ElfImage<'f> {
         None
     }
 
+    /// Relocations of section `section_index` whose offset is in
+    /// `[start, end)`: (offset, symbol name).
+    pub fn relocations_in(
+        &self,
+        section_index: usize,
+        start: u64,
+        end: u64,
+    ) -> Vec<(u64, &'f str)> {
+        let data = self.file.data();
+        let mut found = Vec::new();
+        for header in self.file.elf_section_table().iter() {
+            if header.sh_type(LE) != elf::SHT_RELA || header.sh_info(LE) as usize != section_index {
+                continue;
+            }
+            let Ok(Some((relas, _))) = header.rela(LE, data) else {
+                continue;
+            };
+            for rela in relas {
+                let at = rela.r_offset(LE);
+                if at >= start && at < end {
+                    if let Some(name) = self
+                        .symbols
+                        .get(rela.r_sym(LE, false) as usize)
+                        .and_then(|s| self.symbol_name(s))
+                    {
+                        found.push((at, name));
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// The bytes of the named section, decompressed if SHF_COMPRESSED.
     pub fn section_data(&self, name: &str) -> Result<Option<(usize, Cow<'f, [u8]>)>> {
         let Some(section) = self.file.section_by_name(name) else {

@@ -801,22 +801,20 @@ fn find_canary(entry: &[Step]) -> Option<(usize, usize, i64)> {
 }
 
 fn canary_forms(image: &ElfImage<'_>, symbol: &FunctionSymbol<'_>) -> CanaryForms {
+    const GUARDS: [&str; 2] = ["__stack_chk_guard", "__ref_stack_chk_guard"];
     let mut forms = CanaryForms {
-        guard_symbol: image.symbol_address_by_name("__stack_chk_guard"),
+        guard_symbols: GUARDS
+            .iter()
+            .filter_map(|name| image.symbol_address_by_name(name))
+            .collect(),
         relocated_guard_at: Vec::new(),
     };
     if image.kind() == ImageKind::Relocatable {
         if let Some((section, offset)) = image.section_of(symbol.address) {
-            // Find relocations against the guard inside the function.
-            let mut at = 0;
-            while at < symbol.size {
-                if image.relocation_symbol_in(section, offset + at, 1) == Some("__stack_chk_guard")
-                {
-                    forms.relocated_guard_at.push(at);
-                }
-                at += 1;
-                if at > 256 {
-                    break; // the prologue is all that matters
+            // Relocations against the guard inside the function.
+            for (at, name) in image.relocations_in(section, offset, offset + symbol.size) {
+                if GUARDS.contains(&name) {
+                    forms.relocated_guard_at.push(at - offset);
                 }
             }
         }
@@ -824,8 +822,6 @@ fn canary_forms(image: &ElfImage<'_>, symbol: &FunctionSymbol<'_>) -> CanaryForm
     forms
 }
 
-/// Where `variable` lives on the stack: (CFA offset, location-list stack
-/// ranges if any, description).
 /// CFA − SP after the instruction at `function + offset` executes (the SP a
 /// kprobe post-handler sees there), from CFI or, without it, disassembly.
 /// Fails when `offset` is not an instruction boundary of the function.
@@ -865,6 +861,7 @@ pub fn cfa_to_sp_after(files: &[&DebugFile], function: &str, offset: u64) -> Res
 /// the variable there (`None`: everywhere in scope), and a description.
 type StackSlot = (i64, Option<Vec<(u64, u64)>>, String);
 
+/// Where `variable` lives on the stack, or why it is not there.
 fn stack_slot(function: &dwarf::Function, variable: &Variable) -> Result<StackSlot> {
     let refuse = |reason: String| Error::NotOnStack {
         function: function.name.clone(),

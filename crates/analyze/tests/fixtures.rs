@@ -334,3 +334,56 @@ fn bad_input_gets_a_clear_error() {
         );
     }
 }
+
+/// Kernels built with `-mstack-protector-guard-symbol` load the canary as
+/// `mov %gs:__ref_stack_chk_guard(%rip)` (per-CPU symbol) instead of
+/// `%gs:0x28`: the slot found must be the same as with the classic form,
+/// in a relocatable object and in a linked image.
+#[test]
+fn canary_through_a_per_cpu_guard_symbol() {
+    let Some(built) = build() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut flags = FLAGS.to_vec();
+    flags.extend([
+        "-mstack-protector-guard-reg=gs",
+        "-mstack-protector-guard-symbol=__ref_stack_chk_guard",
+    ]);
+    let object = common::compile(dir.path(), "guard", &fixture_source("victims.c"), &flags);
+    let linked = dir.path().join("guard.elf");
+    let status = Command::new("gcc")
+        .args([
+            "-nostdlib",
+            "-no-pie",
+            "-Wl,--unresolved-symbols=ignore-all",
+            "-Wl,-e,victim",
+        ])
+        .arg("-Wl,--defsym,__ref_stack_chk_guard=0x5000")
+        .arg(&object)
+        .arg("-o")
+        .arg(&linked)
+        .status()
+        .expect("link");
+    assert!(status.success());
+    let classic = DebugFile::open(&built.object).expect("open classic");
+    let canary = |file: &DebugFile| {
+        resolve(
+            &[file],
+            &ResolveRequest {
+                function: "victim".into(),
+                canary: true,
+                ..ResolveRequest::default()
+            },
+        )
+    };
+    let want = canary(&classic).expect("classic canary");
+    for path in [&object, &linked] {
+        let file = DebugFile::open(path).expect("open");
+        let got = canary(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(got.cfa_offset, want.cfa_offset, "{}", path.display());
+        assert!(
+            got.probe_instruction.starts_with("mov %rax,"),
+            "{}",
+            got.probe_instruction
+        );
+    }
+}
