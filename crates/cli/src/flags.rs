@@ -68,11 +68,14 @@ pub(crate) struct ResolveArgs {
     pub(crate) function: String,
     /// The local variable or parameter to watch, with an optional member
     /// or index path (`req.hdr.len`, `buf[8]`). Not with --canary.
-    #[arg(required_unless_present = "canary", conflicts_with = "canary")]
+    #[arg(required_unless_present_any = ["canary", "list"], conflicts_with_all = ["canary", "list"])]
     pub(crate) variable: Option<String>,
     /// Watch the function's stack-protector canary slot.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "list")]
     pub(crate) canary: bool,
+    /// List the function's locals and parameters and where they live.
+    #[arg(long)]
+    pub(crate) list: bool,
     /// The debug vmlinux (default: found for --release or the running kernel).
     #[arg(long, value_name = "PATH")]
     pub(crate) vmlinux: Option<PathBuf>,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use ksw_analyze::locate::{self, Expected};
-use ksw_analyze::{DebugFile, ElfImage, Resolution, ResolveRequest};
+use ksw_analyze::{DebugFile, ElfImage, FrameLayout, Resolution, ResolveRequest};
 
 use crate::flags::ResolveArgs;
 
@@ -17,6 +17,16 @@ use crate::flags::ResolveArgs;
 pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<String> {
     let files = open_debug_files(args)?;
     let refs: Vec<&DebugFile> = files.iter().collect();
+    if args.list {
+        let layout = ksw_analyze::frame_layout(&refs, &args.function)?;
+        return if args.json {
+            let mut text = serde_json::to_string_pretty(&layout).context("encoding JSON")?;
+            text.push('\n');
+            Ok(text)
+        } else {
+            Ok(render_layout(&layout))
+        };
+    }
     let request = ResolveRequest {
         function: args.function.clone(),
         variable: args.variable.clone(),
@@ -81,6 +91,13 @@ fn open_debug_files(args: &ResolveArgs) -> anyhow::Result<Vec<DebugFile>> {
         }
         if searched == 0 {
             bail!("no .ko or .ko.xz files under {}", dir.display());
+        }
+        if files.is_empty() {
+            bail!(
+                "none of the {searched} modules under {} defines `{}`",
+                dir.display(),
+                args.function
+            );
         }
     }
     if files.is_empty() {
@@ -193,6 +210,51 @@ fn render(r: &Resolution) -> String {
         .clone()
         .unwrap_or_else(|| "(the positional grammar cannot say ph=1)".to_string());
     format!("{}\n{positional}\n\n{table}\n", r.key_value)
+}
+
+/// The `--list` table: every local and parameter, stack slots first.
+fn render_layout(layout: &FrameLayout) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(110)
+        .set_header(vec!["name", "type", "size", "CFA offset", "where"]);
+    let mut variables: Vec<_> = layout.variables.iter().collect();
+    variables.sort_by_key(|v| (v.cfa_offset.is_none(), v.cfa_offset));
+    for v in variables {
+        let mut name = v.name.clone();
+        if v.parameter {
+            name.push_str(" (param)");
+        }
+        if let Some(callee) = &v.inlined_from {
+            name.push_str(&format!(" [{callee}]"));
+        } else if v.in_block {
+            name.push_str(" [block]");
+        }
+        table.add_row(vec![
+            Cell::new(name),
+            Cell::new(&v.type_name),
+            Cell::new(v.size.map_or("?".to_string(), |s| s.to_string())),
+            Cell::new(v.cfa_offset.map_or("-".to_string(), |o| format!("{o:+}"))),
+            Cell::new(short_location(&v.location)),
+        ]);
+    }
+    format!(
+        "{} at {:#x} ({})\n{table}\n",
+        layout.symbol, layout.function_address, layout.unit
+    )
+}
+
+/// The library's reasons, shortened for a table cell.
+fn short_location(text: &str) -> String {
+    if let Some(inner) = text.strip_prefix("it never lives in stack memory (register-only: ") {
+        return format!("not on the stack: {}", inner.trim_end_matches(')'));
+    }
+    if let Some(rest) = text.strip_prefix("it is optimised out") {
+        return format!("optimised out{}", rest.split(':').next().unwrap_or(""));
+    }
+    text.to_string()
 }
 
 fn file_name(path: &str) -> String {
