@@ -289,6 +289,11 @@ fn bad_input_gets_a_clear_error() {
         Err(e @ Error::NotOnStack { .. }) => assert!(e.to_string().contains("static"), "{e}"),
         other => panic!("static local: {other:?}"),
     }
+    // Computed, never stored: no location at any pc, or only a value.
+    match resolve(&files, &request("optimised", "gone")) {
+        Err(Error::NotOnStack { .. }) => {}
+        other => panic!("optimised-out variable: {other:?}"),
+    }
     match resolve(&files, &request("victim", "req->hdr")) {
         Err(e @ Error::BadPath { .. }) => assert!(e.to_string().contains("pointer"), "{e}"),
         other => panic!("pointer path: {other:?}"),
