@@ -301,6 +301,35 @@ class PanicDump(unittest.TestCase):
                         self.assertNotEqual(rec["vtask"], rec["wtask"])
 
 
+SAMPLE = HERE.parent / "sample" / "kstackwatch-6.1"
+
+
+class Sample(unittest.TestCase):
+    """The committed sample (testdata/sample/kstackwatch-6.1): small, whole,
+    and what truth.json says is what its console and dump say."""
+
+    def test_sample_is_small_and_consistent(self):
+        files = [p for p in SAMPLE.rglob("*") if p.is_file()]
+        self.assertLessEqual(sum(p.stat().st_size for p in files), 20 * 1000 * 1000)
+        truth = json.loads((SAMPLE / "truth.json").read_text())
+        console = (SAMPLE / "console.log").read_text()
+        (rep,) = reports(console)
+        t = truth["test_module"]
+        self.assertEqual(rep["writer"], t["writer"])
+        self.assertEqual(int(rep["addr"], 16), int(t["local"], 16))
+        self.assertEqual(rep["func"], t["victim"])
+        self.assertIn(f"Kernel panic - not syncing: {truth['panic_message']}", console)
+        with open(SAMPLE / "dump.kdump-zlib", "rb") as f:
+            self.assertEqual(f.read(8), b"KDUMP   ")
+        for ko in ("kstackwatch.ko", "kstackwatch_test.ko"):
+            data = (SAMPLE / "modules" / ko).read_bytes()
+            self.assertEqual(data[:4], b"\x7fELF")
+            self.assertIn(b".debug_info", data)
+        release = (SAMPLE / "ground-truth" / "release").read_text().strip()
+        self.assertEqual(release, truth["release"])
+        self.assertIn(f"Linux version {release} ", console)
+
+
 class Stress(unittest.TestCase):
     """200 workers on 4 vCPUs, 50 reconfigurations, hotplug and 50
     unload/reload cycles while armed (testdata/scenarios/kstackwatch-stress.sh)."""

@@ -24,10 +24,9 @@
  * and drained before the events and csds are freed.
  *
  * IPIs are never sent from the int3 (NMI-like) context of the arming
- * probe: with an xAPIC, sending one means writing ICR2 then ICR, and an
- * int3 that lands between those writes of an interrupted sender would
- * redirect or lose that sender's IPI (seen in QEMU as a CPU that never
- * wakes from idle).  There the probe retargets its own CPU and leaves the
+ * probe: with an xAPIC, sending one means writing ICR2 then ICR, and a
+ * probe placed in code that is itself sending an IPI would redirect or
+ * lose that IPI.  There the probe retargets its own CPU and leaves the
  * IPIs to an irq_work, which runs as soon as the int3 returns.
  *
  * Mutual exclusion with CPU hotplug: watchpoints are created and destroyed
