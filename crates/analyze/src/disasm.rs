@@ -32,9 +32,9 @@ impl StackWrite {
     /// `extent_end` bounds a write of unknown extent: the end of the stack
     /// object the write starts in.
     pub(crate) fn overlaps(&self, start: i64, len: u64, extent_end: impl Fn(i64) -> i64) -> bool {
-        let end = start + len as i64;
+        let end = start.saturating_add(len as i64);
         let (w_start, w_end) = match (self.len, self.indexed) {
-            (Some(n), false) => (self.cfa_offset, self.cfa_offset + n as i64),
+            (Some(n), false) => (self.cfa_offset, self.cfa_offset.saturating_add(n as i64)),
             // Unknown extent: anything from the first byte to the end of
             // the object it starts in.
             _ => (
@@ -176,7 +176,7 @@ pub(crate) fn analyse(
             if let Some(base) = base {
                 let rep = instruction.has_rep_prefix() || instruction.has_repe_prefix();
                 writes.push(StackWrite {
-                    cfa_offset: base + memory.displacement() as i64,
+                    cfa_offset: base.wrapping_add(memory.displacement() as i64),
                     len: if rep {
                         None
                     } else {
@@ -260,7 +260,7 @@ pub(crate) fn analyse(
             if let Some(base) = cfa_relative(instruction.memory_base(), before, rbp_k, &known) {
                 register_store = Some((
                     instruction.op1_register().full_register(),
-                    base + instruction.memory_displacement64() as i64,
+                    base.wrapping_add(instruction.memory_displacement64() as i64),
                 ));
             }
         }
@@ -268,7 +268,8 @@ pub(crate) fn analyse(
         // Update the tracked SP and rbp.
         let mut after = before;
         if instruction.is_stack_instruction() && flow == Flow::Next {
-            after = before.map(|b| b - i64::from(instruction.stack_pointer_increment()));
+            after =
+                before.map(|b| b.wrapping_sub(i64::from(instruction.stack_pointer_increment())));
         } else if modifies_rsp {
             after = sp_after_explicit(&instruction, before, rbp_k);
         }
@@ -287,7 +288,7 @@ pub(crate) fn analyse(
         let new_value = match instruction.mnemonic() {
             Mnemonic::Lea if instruction.memory_index() == Register::None => {
                 cfa_relative(instruction.memory_base(), before, rbp_k, &known)
-                    .map(|b| b + instruction.memory_displacement64() as i64)
+                    .map(|b| b.wrapping_add(instruction.memory_displacement64() as i64))
             }
             Mnemonic::Mov
                 if instruction.op1_kind() == OpKind::Register
@@ -392,15 +393,19 @@ fn sp_after_explicit(
     };
     match instruction.mnemonic() {
         Mnemonic::Sub if instruction.op0_register() == Register::RSP => {
-            immediate().map(|i| before + i)
+            immediate().map(|i| before.wrapping_add(i))
         }
         Mnemonic::Add if instruction.op0_register() == Register::RSP => {
-            immediate().map(|i| before - i)
+            immediate().map(|i| before.wrapping_sub(i))
         }
         Mnemonic::Lea if instruction.memory_index() == Register::None => {
             match instruction.memory_base() {
-                Register::RSP => Some(before - instruction.memory_displacement64() as i64),
-                Register::RBP => rbp.map(|k| k - instruction.memory_displacement64() as i64),
+                Register::RSP => {
+                    Some(before.wrapping_sub(instruction.memory_displacement64() as i64))
+                }
+                Register::RBP => {
+                    rbp.map(|k| k.wrapping_sub(instruction.memory_displacement64() as i64))
+                }
                 _ => None,
             }
         }
@@ -410,7 +415,7 @@ fn sp_after_explicit(
         {
             rbp
         }
-        Mnemonic::Leave => rbp.map(|k| k - 8),
+        Mnemonic::Leave => rbp.map(|k| k.wrapping_sub(8)),
         _ => None,
     }
 }

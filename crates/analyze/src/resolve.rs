@@ -229,7 +229,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             path: path.text.clone(),
             variable_start: cfa_offset,
             variable_size,
-            start: cfa_offset + selection.offset as i64,
+            start: cfa_offset.saturating_add(selection.offset as i64),
             size: selection.size,
             type_name: selection.type_name,
             location,
@@ -254,7 +254,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             target.path
         ))
     })?;
-    let watched = target.start + part as i64;
+    let watched = target.start.saturating_add(part as i64);
     if target.size > u64::from(watch_len) {
         caveats.push(format!(
             "`{}` is {} bytes; the watch covers bytes [{part}, {}) of it (one breakpoint holds at most 8). \
@@ -271,7 +271,9 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             part + u64::from(watch_len)
         ));
     }
-    let variable_end = target.variable_start + target.variable_size as i64;
+    let variable_end = target
+        .variable_start
+        .saturating_add(target.variable_size as i64);
 
     // Own writes: direct stores to the watched bytes, and calls that get a
     // pointer into the variable through a parameter that is not
@@ -284,7 +286,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             let size = v
                 .type_offset
                 .and_then(|t| unit.type_size(t).ok().flatten())?;
-            Some((offset, offset + size as i64))
+            Some((offset, offset.saturating_add(size as i64)))
         })
         .collect();
     let extent_end = |at: i64| -> i64 {
@@ -293,7 +295,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             .filter(|(b, e)| *b <= at && at < *e)
             .map(|(_, e)| *e)
             .max()
-            .unwrap_or(at + 8)
+            .unwrap_or(at.saturating_add(8))
     };
     let mut callee_cache: Vec<(u64, usize, bool)> = Vec::new();
     let mut own_write = |s: &Step| -> Option<String> {
@@ -486,7 +488,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         ));
     }
     if let Some(ranges) = &target.stack_ranges {
-        let end = symbol.address + symbol.size;
+        let end = symbol.address.saturating_add(symbol.size);
         if !covers(ranges, step.next, end) {
             return Err(Error::NotOnStack {
                 function: function.name.clone(),
@@ -508,7 +510,8 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
                 .transpose()?
                 .flatten()
                 .unwrap_or(0) as i64;
-            let overlaps = offset < watched + i64::from(watch_len) && watched < offset + size;
+            let overlaps = offset < watched.saturating_add(i64::from(watch_len))
+                && watched < offset.saturating_add(size);
             if overlaps && offset != target.variable_start {
                 caveats.push(format!(
                     "the slot overlaps `{}` (CFA{offset:+}, {size} bytes): its writes hit too",
@@ -535,7 +538,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             }
         }
     }
-    let sp_offset = cfa_to_sp + watched;
+    let sp_offset = cfa_to_sp.saturating_add(watched);
     if sp_offset < 0 || sp_offset > i64::from(u16::MAX) {
         return Err(Error::NoProbePoint {
             function: symbol.name.to_string(),
@@ -851,7 +854,7 @@ pub fn cfa_to_sp_after(files: &[&DebugFile], function: &str, offset: u64) -> Res
     };
     let step = steps
         .iter()
-        .find(|s| s.address == symbol.address + offset)
+        .find(|s| Some(s.address) == symbol.address.checked_add(offset))
         .ok_or_else(|| no_point(format!("+{offset:#x} is not an instruction boundary")))?;
     step.cfa_minus_sp_after
         .ok_or_else(|| no_point(format!("CFA−SP after +{offset:#x} is unknown")))
