@@ -25,6 +25,9 @@ use crate::source::{ByteSource, MappedFile, OwnedBytes, PositionedFile};
 use crate::vmcoreinfo::Vmcoreinfo;
 use crate::x86_64::{PageTableWalker, Translation};
 
+/// Where a live kernel says where its VMCOREINFO note is.
+const SYS_VMCOREINFO: &str = "/sys/kernel/vmcoreinfo";
+
 /// `statfs` magic of procfs.
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
@@ -339,6 +342,13 @@ impl Dump {
             (Some(Vmcoreinfo::parse(&text)?), "override file")
         } else if let Some((text, source)) = found {
             (Some(Vmcoreinfo::parse(&text)?), source)
+        } else if format == DumpFormat::Kcore
+            && let Ok(line) = std::fs::read(SYS_VMCOREINFO)
+        {
+            // Before 4.19 kcore had no VMCOREINFO note; the kernel still
+            // says where its note is in physical memory.
+            let text = override_text(&line, physical.memory())?;
+            (Some(Vmcoreinfo::parse(&text)?), "/sys/kernel/vmcoreinfo")
         } else {
             (None, "none")
         };
@@ -405,7 +415,7 @@ impl Dump {
     }
 
     /// Where VMCOREINFO came from (`"ELF note"`, `"kdump sub-header"`,
-    /// `"override file"` or `"none"`).
+    /// `"override file"`, `"/sys/kernel/vmcoreinfo"` or `"none"`).
     pub fn vmcoreinfo_source(&self) -> &'static str {
         self.vmcoreinfo_source
     }
