@@ -66,6 +66,20 @@ fn ambiguous_copied_and_register_only_functions_6_1() {
         other => panic!("register-only: {other:?}"),
     }
     // A function with a .cold part resolves, with a caveat.
+    let r = resolve(&files, &request("__alloc_contig_migrate_range", "mtc"))
+        .expect("function with .cold");
+    assert!(
+        r.caveats.iter().any(|c| c.contains(".cold")),
+        "{:?}",
+        r.caveats
+    );
+    // A spilled variable whose location list leaves the slot is refused.
+    match resolve(&files, &request("___neigh_create", "tbl")) {
+        Err(e @ Error::NotOnStack { .. }) => {
+            assert!(e.to_string().contains("location list"), "{e}")
+        }
+        other => panic!("partly spilled variable: {other:?}"),
+    }
     let r = resolve(&files, &request("__do_sys_newuname", "tmp")).expect("newuname");
     assert_eq!(r.watch.watch_len, 8);
     let canary = resolve(
