@@ -25,12 +25,24 @@ pub struct Candidate {
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened or mapped.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: PathBuf,
         /// What the OS said.
         source: std::io::Error,
+    },
+    /// No debug vmlinux in any of the standard places.
+    #[error(
+        "no debug vmlinux for {release}; looked at {}. Install linux-image-{release}-dbg \
+         (or pass --vmlinux)",
+        searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    DebugInfoNotFound {
+        /// The kernel release.
+        release: String,
+        /// The paths tried, in order.
+        searched: Vec<PathBuf>,
     },
     /// The file is not an ELF file this crate understands.
     #[error("{path}: not a usable x86_64 ELF file: {reason}")]

@@ -90,17 +90,14 @@ pub fn find_vmlinux(root: &Path, expected: &Expected) -> Result<PathBuf> {
         Error::Unsupported("no kernel release known: pass --release or --vmlinux".to_string())
     })?;
     let candidates = vmlinux_candidates(root, release, expected.build_id.as_deref());
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| Error::Io {
-        path: candidates.first().cloned().unwrap_or_default(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!(
-                "no debug vmlinux for {release}; looked at {}. Install linux-image-{release}-dbg \
-                 (or pass --vmlinux)",
-                candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-            ),
-        ),
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| Error::DebugInfoNotFound {
+            release: release.to_string(),
+            searched: candidates.clone(),
+        })
 }
 
 /// All kernel module files (`.ko`, `.ko.xz`) under the standard module
