@@ -55,7 +55,8 @@ pub enum Error {
     /// The file has no DWARF debug info.
     #[error(
         "{path}: no DWARF debug info (.debug_info is missing); use the unstripped \
-         vmlinux from the kernel's -dbg package, or a .ko built with debug info"
+         vmlinux and modules of the kernel's -dbg package (/usr/lib/debug/boot/, \
+         /usr/lib/debug/lib/modules/), or a .ko built with debug info"
     )]
     NoDebugInfo {
         /// The file.

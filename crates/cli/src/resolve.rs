@@ -66,13 +66,41 @@ fn open_debug_files(args: &ResolveArgs) -> anyhow::Result<Vec<DebugFile>> {
         None if explicit_release => locate::find_vmlinux(&args.root, &expected).ok(),
         None => None,
     };
+    let mut module_release = expected.release.clone();
+    let mut in_vmlinux = false;
     if let Some(path) = vmlinux_path {
         let file = DebugFile::open(&path)?;
         {
             let image = ElfImage::parse(&file)?;
             locate::check_vmlinux(&image, &expected)?;
+            module_release = module_release.or_else(|| image.kernel_release());
         }
+        in_vmlinux = defines(&file, &args.function);
         files.push(file);
+    }
+    // Not in vmlinux and no module named: look through the release's
+    // standard module directories (debug copies first) for the modules
+    // that define it.
+    if !in_vmlinux && args.module.is_empty() && args.module_dir.is_none() {
+        if let Some(release) = &module_release {
+            let mut seen = Vec::new();
+            for dir in locate::module_dirs(&args.root, release) {
+                for path in locate::module_files(&dir) {
+                    let stem = module_stem(&path);
+                    if seen.contains(&stem) {
+                        continue;
+                    }
+                    let Ok(file) = locate::open(&path) else {
+                        continue;
+                    };
+                    if defines(&file, &args.function) {
+                        locate::check_module(&ElfImage::parse(&file)?, release)?;
+                        seen.push(stem);
+                        files.push(file);
+                    }
+                }
+            }
+        }
     }
     for path in &args.module {
         files.push(open_module(path, expected.release.as_deref())?);
@@ -115,6 +143,14 @@ fn open_module(path: &Path, release: Option<&str>) -> anyhow::Result<DebugFile> 
         locate::check_module(&ElfImage::parse(&file)?, release)?;
     }
     Ok(file)
+}
+
+/// `ext4` for `.../ext4.ko` and `.../ext4.ko.xz`.
+fn module_stem(path: &Path) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.trim_end_matches(".xz")
+        .trim_end_matches(".ko")
+        .replace('-', "_")
 }
 
 /// Whether a module defines a function called `name` or a copy of it.

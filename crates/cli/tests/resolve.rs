@@ -297,3 +297,82 @@ fn module_dir_xz_and_list() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A function that is not in vmlinux is looked for in the release's
+/// standard module directories (`/usr/lib/debug/lib/modules/REL/...`).
+#[test]
+fn finds_a_module_function_under_the_standard_directories() {
+    let Some((root, release)) = kernel() else {
+        return;
+    };
+    if Command::new("gcc").arg("--version").output().is_err() {
+        if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
+            return;
+        }
+        panic!("fixture missing: gcc");
+    }
+    let tree = tempfile::tempdir().expect("temp dir");
+    let boot = tree.path().join("usr/lib/debug/boot");
+    std::fs::create_dir_all(&boot).expect("mkdir");
+    std::os::unix::fs::symlink(
+        root.join(format!("usr/lib/debug/boot/vmlinux-{release}")),
+        boot.join(format!("vmlinux-{release}")),
+    )
+    .expect("symlink vmlinux");
+    let extra = tree
+        .path()
+        .join(format!("usr/lib/debug/lib/modules/{release}/extra"));
+    std::fs::create_dir_all(&extra).expect("mkdir");
+    let source =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../analyze/tests/fixtures/victims.c");
+    let status = Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-mno-red-zone",
+            "-fno-asynchronous-unwind-tables",
+            "-fstack-protector-strong",
+            "-c",
+        ])
+        .arg(&source)
+        .arg("-o")
+        .arg(extra.join("victims.ko"))
+        .status()
+        .expect("gcc");
+    assert!(status.success());
+    let tree_root = tree.path().to_str().expect("utf-8");
+    let out = ksw(&[
+        "resolve",
+        "--root",
+        tree_root,
+        "--release",
+        &release,
+        "victim",
+        "buf[1]",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("fn=victim fo=0x") && text.contains("victims.ko"),
+        "{text}"
+    );
+    // vmlinux functions still come from vmlinux.
+    let out = ksw(&[
+        "resolve",
+        "--root",
+        tree_root,
+        "--release",
+        &release,
+        "do_sys_openat2",
+        "op",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
