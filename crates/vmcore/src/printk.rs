@@ -154,7 +154,7 @@ pub fn read_log(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Vec<LogReco
 
     let data_ring = rb.0 + l.text_data_ring;
     let size_bits = mem.read_u32(VirtAddr(data_ring + l.size_bits))?;
-    if !(8..=30).contains(&size_bits) {
+    if !(8..=28).contains(&size_bits) {
         return Err(Error::Corrupt(format!(
             "printk data ring of 2^{size_bits} bytes"
         )));
@@ -166,6 +166,10 @@ pub fn read_log(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Vec<LogReco
         return Err(Error::Vmcoreinfo(
             "impossible printk descriptor sizes".into(),
         ));
+    }
+    // Real rings are a few MiB; bound what damaged input can make us read.
+    if count * (l.desc_size + l.info_size) > 1 << 28 {
+        return Err(Error::Corrupt(format!("printk descriptor ring of {count} entries")));
     }
     let descs = mem.read_vec(VirtAddr(descs_at), (count * l.desc_size) as usize)?;
     let infos = mem.read_vec(VirtAddr(infos_at), (count * l.info_size) as usize)?;
