@@ -97,6 +97,7 @@ struct ksw_stats {
 	atomic64_t arms;
 	atomic64_t disarms;
 	atomic64_t hits;
+	atomic64_t stale_hits;
 	atomic64_t catches;
 	atomic64_t missed_no_slot;
 	atomic64_t missed_no_task;

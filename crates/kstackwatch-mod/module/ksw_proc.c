@@ -65,6 +65,7 @@ static int ksw_proc_show(struct seq_file *m, void *v)
 	KSW_SHOW(m, arms);
 	KSW_SHOW(m, disarms);
 	KSW_SHOW(m, hits);
+	KSW_SHOW(m, stale_hits);
 	KSW_SHOW(m, catches);
 	KSW_SHOW(m, missed_no_slot);
 	KSW_SHOW(m, missed_no_task);

@@ -247,6 +247,14 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 
 	if (ksw_wp_is_placeholder(addr))
 		return;
+	/*
+	 * This CPU may still watch the watchpoint's previous target while the
+	 * IPI that retargets it is in flight: such a hit is not about @addr.
+	 */
+	if (counter_arch_bp(bp)->address != addr) {
+		ksw_count(stale_hits);
+		return;
+	}
 	ksw_count(hits);
 	if (ksw_from_trampoline(regs)) {
 		ksw_count(trampoline_filtered);
