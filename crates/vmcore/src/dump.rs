@@ -145,11 +145,15 @@ impl Dump {
         } else if head.starts_with(FLATTENED_SIGNATURE) {
             let flat = FlattenedFile::new(map)?;
             let trunc = flat.truncation();
-            let k = KdumpCompressed::new(flat).map_err(|e| match (e, trunc) {
-                (Error::Truncated { what, needed, len }, Some(_)) => {
-                    Error::Truncated { what, needed, len }
-                }
-                (e, _) => e,
+            // A cut stream leaves holes in the file it describes; whatever
+            // then fails to parse, the cause is the truncation.
+            let k = KdumpCompressed::new(flat).map_err(|e| match trunc {
+                Some((needed, len)) => Error::Truncated {
+                    what: "flattened record stream",
+                    needed: crate::addr::FileOffset(needed),
+                    len,
+                },
+                None => e,
             })?;
             let mut d = Self::from_kdump(
                 path,

@@ -60,11 +60,14 @@ fn truncated_at_twenty_cut_points_is_named_truncated() {
     let Some(root) = common::fixtures_root() else {
         return;
     };
-    for prefix in ["dump.kdump-zlib", "dump.elf"] {
+    let tmp = std::env::temp_dir().join(format!("ksw-truncated-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for prefix in ["dump.kdump-zlib", "dump.elf", "dump.flat"] {
         let path = smallest(&root, prefix);
         let full = std::fs::read(&path).unwrap();
-        let whole = open_bytes(full.clone()).unwrap();
+        let whole = Dump::open(&path).unwrap();
         assert!(whole.truncation().is_none());
+        let cut_file = tmp.join(prefix);
         // Cut points: inside the headers, the bitmaps, the descriptor table
         // and all through the page data.
         let mut cuts = vec![1, 8, 100, 463, 4096, 4200, 9000, 20_000, 70_000, 200_000];
@@ -72,7 +75,8 @@ fn truncated_at_twenty_cut_points_is_named_truncated() {
         assert_eq!(cuts.len(), 20);
         for cut in cuts {
             let what = format!("{} cut at {cut}", path.display());
-            match open_bytes(full[..cut as usize].to_vec()) {
+            std::fs::write(&cut_file, &full[..cut as usize]).unwrap();
+            match Dump::open(&cut_file) {
                 Err(Error::Truncated { .. }) | Err(Error::NotADump(_)) => {}
                 Err(e) => panic!("{what}: expected a truncation error, got {e}"),
                 Ok(dump) => {
@@ -102,6 +106,7 @@ fn truncated_at_twenty_cut_points_is_named_truncated() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[test]
