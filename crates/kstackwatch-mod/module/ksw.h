@@ -135,6 +135,7 @@ extern struct ksw_state ksw;
 extern bool panic_on_catch;
 
 int ksw_start(const struct ksw_config *cfg);
+int ksw_reconfigure(const struct ksw_config *cfg);
 void ksw_stop(void);
 
 #define ksw_count(field)	atomic64_inc(&ksw.stats.field)

@@ -12,6 +12,7 @@
 
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/rcupdate.h>
 #include <linux/string.h>
 
 #include "ksw.h"
@@ -58,6 +59,40 @@ err_watch:
 err:
 	memset(&ksw.cfg, 0, sizeof(ksw.cfg));
 	return ret;
+}
+
+/**
+ * ksw_reconfigure() - replace the config, keeping the probes
+ * @cfg: a config for the same function and offset as the active one
+ *
+ * Swaps the watchpoints and the parameters without unregistering and
+ * re-registering the probes, so no kernel text is patched while the
+ * function may be running on other CPUs.  The handlers are switched off
+ * and waited for (they all run with preemption disabled) before anything
+ * they use is freed.
+ * Return: 0, or a negative errno with the module idle.
+ */
+int ksw_reconfigure(const struct ksw_config *cfg)
+{
+	int ret;
+
+	WRITE_ONCE(ksw.enabled, false);
+	synchronize_rcu();
+	ksw_watch_exit();
+	ksw_task_reset_all();
+	WRITE_ONCE(ksw.gen, ksw.gen + 1);
+	ksw.cfg = *cfg;
+	ksw_reset_stats();
+	ret = ksw_watch_init(cfg);
+	if (ret) {
+		ksw_probe_exit();
+		ksw.watching = false;
+		memset(&ksw.cfg, 0, sizeof(ksw.cfg));
+		return ret;
+	}
+	smp_store_release(&ksw.enabled, true);
+	pr_info("start watching: %s (probes kept)\n", cfg->raw);
+	return 0;
 }
 
 /* Stop watching; safe to call when idle. */

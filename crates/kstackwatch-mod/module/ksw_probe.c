@@ -56,6 +56,9 @@ static void ksw_func_exit(void)
 	struct ksw_task_ctx *ctx;
 	bool disarmed = false;
 
+	/* a reconfiguration is freeing the watchpoints and the task table */
+	if (!READ_ONCE(ksw.enabled))
+		return;
 	ctx = ksw_task_get(current, false);
 	if (!ctx)
 		return;

@@ -8,7 +8,9 @@
  * and one opener at a time (a second open() gets -EBUSY).
  *
  * write: a watch string (see ksw_config.c) replaces the active watch; an
- * empty write stops watching.  A string that does not parse is rejected
+ * empty write stops watching.  A new config for the same function and
+ * offset keeps the probes (no text patching), anything else re-registers
+ * them.  A string that does not parse is rejected
  * and the active watch stays as it was; a string that parses but cannot
  * be installed (unknown function, bad offset, no free slot) leaves the
  * module idle.  Either way nothing is half-applied.
@@ -139,8 +141,13 @@ static ssize_t ksw_proc_write(struct file *file, const char __user *ubuf,
 	ret = ksw_config_parse(s, cfg);
 	if (ret)
 		goto out_unlock;
-	ksw_stop();
-	ret = ksw_start(cfg);
+	if (ksw.watching && !strcmp(cfg->func_name, ksw.cfg.func_name) &&
+	    cfg->func_offset == ksw.cfg.func_offset) {
+		ret = ksw_reconfigure(cfg);
+	} else {
+		ksw_stop();
+		ret = ksw_start(cfg);
+	}
 	if (!ret)
 		ret = count;
 out_unlock:
