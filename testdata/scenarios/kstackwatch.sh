@@ -18,6 +18,10 @@ ksw_case "overflow-kvso" "$(ksw_cfg overflow kvso)" "overflow"
 ksw_case "loop-kv" "$(ksw_cfg loop kv)" "loop"
 ksw_case "mthread-kv" "$(ksw_cfg mthread kv)" "mthread 8 8"
 
+# a new config for the same function and offset keeps the probes
+ksw_set "$(ksw_cfg silent kv)" > /dev/null
+ksw_case "silent-reconfig" "$(ksw_cfg silent pos)" "silent"
+
 # clean runs: armed, but nothing corrupts
 ksw_case "fire-clean" "$(ksw_cfg fire kv)" "fire clean"
 ksw_case "recursion-clean" "$(ksw_cfg recursion kv)" "recursion 3 clean"

@@ -34,7 +34,8 @@ CATCH_CASES = {
     for g in ("kv", "pos")
 }
 CATCH_CASES.update({"canary-kvso": "canary", "overflow-kvso": "overflow",
-                    "loop-kv": "loop", "recursion-depth1": "recursion"})
+                    "loop-kv": "loop", "recursion-depth1": "recursion",
+                    "silent-reconfig": "silent"})
 CLEAN_CASES = ["fire-clean", "recursion-clean", "silent-clean",
                "canary-clean", "overflow-clean", "recursion-wrongdepth"]
 
@@ -111,6 +112,13 @@ class Catches(unittest.TestCase):
                     self.assertEqual(st["exit_hook"], EXIT_HOOK[series])
                     self.assertEqual(int(st["catches"]), len(got))
                     self.assertEqual(st["arms"], st["disarms"])
+
+    def test_reconfiguration_keeps_the_probes(self):
+        for series, d in self.each():
+            with self.subTest(series=series):
+                text = (d / "cases" / "silent-reconfig.dmesg").read_text()
+                self.assertIn("(probes kept)", text)
+                self.assertNotIn("stop watching", text)
 
     def test_both_grammars_arm_the_same_watch(self):
         for series, d in self.each():
