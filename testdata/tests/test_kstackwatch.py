@@ -117,8 +117,11 @@ class Catches(unittest.TestCase):
         for series, d in self.each():
             with self.subTest(series=series):
                 text = (d / "cases" / "silent-reconfig.dmesg").read_text()
+                # a re-registration would stop the old watch before the new
+                # one starts; the only stop here is the case's final reset
                 self.assertIn("(probes kept)", text)
-                self.assertNotIn("stop watching", text)
+                self.assertLess(text.index("Caught stack corruption"),
+                                text.index("stop watching"))
 
     def test_both_grammars_arm_the_same_watch(self):
         for series, d in self.each():
