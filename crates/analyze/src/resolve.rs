@@ -153,14 +153,22 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         .position(|s| s.flow == Flow::Branch)
         .unwrap_or(steps.len());
     let canary = find_canary(&steps[..entry_end]);
-    let prologue_end = steps[..entry_end]
+    // The prologue: up to the last instruction that grows the frame (or
+    // stores the canary) before the frame first shrinks, which is where an
+    // epilogue starts in a function without branches.
+    let frame_grows = |s: &Step| match (s.cfa_minus_sp_before, s.cfa_minus_sp_after) {
+        (Some(b), Some(a)) => a > b,
+        _ => s.modifies_rsp,
+    };
+    let frame_shrinks = |s: &Step| matches!((s.cfa_minus_sp_before, s.cfa_minus_sp_after), (Some(b), Some(a)) if a < b);
+    let body_end = steps[..entry_end]
+        .iter()
+        .position(frame_shrinks)
+        .unwrap_or(entry_end);
+    let prologue_end = steps[..body_end]
         .iter()
         .enumerate()
-        .filter(|(i, s)| {
-            s.modifies_rsp
-                || s.cfa_minus_sp_before != s.cfa_minus_sp_after
-                || Some(*i) == canary.map(|c| c.1)
-        })
+        .filter(|(i, s)| frame_grows(s) || Some(*i) == canary.map(|c| c.1))
         .map(|(i, _)| i)
         .max();
 
@@ -363,14 +371,14 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
 
     // The probe point.
     let floor = prologue_end.unwrap_or(0);
-    // The last own write of the straight-line run (up to the next branch)
-    // that starts at `from`.
+    // The write that ends the initialisation in the straight-line run (up
+    // to the next branch) that starts at `from`.
     //
-    // Stores are initialisation up to the last one in the run. A call that
-    // gets a pointer to the variable may initialise it (`init(&x)`) or use
-    // it (`wait_on(&x)`, during which another thread corrupts it): only the
-    // first such call after the last store counts as initialising, and the
-    // later ones are expected hits.
+    // A call that gets a pointer to the variable may initialise it
+    // (`init(&x)`) or use it (`wait_on(&x)`, while another thread corrupts
+    // it; `consume(&x)`, which overruns it). So initialisation is the
+    // stores up to the first such call, and that call; without one, every
+    // store of the run. Later writes are expected hits.
     let last_in_run = |from: usize| -> Option<&(usize, String)> {
         let run_end = steps[from..]
             .iter()
@@ -378,12 +386,8 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
             .map_or(steps.len(), |p| from + p);
         let in_run = |i: usize| i >= from && i < run_end;
         let is_call = |i: usize| steps[i].flow == Flow::Call;
-        let last_store = writes.iter().rfind(|(i, _)| in_run(*i) && !is_call(*i));
-        let after = last_store.map_or(from, |(i, _)| *i);
-        let first_call = writes
-            .iter()
-            .find(|(i, _)| in_run(*i) && is_call(*i) && *i >= after);
-        first_call.or(last_store)
+        let first_call = writes.iter().find(|(i, _)| in_run(*i) && is_call(*i));
+        first_call.or_else(|| writes.iter().rfind(|(i, _)| in_run(*i)))
     };
     // `anchor`: the write the probe comes after; writes up to it in its
     // run are initialisation, not expected hits.

@@ -33,6 +33,11 @@ struct Built {
     merged: PathBuf,
     /// victims.c without -g.
     no_debug: PathBuf,
+    /// victims.c + main.c with user-space defaults: `.eh_frame` and no
+    /// `.debug_frame`, so CFA−SP comes from disassembly.
+    program_eh_frame: PathBuf,
+    /// victims.c with SHF_COMPRESSED debug sections (`-gz=zlib`).
+    compressed: PathBuf,
 }
 
 fn fixture_source(name: &str) -> String {
@@ -74,8 +79,40 @@ fn build() -> Option<Built> {
     assert!(status.success(), "ld -r failed");
     let no_debug_flags: Vec<&str> = FLAGS.iter().copied().filter(|f| *f != "-g").collect();
     let no_debug = common::compile(d, "nodebug", &fixture_source("victims.c"), &no_debug_flags);
+    let user_flags = ["-O2", "-g", "-fstack-protector-strong", "-fno-pie"];
+    let eh_victims = common::compile(
+        &d.join("eh"),
+        "victims",
+        &fixture_source("victims.c"),
+        &user_flags,
+    );
+    let eh_main = common::compile(
+        &d.join("eh"),
+        "main",
+        &fixture_source("main.c"),
+        &user_flags,
+    );
+    let program_eh_frame = d.join("prog-eh");
+    let status = Command::new("gcc")
+        .args(["-no-pie", "-o"])
+        .arg(&program_eh_frame)
+        .arg(&eh_victims)
+        .arg(&eh_main)
+        .status()
+        .expect("link");
+    assert!(status.success(), "link failed");
+    let mut gz_flags = FLAGS.to_vec();
+    gz_flags.push("-gz=zlib");
+    let compressed = common::compile(
+        &d.join("gz"),
+        "victims",
+        &fixture_source("victims.c"),
+        &gz_flags,
+    );
     Some(Built {
         _dir: dir,
+        program_eh_frame,
+        compressed,
         object,
         program,
         merged,
@@ -130,7 +167,13 @@ fn watch_address_is_the_variable_at_run_time() {
         common::missing("gdb");
         return;
     }
-    let file = DebugFile::open(&built.program).expect("open program");
+    for program in [&built.program, &built.program_eh_frame] {
+        check_at_run_time(program);
+    }
+}
+
+fn check_at_run_time(program: &Path) {
+    let file = DebugFile::open(program).expect("open program");
     let cases = [
         ("victim", "req"),
         ("victim", "req.hdr.len"),
@@ -146,7 +189,7 @@ fn watch_address_is_the_variable_at_run_time() {
             .unwrap_or_else(|e| panic!("resolve {function} {variable}: {e}"));
         let probe = r.function_address + r.watch.function_offset;
         let values = gdb_after_instruction(
-            &built.program,
+            program,
             probe,
             &[
                 format!("$sp + {}", r.watch.sp_offset),
@@ -175,7 +218,7 @@ fn watch_address_is_the_variable_at_run_time() {
     )
     .expect("canary");
     let values = gdb_after_instruction(
-        &built.program,
+        program,
         r.function_address + r.watch.function_offset,
         &[
             format!("*(unsigned long *)($sp + {})", r.watch.sp_offset),
@@ -210,6 +253,13 @@ fn relocatable_object_gives_the_same_watch_as_the_linked_program() {
             "{:?}",
             b.probe_source
         );
+    }
+    // SHF_COMPRESSED debug sections give the same answers.
+    let compressed = DebugFile::open(&built.compressed).expect("open compressed");
+    for (function, variable) in [("victim", "req.hdr.len"), ("with_cold", "b")] {
+        let a = resolve(&[&object], &request(function, variable)).expect("plain");
+        let b = resolve(&[&compressed], &request(function, variable)).expect("compressed");
+        assert_eq!(a.watch, b.watch, "{function} {variable}");
     }
     let layout = frame_layout(&[&object], "victim").expect("layout");
     let req = layout

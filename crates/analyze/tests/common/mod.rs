@@ -64,6 +64,7 @@ pub fn have(program: &str) -> bool {
 
 /// Compile C `source` with gcc into an object file in `dir` and return it.
 pub fn compile(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create fixture directory");
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, source).expect("write C source");
     let o = dir.join(format!("{name}.o"));
