@@ -387,6 +387,14 @@ impl<'f> ElfImage<'f> {
         found
     }
 
+    /// An allocated section's address and bytes, as stored in the file.
+    pub fn alloc_section(&self, name: &str) -> Option<(u64, &'f [u8])> {
+        let section = self.file.section_by_name(name)?;
+        let index = section.index().0;
+        let base = self.section_bases.get(index).copied()?;
+        Some((base, section.data().ok()?))
+    }
+
     /// The bytes of the named section, decompressed if SHF_COMPRESSED.
     pub fn section_data(&self, name: &str) -> Result<Option<(usize, Cow<'f, [u8]>)>> {
         let Some(section) = self.file.section_by_name(name) else {

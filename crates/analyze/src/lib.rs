@@ -12,7 +12,8 @@
 //! - `dwarf`: one compilation unit at a time, found through
 //!   `.debug_aranges`; subprograms, locals and their locations, lines;
 //! - `types`: C types and member/index paths (`req.hdr.len`, `buf[8]`);
-//! - `cfi`, `disasm`: the CFA rule per address, and an annotated
+//! - `cfi`, `orc`, `disasm`: the CFA rule per address (`.debug_frame`, and
+//!   vmlinux ORC as a cross-check), and an annotated
 //!   disassembly (stack writes, canary, SP tracking);
 //! - [`resolve()`]: a variable's name to a kstackwatch watch ([`Resolution`]);
 //! - [`locate`]: where a release's debug files are on disk (the only part
@@ -26,6 +27,7 @@ pub mod elf;
 mod error;
 mod index;
 pub mod locate;
+mod orc;
 mod resolve;
 mod types;
 pub mod watch;

@@ -525,7 +525,32 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         }
     }
 
-    let cfa_to_sp = step.cfa_minus_sp_after.ok_or_else(|| Error::NoProbePoint {
+    // ORC, where vmlinux has it, is a second opinion (or the only one).
+    let orc = crate::orc::cfa_minus_sp(image, step.next);
+    let (cfa_to_sp, cfa_source) = match (step.cfa_minus_sp_after, step.after_from_cfi, orc) {
+        (Some(c), true, Some(o)) if c != o => {
+            return Err(Error::NoProbePoint {
+                function: symbol.name.to_string(),
+                reason: format!(
+                    "CFI says CFA−SP = {c} after +{:#x}, ORC says {o}; refusing to guess",
+                    step.address - symbol.address
+                ),
+            });
+        }
+        (Some(c), true, Some(_)) => (Some(c), ".debug_frame; ORC agrees".to_string()),
+        (Some(t), false, Some(o)) if t != o => {
+            return Err(Error::NoProbePoint {
+                function: symbol.name.to_string(),
+                reason: format!(
+                    "ORC says CFA−SP = {o} after +{:#x}, disassembly says {t}; refusing to guess",
+                    step.address - symbol.address
+                ),
+            });
+        }
+        (_, _, Some(o)) => (Some(o), ".orc_unwind".to_string()),
+        (c, _, None) => (c, cfa_source.to_string()),
+    };
+    let cfa_to_sp = cfa_to_sp.ok_or_else(|| Error::NoProbePoint {
         function: symbol.name.to_string(),
         reason: "CFA−SP after the probe point is unknown (no CFI, and the prologue could not be followed)".into(),
     })?;
@@ -607,7 +632,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         location: target.location,
         cfa_offset: watched,
         cfa_to_sp,
-        cfa_source: cfa_source.to_string(),
+        cfa_source,
         probe_instruction: step.text.clone(),
         probe_source: line_of(step.address),
         probe_reason: reason,

@@ -144,6 +144,7 @@ fn check_series(series: &str) {
     let mut functions_checked = 0;
     let mut slots_checked = 0;
     let mut resolved = 0;
+    let mut orc_agreed = 0;
     let mut failures = Vec::new();
     for function in FUNCTIONS {
         let Some(expected) = scopes.get(*function).filter(|e| !e.is_empty()) else {
@@ -205,6 +206,9 @@ fn check_series(series: &str) {
                     failures.push(format!("{function}.{symbol}: inconsistent watch {r:?}"));
                 } else {
                     resolved += 1;
+                    // A disagreement between CFI and ORC is an error;
+                    // count the probe points where both were consulted.
+                    orc_agreed += usize::from(r.cfa_source.contains("ORC agrees"));
                 }
             }
             Err(e) => eprintln!("note: resolve {function} {symbol}: {e}"),
@@ -212,7 +216,7 @@ fn check_series(series: &str) {
     }
     eprintln!(
         "{series}: checked {slots_checked} stack slots in {functions_checked} functions against gdb; \
-         resolve built {resolved} watches"
+         resolve built {resolved} watches, ORC agreed with CFI at {orc_agreed} probe points"
     );
     assert!(
         failures.is_empty(),
@@ -224,4 +228,8 @@ fn check_series(series: &str) {
         "only {functions_checked} functions had gdb answers to compare"
     );
     assert!(resolved >= 30, "resolve built only {resolved} watches");
+    assert!(
+        orc_agreed >= 30,
+        "ORC was consulted at only {orc_agreed} probe points"
+    );
 }
