@@ -54,8 +54,9 @@ def host_packages():
     """Everything the pipeline needs on the host, as Debian packages."""
     need_tools(
         ["qemu-system-x86_64", "/bin/busybox", "kexec", "makedumpfile", "cpio",
-         "debugfs", "mke2fs", "xz", "zstd", "gcc", "make", "bc", "flex", "bison"],
+         "debugfs", "mke2fs", "xz", "zstd", "gcc", "make", "bc", "flex", "bison",
+         "gdb", "objdump", "pahole"],
         ["qemu-system-x86", "busybox-static", "kexec-tools", "makedumpfile",
          "cpio", "e2fsprogs", "xz-utils", "zstd", "gcc", "make", "bc", "flex",
-         "bison", "libelf-dev", "dwarves", "python3-venv"],
+         "bison", "libelf-dev", "dwarves", "python3-venv", "gdb", "binutils"],
     )
