@@ -17,3 +17,7 @@ step "Rust tests"
 cargo test --workspace --locked
 step "fixture tests"
 python3 -m unittest discover -v -s testdata/tests -p 'test_*.py'
+step "ksw resolve end to end: its strings arm kstackwatch.ko in QEMU"
+for series in 6.1 6.12; do
+	python3 crates/analyze/e2e/resolve_e2e.py "$series"
+done
