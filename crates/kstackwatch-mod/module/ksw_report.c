@@ -248,10 +248,13 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 	if (ksw_wp_is_placeholder(addr))
 		return;
 	/*
-	 * This CPU may still watch the watchpoint's previous target while the
-	 * IPI that retargets it is in flight: such a hit is not about @addr.
+	 * While a stop or a reconfiguration tears the watch down, exits no
+	 * longer disarm, so a returned frame may still be watched and its
+	 * reuse by the next call must not be reported.  And this CPU may
+	 * still watch the watchpoint's previous target while the IPI that
+	 * retargets it is in flight: such a hit is not about @addr either.
 	 */
-	if (counter_arch_bp(bp)->address != addr) {
+	if (!READ_ONCE(ksw.enabled) || counter_arch_bp(bp)->address != addr) {
 		ksw_count(stale_hits);
 		return;
 	}
