@@ -98,7 +98,10 @@ def _hash_inputs(kernel, r, extra_files):
     h = hashlib.sha256()
     h.update(json.dumps(asdict(r), sort_keys=True).encode())
     h.update(json.dumps(kernel.info, sort_keys=True).encode())
-    files = sorted(Path(__file__).resolve().parent.glob("*.py"))
+    # What shapes a fixture: how runs are built and booted, and the guest's
+    # own scripts (not host set-up or the command line).
+    here = Path(__file__).resolve().parent
+    files = [here / f for f in ("scenarios.py", "initramfs.py", "qemu.py")]
     files += sorted(GUEST.glob("*")) + [SCENARIOS / f"{r.script}.sh"]
     files += sorted(SCENARIOS.glob("*-lib.sh"))
     files += list(extra_files)
