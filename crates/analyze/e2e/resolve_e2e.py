@@ -70,7 +70,10 @@ for name, _, _ in cases:
         truth = re.findall(r"truth scenario=\S+ victim=\S+ local=(0x[0-9a-f]+)", d)
         watch = re.findall(r"watch: addr=(0x[0-9a-f]+)", d)
         caught = "Caught stack corruption" in d
-        good = caught and truth and watch and truth[0] == watch[0]
+        # With many workers several victims are corrupted, and the first
+        # catch need not be the first victim: every watch address must be
+        # one of the corrupted locals the test module reported.
+        good = caught and truth and watch and set(watch) <= set(truth)
         ok += bool(good)
         print(f"{name}-{g:3} {'CAUGHT' if caught else 'no catch':8} truth={truth[:1]} watch={watch[:1]} {'OK' if good else 'FAIL'}  [{cfg}]")
 shutil.rmtree(sdir, ignore_errors=True)
