@@ -129,12 +129,7 @@ pub fn resolve(files: &[&DebugFile], request: &ResolveRequest) -> Result<Resolut
         ))
     })?;
     let function = unit.function(subprogram)?;
-    let code = image
-        .bytes_at(symbol.address, symbol.size)
-        .ok_or_else(|| Error::Malformed {
-            path: image.path().to_path_buf(),
-            what: format!("no code bytes for `{}`", symbol.name),
-        })?;
+    let code = function_code(image, &symbol)?;
     let rows = cfi::rows_for(&sections, symbol.address)?;
     let canary_forms = canary_forms(image, &symbol);
     let steps = disasm::analyse(code, symbol.address, rows.as_deref(), &canary_forms);
@@ -864,12 +859,7 @@ pub fn cfa_to_sp_after(files: &[&DebugFile], function: &str, offset: u64) -> Res
         .collect::<Result<Vec<_>>>()?;
     let (image, symbol, _) = choose_function(&images, function)?;
     let sections = DebugSections::load(image)?;
-    let code = image
-        .bytes_at(symbol.address, symbol.size)
-        .ok_or_else(|| Error::Malformed {
-            path: image.path().to_path_buf(),
-            what: format!("no code bytes for `{}`", symbol.name),
-        })?;
+    let code = function_code(image, &symbol)?;
     let rows = cfi::rows_for(&sections, symbol.address)?;
     let steps = disasm::analyse(
         code,
@@ -1212,4 +1202,14 @@ fn inlined_callers(images: &[ElfImage<'_>], name: &str) -> Result<Option<String>
         }
     }
     Ok(None)
+}
+
+/// The machine code of a function symbol, from the file's allocated sections.
+fn function_code<'f>(image: &ElfImage<'f>, symbol: &FunctionSymbol<'f>) -> Result<&'f [u8]> {
+    image
+        .bytes_at(symbol.address, symbol.size)
+        .ok_or_else(|| Error::Malformed {
+            path: image.path().to_path_buf(),
+            what: format!("no code bytes for `{}`", symbol.name),
+        })
 }
