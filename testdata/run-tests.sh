@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of ksw, from a fresh Debian 12 machine: installs what it
 # needs, makes the real-kernel fixtures the cache lacks (QEMU + kdump),
-# sets up drgn as an oracle, then runs the Rust and the fixture tests.
+# sets up drgn as an oracle, then runs the Rust and the fixture tests
+# (checkpatch.pl, fetched too, checks the kernel module's style).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ step "fixtures (cached under ${KSW_CACHE:-~/.cache/ksw})"
 python3 testdata/pipeline all
 step "drgn oracle"
 python3 testdata/pipeline oracle
+step "checkpatch.pl for the kernel module's style test"
+python3 testdata/pipeline checkpatch
 step "Rust tests"
 cargo test --workspace --locked
 step "fixture tests"

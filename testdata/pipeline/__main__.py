@@ -5,6 +5,7 @@
     python3 testdata/pipeline kernel 6.1               fetch a kernel only
     python3 testdata/pipeline deps                     host packages only
     python3 testdata/pipeline oracle                   drgn's virtualenv only
+    python3 testdata/pipeline checkpatch               the kernel's checkpatch.pl only
 
 Everything lands under $KSW_CACHE (default ~/.cache/ksw): kernels/, and
 fixtures/SERIES/RUN/ with console.log, ground-truth/, dumps and
@@ -13,6 +14,7 @@ work/SERIES/RUN/.
 """
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,44 @@ def oracle_venv():
     return python
 
 
+# checkpatch.pl for test_checkpatch.py, from Debian's kernel source package
+# (kbuild packages do not ship it). Only these files are kept; never committed.
+CHECKPATCH_PKG = "linux-source-6.1"
+CHECKPATCH_FILES = ["scripts/spelling.txt", "scripts/const_structs.checkpatch",
+                    "scripts/checkpatch.pl"]  # checkpatch.pl last: the stamp
+
+
+def checkpatch():
+    d = CACHE / "checkpatch"
+    script = d / "scripts" / "checkpatch.pl"
+    if all((d / f).exists() for f in CHECKPATCH_FILES):
+        return script
+    step = "checkpatch"
+    work = d / "download"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log(f"{step}: downloading {CHECKPATCH_PKG}")
+    run(["apt-get", "download", CHECKPATCH_PKG], step, cwd=work, check=False)
+    if not list(work.glob("*.deb")):  # stale package lists
+        run(["apt-get", "update", "-qq"], step)
+        run(["apt-get", "download", CHECKPATCH_PKG], step, cwd=work)
+    deb = sorted(work.glob("*.deb"))[-1]
+    tarball = f"./usr/src/{CHECKPATCH_PKG}.tar.xz"
+    run(["bash", "-o", "pipefail", "-c",
+         'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "$3"',
+         "unpack", deb, work, tarball], step)
+    top = CHECKPATCH_PKG
+    run(["tar", "-xJf", work / tarball, "-C", work,
+         *[f"{top}/{f}" for f in CHECKPATCH_FILES]], step)
+    (d / "scripts").mkdir(exist_ok=True)
+    for f in CHECKPATCH_FILES:
+        (work / top / f).replace(d / f)
+    (d / "version").write_text(deb.name + "\n")
+    shutil.rmtree(work)
+    log(f"{step}: ready, {script} from {deb.name}")
+    return script
+
+
 def _build_binaries(runs):
     if any(r.binaries for r in runs):
         log("building ksw (release) for the live scenario")
@@ -61,6 +101,7 @@ def main():
     k.add_argument("series", choices=sorted(kernels.PINS))
     sub.add_parser("deps", help="install the host packages the pipeline uses")
     sub.add_parser("oracle", help="set up drgn (PyPI) in its own virtualenv")
+    sub.add_parser("checkpatch", help="fetch the kernel's checkpatch.pl (Debian)")
     args = ap.parse_args()
 
     try:
@@ -69,6 +110,9 @@ def main():
             return 0
         if args.cmd == "oracle":
             print(oracle_venv())
+            return 0
+        if args.cmd == "checkpatch":
+            print(checkpatch())
             return 0
         if args.cmd == "kernel":
             print(kernels.fetch(args.series))

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * ksw.h - internal interfaces of the kstackwatch module.
+ * Internal interfaces of the kstackwatch module.
  */
 #ifndef KSW_H
 #define KSW_H

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ksw_config.c - parse the watch string written to /proc/kstackwatch.
+ * kstackwatch: parse the watch string written to /proc/kstackwatch.
  *
  * Two grammars are accepted.  A string containing '=' is the key=value
  * form of the later upstream versions:

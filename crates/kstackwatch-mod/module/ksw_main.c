@@ -49,7 +49,10 @@ int ksw_start(const struct ksw_config *cfg)
 	ret = ksw_probe_init(cfg);
 	if (ret)
 		goto err_watch;
-	/* the handlers read ksw.cfg once they see enabled */
+	/*
+	 * Publishes ksw.cfg and the watchpoints; pairs with the
+	 * smp_load_acquire() of ksw.enabled in every handler.
+	 */
 	smp_store_release(&ksw.enabled, true);
 	ksw.watching = true;
 	pr_info("start watching: %s\n", cfg->raw);
@@ -90,6 +93,10 @@ int ksw_reconfigure(const struct ksw_config *cfg)
 		memset(&ksw.cfg, 0, sizeof(ksw.cfg));
 		return ret;
 	}
+	/*
+	 * Publishes the new config, watchpoints and task table; pairs with
+	 * the smp_load_acquire() of ksw.enabled in every handler.
+	 */
 	smp_store_release(&ksw.enabled, true);
 	pr_info("start watching: %s (probes kept)\n", cfg->raw);
 	return 0;

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ksw_probe.c - the probes: entry/exit pairing, arming at func+offset.
+ * kstackwatch probes: entry/exit pairing, arming at func+offset.
  *
  * A kprobe post-handler at func+offset arms a watchpoint.  Function entry
- * and exit are hooked separately (fprobe where CONFIG_FPROBE is set,
- * otherwise a kretprobe), so the recursion depth counts real activations:
- * an inner activation that returns before reaching the offset no longer
- * disarms the outer one (an upstream bug).  The exit of the activation
- * that armed disarms.
+ * and exit are hooked separately (fprobe where CONFIG_FPROBE is set and
+ * its API is known, otherwise a kretprobe), so the recursion depth counts
+ * real activations: an inner activation that returns before reaching the
+ * offset no longer disarms the outer one (an upstream bug).  The exit of
+ * the activation that armed disarms.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -16,7 +16,6 @@
 #include <linux/kprobes.h>
 #include <linux/sched/clock.h>
 #include <linux/sched/task_stack.h>
-#include <linux/version.h>
 
 #include "ksw.h"
 
@@ -37,7 +36,8 @@ static bool ksw_func_entry(void)
 {
 	struct ksw_task_ctx *ctx;
 
-	if (!READ_ONCE(ksw.enabled))
+	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
+	if (!smp_load_acquire(&ksw.enabled))
 		return false;
 	ctx = ksw_task_get(current, true);
 	if (!ctx) {
@@ -56,8 +56,12 @@ static void ksw_func_exit(void)
 	struct ksw_task_ctx *ctx;
 	bool disarmed = false;
 
-	/* a reconfiguration is freeing the watchpoints and the task table */
-	if (!READ_ONCE(ksw.enabled))
+	/*
+	 * Off while a reconfiguration frees the watchpoints and the task
+	 * table.  Pairs with smp_store_release() in ksw_start() and
+	 * ksw_reconfigure().
+	 */
+	if (!smp_load_acquire(&ksw.enabled))
 		return;
 	ctx = ksw_task_get(current, false);
 	if (!ctx)
@@ -152,7 +156,8 @@ static bool ksw_try_arm(struct pt_regs *regs)
 	struct ksw_wp *wp;
 	int cur;
 
-	if (!READ_ONCE(ksw.enabled))
+	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
+	if (!smp_load_acquire(&ksw.enabled))
 		return false;
 	ctx = ksw_task_get(current, false);
 	if (!ctx || ctx->depth <= 0)
@@ -195,10 +200,17 @@ static void ksw_post_handler(struct kprobe *p, struct pt_regs *regs,
 		ksw_account(&ksw.stats.noarm_ns, &ksw.stats.noarm_calls, t0);
 }
 
-#if IS_ENABLED(CONFIG_FPROBE)
+/*
+ * The fprobe handler signature differs between kernels.  Kbuild reads it
+ * from the kernel's <linux/fprobe.h> and defines KSW_FPROBE_FTRACE_REGS
+ * (6.14+) or KSW_FPROBE_PT_REGS (6.5 to 6.13); any other fprobe API (6.1
+ * to 6.4) falls back to the kretprobe.
+ */
+#if IS_ENABLED(CONFIG_FPROBE) && \
+	(defined(KSW_FPROBE_FTRACE_REGS) || defined(KSW_FPROBE_PT_REGS))
 static struct fprobe ksw_fp;
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 14, 0)
+#ifdef KSW_FPROBE_FTRACE_REGS
 static int ksw_fp_entry(struct fprobe *fp, unsigned long ip,
 			unsigned long ret_ip, struct ftrace_regs *fregs,
 			void *data)
@@ -209,30 +221,18 @@ static int ksw_fp_entry(struct fprobe *fp, unsigned long ip,
 static void ksw_fp_exit(struct fprobe *fp, unsigned long ip,
 			unsigned long ret_ip, struct ftrace_regs *fregs,
 			void *data)
-{
-	ksw_func_exit();
-}
-#elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
-static int ksw_fp_entry(struct fprobe *fp, unsigned long ip,
-			unsigned long ret_ip, struct pt_regs *regs, void *data)
-{
-	return ksw_func_entry() ? 0 : 1;
-}
-
-static void ksw_fp_exit(struct fprobe *fp, unsigned long ip,
-			unsigned long ret_ip, struct pt_regs *regs, void *data)
 {
 	ksw_func_exit();
 }
 #else
-static void ksw_fp_entry(struct fprobe *fp, unsigned long ip,
-			 struct pt_regs *regs)
+static int ksw_fp_entry(struct fprobe *fp, unsigned long ip,
+			unsigned long ret_ip, struct pt_regs *regs, void *data)
 {
-	ksw_func_entry();
+	return ksw_func_entry() ? 0 : 1;
 }
 
 static void ksw_fp_exit(struct fprobe *fp, unsigned long ip,
-			struct pt_regs *regs)
+			unsigned long ret_ip, struct pt_regs *regs, void *data)
 {
 	ksw_func_exit();
 }
@@ -245,9 +245,7 @@ static int ksw_exit_hook_register(const char *func)
 	memset(&ksw_fp, 0, sizeof(ksw_fp));
 	ksw_fp.entry_handler = ksw_fp_entry;
 	ksw_fp.exit_handler = ksw_fp_exit;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
 	ksw_fp.nr_maxactive = KSW_MAXACTIVE;
-#endif
 	return register_fprobe_syms(&ksw_fp, syms, 1);
 }
 
@@ -260,7 +258,7 @@ static const char *ksw_exit_hook_name(void)
 {
 	return "fprobe";
 }
-#else /* !CONFIG_FPROBE */
+#else /* no usable fprobe */
 static struct kretprobe ksw_rp;
 
 static int ksw_rp_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -293,7 +291,7 @@ static const char *ksw_exit_hook_name(void)
 {
 	return "kretprobe";
 }
-#endif /* CONFIG_FPROBE */
+#endif /* fprobe */
 
 /*
  * Resolve the function: its address and size, through a disabled kprobe

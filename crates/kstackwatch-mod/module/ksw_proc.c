@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ksw_proc.c - /proc/kstackwatch, the control file.
+ * kstackwatch: /proc/kstackwatch, the control file.
  *
  * procfs, not debugfs: under kernel lockdown (Secure Boot) debugfs files
  * with write permission are inaccessible, which would make the tool

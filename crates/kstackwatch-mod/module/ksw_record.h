@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * ksw_record.h - layout of the kstackwatch catch record.
+ * Layout of the kstackwatch catch record.
  *
  * The module keeps the last KSW_RECORD_RING catches in the global object
  * ksw_catch_log, so that an offline analyzer can read them out of a crash

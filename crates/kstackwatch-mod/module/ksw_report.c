@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ksw_report.c - what happens when a watchpoint fires.
+ * kstackwatch: what happens when a watchpoint fires.
  *
  * Runs as the perf overflow handler from the #DB exception (NMI-like:
  * no locks, no allocation).  Hits from the return trampoline are ignored:
@@ -180,6 +180,11 @@ static struct ksw_catch *ksw_record(struct ksw_wp *wp, struct pt_regs *regs,
 
 	rec = &ksw_catch_log.records[(seq - 1) % KSW_RECORD_RING];
 	WRITE_ONCE(rec->seq, 0);
+	/*
+	 * Seq 0 is visible before any field changes.  The reader is a crash
+	 * dump (kdump or QEMU) taken after the CPUs stopped; it pairs with
+	 * this by trusting only slots whose seq is non-zero.
+	 */
 	smp_wmb();
 	memset(rec, 0, sizeof(*rec));
 	rec->timestamp_ns = local_clock();
@@ -206,6 +211,7 @@ static struct ksw_catch *ksw_record(struct ksw_wp *wp, struct pt_regs *regs,
 		       &rec->victim_pid, rec->victim_comm);
 	ksw_task_ident(current, &rec->writer_pid, rec->writer_comm);
 	ksw_copy_regs(&rec->regs, regs);
+	/* every field is visible before seq; pairs with the dump reader */
 	smp_wmb();
 	WRITE_ONCE(rec->seq, seq);
 	WRITE_ONCE(ksw_catch_log.total, seq);
@@ -253,8 +259,11 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 	 * reuse by the next call must not be reported.  And this CPU may
 	 * still watch the watchpoint's previous target while the IPI that
 	 * retargets it is in flight: such a hit is not about @addr either.
+	 * The load pairs with smp_store_release() in ksw_start() and
+	 * ksw_reconfigure().
 	 */
-	if (!READ_ONCE(ksw.enabled) || counter_arch_bp(bp)->address != addr) {
+	if (!smp_load_acquire(&ksw.enabled) ||
+	    counter_arch_bp(bp)->address != addr) {
 		ksw_count(stale_hits);
 		return;
 	}

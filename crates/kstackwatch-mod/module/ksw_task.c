@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ksw_task.c - per-task state without touching task_struct.
+ * kstackwatch: per-task state without touching task_struct.
  *
  * A fixed table, open addressing keyed by the task pointer.  A task only
  * ever touches its own entry (the probes run in its context), so the only
@@ -9,13 +9,14 @@
  * releasing an entry never hides another one.  Entries carry the config
  * generation; an entry from an older config is reset on first use.
  */
+#include <linux/bits.h>
 #include <linux/hash.h>
 #include <linux/string.h>
 
 #include "ksw.h"
 
 #define KSW_TASK_BITS	10
-#define KSW_TASK_SLOTS	(1U << KSW_TASK_BITS)
+#define KSW_TASK_SLOTS	BIT(KSW_TASK_BITS)
 #define KSW_TASK_PROBES	64
 
 static struct ksw_task_ctx ksw_tasks[KSW_TASK_SLOTS];
@@ -65,6 +66,10 @@ struct ksw_task_ctx *ksw_task_get(struct task_struct *t, bool create)
 
 void ksw_task_put(struct ksw_task_ctx *ctx)
 {
+	/*
+	 * The owner's last writes to the entry happen before it is free;
+	 * pairs with the (fully ordered) cmpxchg() that claims it.
+	 */
 	smp_store_release(&ctx->task, NULL);
 }
 

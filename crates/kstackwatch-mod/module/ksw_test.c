@@ -39,9 +39,6 @@
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 
-/* Victims must keep their own symbol and frame. */
-#define KSW_TEST_FN		noinline __attribute__((__noipa__))
-
 #define KSW_TEST_VICTIM		0x1111deadbeef0000ULL
 #define KSW_TEST_BUGGY		0x2222cafef00d0000ULL
 #define KSW_TEST_CORRUPT	0xabcdabcdabcdabcdULL
@@ -57,13 +54,16 @@
 #define KSW_TEST_DEEP_WORDS	192
 
 /*
- * Marker: "mov %rsp, sp" at a known place.  The probe goes on this
- * instruction, so SP in the post-handler equals @sp here.  The lea reads
- * the marker's own address without a relocation.
+ * Marker: "mov %rsp, *sp" at a known place.  The probe goes on this
+ * instruction, so SP in the post-handler equals *@sp here.  The lea reads
+ * the marker's own address without a relocation.  Always inlined, so the
+ * marker lies in the victim itself.
  */
-#define KSW_MARK(sp, ip)						\
-	asm volatile("1: mov %%rsp, %0\n\tlea 1b(%%rip), %1"		\
-		     : "=r" (sp), "=r" (ip) : : "memory")
+static __always_inline void ksw_mark(unsigned long *sp, unsigned long *ip)
+{
+	asm volatile("1: mov %%rsp, %0\n\tlea 1b(%%rip), %1"
+		     : "=r" (*sp), "=r" (*ip) : : "memory");
+}
 
 enum ksw_scenario {
 	KSW_FIRE,
@@ -136,19 +136,19 @@ static u64 *ksw_canary_slot(void *from)
 
 /* ---- fire: a callee writes its caller's local ---- */
 
-static KSW_TEST_FN void ksw_test_fire_writer(u64 *p)
+static noinline __noipa void ksw_test_fire_writer(u64 *p)
 {
 	if (!ksw_clean)
 		WRITE_ONCE(*p, KSW_TEST_CORRUPT);
 }
 
-static KSW_TEST_FN void test_watch_fire(void)
+static noinline __noipa void test_watch_fire(void)
 {
 	u64 buf[4] = { KSW_TEST_VICTIM, KSW_TEST_VICTIM, KSW_TEST_VICTIM,
 		       KSW_TEST_VICTIM };
 	unsigned long sp, ip;
 
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	if (ksw_calibrate(KSW_FIRE, sp, ip, (unsigned long)&buf[1]))
 		return;
 	ksw_truth("fire", "test_watch_fire", &buf[1], 0,
@@ -159,7 +159,7 @@ static KSW_TEST_FN void test_watch_fire(void)
 
 /* ---- canary: a callee overflows a buffer into the canary ---- */
 
-static KSW_TEST_FN void ksw_test_canary_writer(u64 *buf, int n)
+static noinline __noipa void ksw_test_canary_writer(u64 *buf, int n)
 {
 	int i;
 
@@ -167,12 +167,12 @@ static KSW_TEST_FN void ksw_test_canary_writer(u64 *buf, int n)
 		WRITE_ONCE(buf[i], KSW_TEST_CORRUPT);
 }
 
-static KSW_TEST_FN void ksw_test_canary_restore(u64 *slot, u64 value)
+static noinline __noipa void ksw_test_canary_restore(u64 *slot, u64 value)
 {
 	WRITE_ONCE(*slot, value);
 }
 
-static KSW_TEST_FN void test_canary_overflow(void)
+static noinline __noipa void test_canary_overflow(void)
 {
 	u64 buf[KSW_TEST_BUF_WORDS];
 	unsigned long sp, ip;
@@ -181,7 +181,7 @@ static KSW_TEST_FN void test_canary_overflow(void)
 
 	for (i = 0; i < KSW_TEST_BUF_WORDS; i++)
 		buf[i] = KSW_TEST_VICTIM + i;
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	canary = ksw_canary_slot(buf);
 	if (ksw_calibrate(KSW_CANARY, sp, ip, (unsigned long)canary))
 		return;
@@ -206,19 +206,19 @@ static KSW_TEST_FN void test_canary_overflow(void)
 
 static u64 *ksw_recursion_locals[KSW_TEST_MAX_DEPTH];
 
-static KSW_TEST_FN void ksw_test_recursion_writer(unsigned int depth)
+static noinline __noipa void ksw_test_recursion_writer(unsigned int depth)
 {
 	if (!ksw_clean)
 		WRITE_ONCE(*ksw_recursion_locals[depth], KSW_TEST_CORRUPT);
 }
 
-static KSW_TEST_FN void recursive_corruption_test(unsigned int depth)
+static noinline __noipa void recursive_corruption_test(unsigned int depth)
 {
 	u64 local = KSW_TEST_VICTIM + depth;
 	unsigned long sp, ip;
 
 	ksw_recursion_locals[depth] = &local;
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	if (ksw_calibrate(KSW_RECURSION, sp, ip, (unsigned long)&local))
 		return;
 	if (depth == ksw_recursion_target)
@@ -244,13 +244,13 @@ static u64 ksw_dummy;
  * frames are identical and the victim's local lands exactly where the
  * stale pointer points.
  */
-static KSW_TEST_FN void ksw_silent_init(u64 *local, bool victim)
+static noinline __noipa void ksw_silent_init(u64 *local, bool victim)
 {
 	*local = victim ? KSW_TEST_VICTIM : KSW_TEST_BUGGY;
 }
 
-static KSW_TEST_FN void ksw_silent_body(u64 *local, unsigned long sp,
-					unsigned long ip, bool victim)
+static noinline __noipa void ksw_silent_body(u64 *local, unsigned long sp,
+					     unsigned long ip, bool victim)
 {
 	if (!victim) {
 		/* the bug: the address escapes and outlives the frame */
@@ -269,24 +269,24 @@ static KSW_TEST_FN void ksw_silent_body(u64 *local, unsigned long sp,
 }
 
 /* The bug: publishes the address of its local and returns. */
-static KSW_TEST_FN void silent_corruption_buggy(void)
+static noinline __noipa void silent_corruption_buggy(void)
 {
 	unsigned long sp, ip;
 	u64 local;
 
 	ksw_silent_init(&local, false);
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	ksw_silent_body(&local, sp, ip, false);
 }
 
 /* Its local is written by another thread through the stale pointer. */
-static KSW_TEST_FN void silent_corruption_victim(void)
+static noinline __noipa void silent_corruption_victim(void)
 {
 	unsigned long sp, ip;
 	u64 local;
 
 	ksw_silent_init(&local, true);
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	ksw_silent_body(&local, sp, ip, true);
 }
 
@@ -302,7 +302,7 @@ static int silent_corruption_unwitting(void *arg)
 	return 0;
 }
 
-static KSW_TEST_FN void ksw_test_silent(void)
+static noinline __noipa void ksw_test_silent(void)
 {
 	struct task_struct *t;
 
@@ -362,7 +362,7 @@ static int test_mthread_corrupting(void *arg)
 }
 
 /* The watched word sits at the bottom of a deep frame (many calls). */
-static KSW_TEST_FN void test_mthread_victim(int worker, int round)
+static noinline __noipa void test_mthread_victim(int worker, int round)
 {
 	u64 buf[KSW_TEST_DEEP_WORDS];
 	struct ksw_mt_job job;
@@ -371,7 +371,7 @@ static KSW_TEST_FN void test_mthread_victim(int worker, int round)
 
 	for (i = 0; i < 4; i++)
 		buf[i] = KSW_TEST_VICTIM;
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	if (ksw_calibrate(KSW_MTHREAD, sp, ip, (unsigned long)&buf[2]))
 		return;
 	if ((worker + round) % 4) {
@@ -448,7 +448,7 @@ static int test_overflow_corrupting(void *arg)
 	return 0;
 }
 
-static KSW_TEST_FN void test_overflow_victim(void)
+static noinline __noipa void test_overflow_victim(void)
 {
 	u64 buf[KSW_TEST_BUF_WORDS];
 	unsigned long sp, ip;
@@ -457,7 +457,7 @@ static KSW_TEST_FN void test_overflow_victim(void)
 
 	for (i = 0; i < KSW_TEST_BUF_WORDS; i++)
 		buf[i] = KSW_TEST_VICTIM;
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	canary = ksw_canary_slot(buf);
 	if (ksw_calibrate(KSW_OVERFLOW, sp, ip, (unsigned long)canary))
 		return;
@@ -494,14 +494,14 @@ static void ksw_test_overflow(void)
 
 /* ---- loop: the marker runs several times per activation ---- */
 
-static KSW_TEST_FN void test_loop_victim(void)
+static noinline __noipa void test_loop_victim(void)
 {
 	u64 local = KSW_TEST_VICTIM;
 	unsigned long sp, ip;
 	int i;
 
 	for (i = 0; i < 4; i++) {
-		KSW_MARK(sp, ip);
+		ksw_mark(&sp, &ip);
 		if (ksw_calibrate(KSW_LOOP, sp, ip, (unsigned long)&local))
 			return;
 	}
@@ -514,13 +514,13 @@ static KSW_TEST_FN void test_loop_victim(void)
 /* ---- bench: the cost of the probes, armed or not ---- */
 
 /* the watched word sits at the bottom of a deep frame: no #DB hits */
-static KSW_TEST_FN void test_bench_victim(void)
+static noinline __noipa void test_bench_victim(void)
 {
 	u64 frame[KSW_TEST_DEEP_WORDS];
 	unsigned long sp, ip;
 
 	frame[0] = KSW_TEST_VICTIM;
-	KSW_MARK(sp, ip);
+	ksw_mark(&sp, &ip);
 	if (ksw_calibrate(KSW_BENCH, sp, ip, (unsigned long)&frame[0]))
 		return;
 	READ_ONCE(frame[0]);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ksw_watch.c - preallocated hardware watchpoints, retargeted in place.
+ * kstackwatch: preallocated hardware watchpoints, retargeted in place.
  *
  * Each watchpoint is one pinned breakpoint perf event per online CPU,
  * created at config start (which may sleep) and aimed at a placeholder.
@@ -18,8 +18,8 @@
  * current address and no slot leaks.  Because the uninstall runs with the
  * old arch info, the slot's old DR7 length/type bits are cleared before the
  * new ones are set (upstream's reinstall only OR-ed new bits in).  It
- * relies on perf internals, so the module checks the kernel version at
- * build time and runs a self-test at load.  Other CPUs are updated by
+ * relies on perf internals, so Kbuild refuses kernels before 6.1 and the
+ * module runs a self-test at load.  Other CPUs are updated by
  * async IPIs with per-CPU csds; the number of IPIs in flight is counted
  * and drained before the events and csds are freed.
  *
@@ -40,14 +40,9 @@
 #include <linux/delay.h>
 #include <linux/irq_work.h>
 #include <linux/perf_event.h>
-#include <linux/version.h>
 #include <asm/debugreg.h>
 
 #include "ksw.h"
-
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 0)
-#error "kstackwatch needs Linux 6.1 or later"
-#endif
 
 /* Idle watchpoints watch this word; nothing ever writes it. */
 static unsigned long ksw_holder __aligned(8);
