@@ -145,7 +145,10 @@ impl fmt::Display for ConfigError {
             NotBool(k, v) => write!(f, "{k} must be 0 or 1, not {v}"),
             EmptyName => write!(f, "empty function name"),
             NameTooLong(n) => {
-                write!(f, "function name is {n} bytes, longer than {MAX_FUNC_NAME_LEN}")
+                write!(
+                    f,
+                    "function name is {n} bytes, longer than {MAX_FUNC_NAME_LEN}"
+                )
             }
             BadName(n) => write!(f, "bad character in function name '{n}'"),
             MissingName => write!(f, "missing func_name"),
@@ -155,14 +158,23 @@ impl fmt::Display for ConfigError {
             NotPair(t) => write!(f, "local part '{t}' is not sp_offset:len"),
             CanaryConflict => write!(f, "auto_canary excludes sp_offset and watch_len"),
             BadLength(l) => write!(f, "watch_len {l} is not 1, 2, 4 or 8"),
-            Misaligned { sp_offset, watch_len } => {
-                write!(f, "sp_offset {sp_offset} is not aligned to watch_len {watch_len}")
+            Misaligned {
+                sp_offset,
+                watch_len,
+            } => {
+                write!(
+                    f,
+                    "sp_offset {sp_offset} is not aligned to watch_len {watch_len}"
+                )
             }
             BeyondStack(o) => {
                 write!(f, "sp_offset {o} is beyond the stack ({THREAD_SIZE} bytes)")
             }
             TooManyWatch(n) => {
-                write!(f, "max_watch {n} exceeds the {MAX_WATCH} hardware breakpoints")
+                write!(
+                    f,
+                    "max_watch {n} exceeds the {MAX_WATCH} hardware breakpoints"
+                )
             }
         }
     }
@@ -197,13 +209,14 @@ fn parse_u16(key: &'static str, val: &str) -> Result<u16, ConfigError> {
         return Err(bad());
     }
     let b = val.as_bytes();
-    let (digits, radix) = if b.len() > 2 && b[0] == b'0' && (b[1] | 0x20) == b'x' && b[2].is_ascii_hexdigit() {
-        (&val[2..], 16)
-    } else if b[0] == b'0' && b.len() > 1 {
-        (&val[1..], 8)
-    } else {
-        (val, 10)
-    };
+    let (digits, radix) =
+        if b.len() > 2 && b[0] == b'0' && (b[1] | 0x20) == b'x' && b[2].is_ascii_hexdigit() {
+            (&val[2..], 16)
+        } else if b[0] == b'0' && b.len() > 1 {
+            (&val[1..], 8)
+        } else {
+            (val, 10)
+        };
     let mut v: u64 = 0;
     let mut overflow = false;
     for c in digits.chars() {
@@ -234,7 +247,10 @@ fn check_name(name: &str) -> Result<String, ConfigError> {
     if name.len() > MAX_FUNC_NAME_LEN {
         return Err(ConfigError::NameTooLong(name.len()));
     }
-    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.') {
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
+    {
         return Err(ConfigError::BadName(name.to_string()));
     }
     Ok(name.to_string())
@@ -341,7 +357,10 @@ fn check(mut cfg: WatchConfig, seen: &[bool; 8]) -> Result<WatchConfig, ConfigEr
         return Err(ConfigError::BeyondStack(cfg.sp_offset));
     }
     if cfg.sp_offset % cfg.watch_len != 0 {
-        return Err(ConfigError::Misaligned { sp_offset: cfg.sp_offset, watch_len: cfg.watch_len });
+        return Err(ConfigError::Misaligned {
+            sp_offset: cfg.sp_offset,
+            watch_len: cfg.watch_len,
+        });
     }
     if cfg.max_watch > MAX_WATCH {
         return Err(ConfigError::TooManyWatch(cfg.max_watch));
@@ -419,7 +438,9 @@ mod tests {
     use super::*;
 
     fn ok(s: &str) -> WatchConfig {
-        parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}")).expect("not empty")
+        parse(s)
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+            .expect("not empty")
     }
 
     fn err(s: &str) -> ConfigError {
@@ -431,10 +452,20 @@ mod tests {
 
     #[test]
     fn key_value_long_and_short() {
-        let a = ok("func_name=victim func_offset=0x2e depth=3 sp_offset=16 watch_len=4 max_watch=2");
+        let a =
+            ok("func_name=victim func_offset=0x2e depth=3 sp_offset=16 watch_len=4 max_watch=2");
         let b = ok("fn=victim fo=46 dp=3 so=0x10 wl=4 mw=2");
         assert_eq!(a.func_name, "victim");
-        assert_eq!((a.func_offset, a.depth, a.sp_offset, a.watch_len, a.max_watch), (0x2e, 3, 16, 4, 2));
+        assert_eq!(
+            (
+                a.func_offset,
+                a.depth,
+                a.sp_offset,
+                a.watch_len,
+                a.max_watch
+            ),
+            (0x2e, 3, 16, 4, 2)
+        );
         assert_eq!(a.grammar, Grammar::KeyValue);
         assert!(!a.canary);
         assert_eq!(a, b);
@@ -443,7 +474,10 @@ mod tests {
     #[test]
     fn key_value_defaults_and_canary() {
         let c = ok("fn=f fo=1");
-        assert_eq!((c.watch_len, c.sp_offset, c.depth, c.canary, c.panic_hit), (8, 0, 0, false, false));
+        assert_eq!(
+            (c.watch_len, c.sp_offset, c.depth, c.canary, c.panic_hit),
+            (8, 0, 0, false, false)
+        );
         let c = ok("fn=f fo=1 ac=1 ph=1");
         assert!(c.canary && c.panic_hit);
         assert_eq!(c.watch_len, 8);
@@ -456,7 +490,10 @@ mod tests {
         assert_eq!(ok("fn=f fo=0").func_offset, 0);
         assert_eq!(ok("fn=f fo=65535").func_offset, 65535);
         assert_eq!(err("fn=f fo=65536").errno(), ERANGE);
-        assert_eq!(err("fn=f fo=08"), ConfigError::BadNumber("func_offset", "08".into()));
+        assert_eq!(
+            err("fn=f fo=08"),
+            ConfigError::BadNumber("func_offset", "08".into())
+        );
         assert_eq!(err("fn=f fo=0x").errno(), EINVAL);
         assert_eq!(err("fn=f fo=+1").errno(), EINVAL);
         assert_eq!(err("fn=f fo=99999999999999999999999").errno(), ERANGE);
@@ -466,9 +503,15 @@ mod tests {
     fn positional_forms() {
         let c = ok("silent_corruption_victim+0x7f 0:8");
         assert_eq!(c.grammar, Grammar::Positional);
-        assert_eq!((c.func_offset, c.sp_offset, c.watch_len, c.canary), (0x7f, 0, 8, false));
+        assert_eq!(
+            (c.func_offset, c.sp_offset, c.watch_len, c.canary),
+            (0x7f, 0, 8, false)
+        );
         let c = ok("recursive_func+0x20+3");
-        assert_eq!((c.func_offset, c.depth, c.canary, c.watch_len), (0x20, 3, true, 8));
+        assert_eq!(
+            (c.func_offset, c.depth, c.canary, c.watch_len),
+            (0x20, 3, true, 8)
+        );
         let c = ok("  f+1+2\t16:4\n");
         assert_eq!((c.depth, c.sp_offset, c.watch_len), (2, 16, 4));
     }
@@ -484,34 +527,105 @@ mod tests {
         let long_name = "a".repeat(70);
         let cases: Vec<(String, ConfigError, i32)> = vec![
             ("fn= fo=1".into(), ConfigError::EmptyName, EINVAL),
-            ("fn=f fo=1 bogus=1".into(), ConfigError::UnknownKey("bogus".into()), EINVAL),
-            ("fn=f fo".into(), ConfigError::NotKeyValue("fo".into()), EINVAL),
-            ("fn=f fo=zz".into(), ConfigError::BadNumber("func_offset", "zz".into()), EINVAL),
-            ("fn=f fo=-1".into(), ConfigError::BadNumber("func_offset", "-1".into()), EINVAL),
-            ("fn=f fo=".into(), ConfigError::EmptyValue("func_offset"), EINVAL),
-            ("fn=f fo=70000".into(), ConfigError::OutOfRange("func_offset", "70000".into()), ERANGE),
-            ("fn=f dp=99999".into(), ConfigError::OutOfRange("depth", "99999".into()), ERANGE),
+            (
+                "fn=f fo=1 bogus=1".into(),
+                ConfigError::UnknownKey("bogus".into()),
+                EINVAL,
+            ),
+            (
+                "fn=f fo".into(),
+                ConfigError::NotKeyValue("fo".into()),
+                EINVAL,
+            ),
+            (
+                "fn=f fo=zz".into(),
+                ConfigError::BadNumber("func_offset", "zz".into()),
+                EINVAL,
+            ),
+            (
+                "fn=f fo=-1".into(),
+                ConfigError::BadNumber("func_offset", "-1".into()),
+                EINVAL,
+            ),
+            (
+                "fn=f fo=".into(),
+                ConfigError::EmptyValue("func_offset"),
+                EINVAL,
+            ),
+            (
+                "fn=f fo=70000".into(),
+                ConfigError::OutOfRange("func_offset", "70000".into()),
+                ERANGE,
+            ),
+            (
+                "fn=f dp=99999".into(),
+                ConfigError::OutOfRange("depth", "99999".into()),
+                ERANGE,
+            ),
             ("fn=f wl=3".into(), ConfigError::BadLength(3), EINVAL),
             ("fn=f wl=0".into(), ConfigError::BadLength(0), EINVAL),
-            ("fn=f so=4 wl=8".into(), ConfigError::Misaligned { sp_offset: 4, watch_len: 8 }, EINVAL),
-            ("fn=f so=16384".into(), ConfigError::BeyondStack(16384), ERANGE),
-            ("fn=f fo=1 func_offset=1".into(), ConfigError::DuplicateKey("func_offset"), EINVAL),
+            (
+                "fn=f so=4 wl=8".into(),
+                ConfigError::Misaligned {
+                    sp_offset: 4,
+                    watch_len: 8,
+                },
+                EINVAL,
+            ),
+            (
+                "fn=f so=16384".into(),
+                ConfigError::BeyondStack(16384),
+                ERANGE,
+            ),
+            (
+                "fn=f fo=1 func_offset=1".into(),
+                ConfigError::DuplicateKey("func_offset"),
+                EINVAL,
+            ),
             ("fn=f ac=1 so=8".into(), ConfigError::CanaryConflict, EINVAL),
             ("fn=f ac=1 wl=8".into(), ConfigError::CanaryConflict, EINVAL),
             ("fn=f mw=5".into(), ConfigError::TooManyWatch(5), ERANGE),
-            ("fn=f ph=2".into(), ConfigError::NotBool("panic_hit", 2), EINVAL),
-            ("fn=bad-name".into(), ConfigError::BadName("bad-name".into()), EINVAL),
-            (format!("fn={long_name}"), ConfigError::NameTooLong(70), ENAMETOOLONG),
+            (
+                "fn=f ph=2".into(),
+                ConfigError::NotBool("panic_hit", 2),
+                EINVAL,
+            ),
+            (
+                "fn=bad-name".into(),
+                ConfigError::BadName("bad-name".into()),
+                EINVAL,
+            ),
+            (
+                format!("fn={long_name}"),
+                ConfigError::NameTooLong(70),
+                ENAMETOOLONG,
+            ),
             ("fo=1 dp=2".into(), ConfigError::MissingName, EINVAL),
-            (format!("fn=f {}", "dp=1 ".repeat(30)), ConfigError::TooLong(154), E2BIG),
+            (
+                format!("fn=f {}", "dp=1 ".repeat(30)),
+                ConfigError::TooLong(154),
+                E2BIG,
+            ),
             ("victim".into(), ConfigError::MissingOffset, EINVAL),
             ("+0x10".into(), ConfigError::EmptyName, EINVAL),
             ("v+1+2+3".into(), ConfigError::TooManyPlus, EINVAL),
             ("v+1 8".into(), ConfigError::NotPair("8".into()), EINVAL),
             ("v+1 8:3".into(), ConfigError::BadLength(3), EINVAL),
-            ("v+1 0:8 extra".into(), ConfigError::TooManyFields("extra".into()), EINVAL),
-            ("v+x".into(), ConfigError::BadNumber("func_offset", "x".into()), EINVAL),
-            ("v++3".into(), ConfigError::EmptyValue("func_offset"), EINVAL),
+            (
+                "v+1 0:8 extra".into(),
+                ConfigError::TooManyFields("extra".into()),
+                EINVAL,
+            ),
+            (
+                "v+x".into(),
+                ConfigError::BadNumber("func_offset", "x".into()),
+                EINVAL,
+            ),
+            (
+                "v++3".into(),
+                ConfigError::EmptyValue("func_offset"),
+                EINVAL,
+            ),
         ];
         assert!(cases.len() >= 20);
         for (s, want, errno) in cases {
@@ -532,10 +646,24 @@ mod tests {
         ] {
             let c = ok(s);
             let kv = ok(&c.to_key_value());
-            assert_eq!(WatchConfig { grammar: c.grammar, ..kv }, c, "{s}");
+            assert_eq!(
+                WatchConfig {
+                    grammar: c.grammar,
+                    ..kv
+                },
+                c,
+                "{s}"
+            );
             if let Some(p) = c.to_positional() {
                 let pc = ok(&p);
-                assert_eq!(WatchConfig { grammar: c.grammar, ..pc }, c, "{s}");
+                assert_eq!(
+                    WatchConfig {
+                        grammar: c.grammar,
+                        ..pc
+                    },
+                    c,
+                    "{s}"
+                );
             } else {
                 assert!(c.max_watch != 0 || c.panic_hit);
             }

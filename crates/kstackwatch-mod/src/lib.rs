@@ -16,5 +16,5 @@
 pub mod config;
 pub mod record;
 
-pub use config::{parse, ConfigError, Grammar, WatchConfig};
+pub use config::{ConfigError, Grammar, WatchConfig, parse};
 pub use record::{Catch, CatchLog, Regs};

@@ -27,13 +27,57 @@ macro_rules! fields {
 
 fn rust_layout() -> BTreeMap<String, (usize, usize)> {
     let mut m = BTreeMap::new();
-    fields!(m, "ksw_regs", Regs, [r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx,
-        si, di, orig_ax, ip, cs, flags, sp, ss]);
-    fields!(m, "ksw_catch", Catch, [seq, timestamp_ns, cpu, flags, func_name, func_offset,
-        sp_offset, watch_len, depth, watch_addr, armed_sp, old_value, new_value, victim_task,
-        writer_task, victim_pid, writer_pid, victim_comm, writer_comm, config, regs]);
-    fields!(m, "ksw_catch_log", CatchLog, [magic, version, header_size, record_size,
-        nr_records, total, records]);
+    fields!(
+        m,
+        "ksw_regs",
+        Regs,
+        [
+            r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs,
+            flags, sp, ss
+        ]
+    );
+    fields!(
+        m,
+        "ksw_catch",
+        Catch,
+        [
+            seq,
+            timestamp_ns,
+            cpu,
+            flags,
+            func_name,
+            func_offset,
+            sp_offset,
+            watch_len,
+            depth,
+            watch_addr,
+            armed_sp,
+            old_value,
+            new_value,
+            victim_task,
+            writer_task,
+            victim_pid,
+            writer_pid,
+            victim_comm,
+            writer_comm,
+            config,
+            regs
+        ]
+    );
+    fields!(
+        m,
+        "ksw_catch_log",
+        CatchLog,
+        [
+            magic,
+            version,
+            header_size,
+            record_size,
+            nr_records,
+            total,
+            records
+        ]
+    );
     m.insert("CONST.MAGIC".into(), (0, record::MAGIC as usize));
     m.insert("CONST.VERSION".into(), (0, record::VERSION as usize));
     m.insert("CONST.RING".into(), (0, record::RING));
@@ -101,7 +145,11 @@ fn c_layout() -> BTreeMap<String, (usize, usize)> {
         .arg(&src)
         .output()
         .expect("gcc must be installed to check the record layout");
-    assert!(out.status.success(), "gcc failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gcc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(&bin).output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout)
@@ -109,7 +157,10 @@ fn c_layout() -> BTreeMap<String, (usize, usize)> {
         .lines()
         .map(|l| {
             let v: Vec<&str> = l.split_whitespace().collect();
-            (v[0].to_string(), (v[1].parse().unwrap(), v[2].parse().unwrap()))
+            (
+                v[0].to_string(),
+                (v[1].parse().unwrap(), v[2].parse().unwrap()),
+            )
         })
         .collect()
 }
@@ -120,7 +171,11 @@ fn c_header_and_rust_mirror_agree() {
     let rust = rust_layout();
     assert_eq!(c.len(), rust.len(), "the two sides list different fields");
     for (name, want) in &c {
-        assert_eq!(rust.get(name), Some(want), "{name}: C says (offset, size) = {want:?}");
+        assert_eq!(
+            rust.get(name),
+            Some(want),
+            "{name}: C says (offset, size) = {want:?}"
+        );
     }
 }
 

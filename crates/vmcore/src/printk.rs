@@ -169,7 +169,9 @@ pub fn read_log(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Vec<LogReco
     }
     // Real rings are a few MiB; bound what damaged input can make us read.
     if count * (l.desc_size + l.info_size) > 1 << 28 {
-        return Err(Error::Corrupt(format!("printk descriptor ring of {count} entries")));
+        return Err(Error::Corrupt(format!(
+            "printk descriptor ring of {count} entries"
+        )));
     }
     let descs = mem.read_vec(VirtAddr(descs_at), (count * l.desc_size) as usize)?;
     let infos = mem.read_vec(VirtAddr(infos_at), (count * l.info_size) as usize)?;

@@ -138,7 +138,12 @@ impl DumpSummary {
                 .map(|o| format!("{o:#x}")),
             phys_base: info
                 .and_then(|i| i.number("phys_base"))
-                .map(|p| format!("{:#x}", p as u64)),
+                // Signed, as the kernel prints it: KASLR may load the
+                // kernel below its link address.
+                .map(|p| match p {
+                    p if p < 0 => format!("-{:#x}", p.unsigned_abs()),
+                    p => format!("{p:#x}"),
+                }),
             page_table_levels: info.map(|i| i.page_table_levels()),
             page_table_root: dump.page_table_walker().ok().map(|w| w.top().to_string()),
             direct_map_base: dump
