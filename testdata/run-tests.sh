@@ -16,6 +16,8 @@ step "drgn oracle"
 python3 testdata/pipeline oracle
 step "checkpatch.pl for the kernel module's style test"
 python3 testdata/pipeline checkpatch
+step "Rust formatting"
+cargo fmt --all -- --check
 step "Rust tests"
 cargo test --workspace --locked
 step "fixture tests"
