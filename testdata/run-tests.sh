@@ -8,9 +8,14 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# One knob moves everything the tests make or fetch.
+export KSW_CACHE="${KSW_CACHE:-$HOME/.cache/ksw}"
+export KSW_FIXTURES="${KSW_FIXTURES:-$KSW_CACHE/fixtures}"
+export KSW_DRGN_PYTHON="${KSW_DRGN_PYTHON:-$KSW_CACHE/drgn-venv/bin/python}"
+
 step "host packages"
 python3 testdata/pipeline deps
-step "fixtures (cached under ${KSW_CACHE:-~/.cache/ksw})"
+step "fixtures (cached under $KSW_CACHE)"
 python3 testdata/pipeline all
 step "drgn oracle"
 python3 testdata/pipeline oracle
