@@ -443,22 +443,7 @@ impl<'f> ElfImage<'f> {
 
     /// S + A for the relocation types DWARF uses; `None` for others.
     fn relocation_value(&self, rela: &elf::Rela64<LE>) -> Option<u64> {
-        let kind = rela.r_type(LE, false);
-        if !matches!(
-            kind,
-            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
-        ) {
-            return None;
-        }
-        let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
-        let value = self
-            .symbol_address(sym)
-            .wrapping_add(rela.r_addend(LE) as u64);
-        Some(if kind == elf::R_X86_64_64 {
-            value
-        } else {
-            value & 0xffff_ffff
-        })
+        dwarf_relocation(rela, self.symbols, |sym| self.symbol_address(sym))
     }
 
     /// The GNU build ID, from the `.note.gnu.build-id` or `.notes` section.
@@ -524,22 +509,32 @@ impl InPlaceRelocations<'_> {
             .entries
             .binary_search_by_key(&offset, |r| r.r_offset(LE))
             .ok()?;
-        let rela = &self.entries[index];
-        let kind = rela.r_type(LE, false);
-        if !matches!(
-            kind,
-            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
-        ) {
-            return None;
-        }
-        let sym = self.symbols.get(rela.r_sym(LE, false) as usize)?;
-        let value = sym.st_value(LE).wrapping_add(rela.r_addend(LE) as u64);
-        Some(if kind == elf::R_X86_64_64 {
-            value
-        } else {
-            value & 0xffff_ffff
-        })
+        dwarf_relocation(&self.entries[index], self.symbols, |sym| sym.st_value(LE))
     }
+}
+
+/// S + A for the relocation types DWARF uses, truncated for the 32-bit
+/// kinds; `None` for other kinds or a symbol index out of range. `address`
+/// gives S: the symbol's value as the caller places it.
+fn dwarf_relocation(
+    rela: &elf::Rela64<LE>,
+    symbols: &[elf::Sym64<LE>],
+    address: impl Fn(&elf::Sym64<LE>) -> u64,
+) -> Option<u64> {
+    let kind = rela.r_type(LE, false);
+    if !matches!(
+        kind,
+        elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
+    ) {
+        return None;
+    }
+    let sym = symbols.get(rela.r_sym(LE, false) as usize)?;
+    let value = address(sym).wrapping_add(rela.r_addend(LE) as u64);
+    Some(if kind == elf::R_X86_64_64 {
+        value
+    } else {
+        value & 0xffff_ffff
+    })
 }
 
 impl RelocationView<'_> {
