@@ -190,19 +190,7 @@ fn kbuild_module_matches_gdb() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kswfix.c");
     std::fs::copy(&source, dir.path().join("kswfix.c")).expect("copy module source");
     std::fs::write(dir.path().join("Kbuild"), "obj-m := kswfix.o\n").expect("Kbuild");
-    let out = std::process::Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(&headers)
-        .arg(format!("M={}", dir.path().display()))
-        .arg("modules")
-        .output()
-        .expect("make");
-    assert!(
-        out.status.success(),
-        "module build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::build_kbuild_module(&headers, dir.path());
     let path = dir.path().join("kswfix.ko");
     let file = locate::open(&path).expect("open module");
     let image = ElfImage::parse(&file).expect("parse module");

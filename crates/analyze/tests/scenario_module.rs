@@ -70,19 +70,7 @@ fn module_for(fixture: &Path, series: &str) -> Option<(PathBuf, Option<tempfile:
             std::fs::copy(entry.path(), dir.path().join(&*name)).expect("copy module source");
         }
     }
-    let out = std::process::Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(&headers)
-        .arg(format!("M={}", dir.path().display()))
-        .arg("modules")
-        .output()
-        .expect("make");
-    assert!(
-        out.status.success(),
-        "module build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::build_kbuild_module(&headers, dir.path());
     Some((dir.path().join("kstackwatch_test.ko"), Some(dir)))
 }
 

@@ -57,6 +57,24 @@ pub fn release_of(vmlinux: &Path) -> String {
         .to_string()
 }
 
+/// Build the out-of-tree module sources in `dir` against a kernel's
+/// headers with Kbuild (`make -C HEADERS M=DIR modules`).
+pub fn build_kbuild_module(headers: &Path, dir: &Path) {
+    let out = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(headers)
+        .arg(format!("M={}", dir.display()))
+        .arg("modules")
+        .output()
+        .expect("make");
+    assert!(
+        out.status.success(),
+        "module build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
     Command::new(program).arg("--version").output().is_ok()
