@@ -14,6 +14,7 @@ work/SERIES/RUN/.
 """
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,10 @@ def main():
     r.add_argument("name")
     r.add_argument("--kernel", default="6.1", choices=sorted(kernels.PINS))
     r.add_argument("--force", action="store_true")
+    sr = sub.add_parser("stress-rate", help="boot every stress variant N times "
+                        "and count the failures (measurement, not a test)")
+    sr.add_argument("--kernel", default="6.12", choices=sorted(kernels.PINS))
+    sr.add_argument("--boots", type=int, default=30)
     k = sub.add_parser("kernel", help="fetch and unpack a kernel series")
     k.add_argument("series", choices=sorted(kernels.PINS))
     sub.add_parser("deps", help="install the host packages the pipeline uses")
@@ -116,6 +121,10 @@ def main():
             return 0
         if args.cmd == "kernel":
             print(kernels.fetch(args.series))
+            return 0
+        if args.cmd == "stress-rate":
+            summary = scenarios.stress_rate(args.kernel, args.boots)
+            print(json.dumps(summary, indent=1))
             return 0
         if args.cmd == "run":
             runs = [x for x in scenarios.standard_runs(args.kernel)

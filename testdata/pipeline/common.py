@@ -1,6 +1,7 @@
 """Shared plumbing of the fixture pipeline: paths, logging, subprocesses."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,16 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("KSW_CACHE", Path.home() / ".cache" / "ksw"))
 
 _T0 = time.monotonic()
+
+# What a kernel prints when something went wrong in it: any such line in a
+# guest's console or dmesg fails the run's test unless the scenario expects
+# it by name.
+SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection|double fault|int3:")
+
+
+def splats(text):
+    """The lines of `text` that report a kernel splat."""
+    return [line for line in text.splitlines() if SPLAT.search(line)]
 
 
 class StepError(Exception):
@@ -55,8 +66,9 @@ def host_packages():
     need_tools(
         ["qemu-system-x86_64", "/bin/busybox", "kexec", "makedumpfile", "cpio",
          "debugfs", "mke2fs", "xz", "zstd", "gcc", "make", "bc", "flex", "bison",
-         "gdb", "objdump", "pahole"],
+         "gdb", "objdump", "pahole", "capsh"],
         ["qemu-system-x86", "busybox-static", "kexec-tools", "makedumpfile",
          "cpio", "e2fsprogs", "xz-utils", "zstd", "gcc", "make", "bc", "flex",
-         "bison", "libelf-dev", "dwarves", "python3-venv", "gdb", "binutils"],
+         "bison", "libelf-dev", "dwarves", "python3-venv", "gdb", "binutils",
+         "libcap2-bin"],
     )

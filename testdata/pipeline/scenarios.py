@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import kernels
-from common import CACHE, REPO, StepError, log, run
+from common import CACHE, REPO, StepError, log, run, splats
 from initramfs import Initramfs
 from qemu import Guest, qemu_dumps
 
@@ -63,10 +63,7 @@ class Run:
     project_modules: bool = False  # build and ship crates/kstackwatch-mod/module
     binaries: list = field(default_factory=list)  # host paths to ship in /ksw/bin
     timeout: int = 300
-    # Runs that TCG itself sometimes crashes (seen on 6.12 under heavy
-    # multi-vCPU load, even before any project module is loaded) get a
-    # second boot; the manifest records which attempt made the fixture.
-    attempts: int = 1
+    append: str = ""              # more kernel command line
 
 
 def standard_runs(series):
@@ -85,17 +82,39 @@ def kstackwatch_runs(series):
     """kstackwatch.ko through its scenarios (testdata/scenarios/kstackwatch*.sh)."""
     return [
         Run("kstackwatch", "kstackwatch", mode="none", project_modules=True,
-            timeout=600),
+            timeout=600, binaries=["/sbin/capsh"]),
         Run("kstackwatch-panic", "kstackwatch-panic", project_modules=True),
         Run("kstackwatch-panic-qemu", "kstackwatch-panic", mode="qemu",
             project_modules=True),
-        Run("kstackwatch-stress", "kstackwatch-stress", mode="none", cpus=4,
-            mem="1G", project_modules=True, timeout=400, attempts=2),
+        Run("kstackwatch-panic-irqoff", "kstackwatch-panic", mode="qemu",
+            project_modules=True),
+        stress_run("kstackwatch-stress"),
         Run("kstackwatch-bench", "kstackwatch-bench", mode="none",
             project_modules=True),
         Run("kstackwatch-bench-4cpu", "kstackwatch-bench", mode="none", cpus=4,
             project_modules=True),
+        Run("kstackwatch-lockdown", "kstackwatch-lockdown", mode="none",
+            project_modules=True),
+        Run("kstackwatch-lockdown-boot", "kstackwatch-lockdown", mode="none",
+            project_modules=True, append="lockdown=integrity"),
     ]
+
+
+# What `pipeline stress-rate` boots again and again: the stress script's
+# variants (testdata/scenarios/kstackwatch-stress.sh; "kstackwatch-stress"
+# is also a fixture) and two reproductions without kstackwatch of what TCG
+# does to the guest (testdata/scenarios/tcg-*.sh).
+STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",
+                   "kstackwatch-stress-exitwindow", "tcg-irqentry", "tcg-ftrace")
+
+
+def stress_run(name):
+    if name.startswith("tcg-"):
+        return Run(name, name, mode="none", cpus=4, mem="1G",
+                   project_modules=True, timeout=200)
+    # a log buffer large enough that no report is lost between two copies
+    return Run(name, "kstackwatch-stress", mode="none", cpus=4, mem="1G",
+               project_modules=True, timeout=400, append="log_buf_len=16M")
 
 
 def _hash_inputs(kernel, r, extra_files):
@@ -155,23 +174,11 @@ def execute(series, r, force=False):
         if json.loads(manifest.read_text()).get("inputs") == digest:
             log(f"{step}: cached")
             return final
-    for attempt in range(1, r.attempts + 1):
-        try:
-            return _attempt(kernel, r, step, digest, final, attempt)
-        except StepError as e:
-            if attempt == r.attempts:
-                raise
-            # Keep the failed attempt's console for a look, then retry.
-            console = CACHE / "work" / series / r.name / "console.log"
-            kept = console.parent.with_name(f"{r.name}.console.attempt{attempt}.log")
-            log(f"{step}: attempt {attempt} failed ({str(e).splitlines()[0]}); "
-                f"retrying; its console log is kept as {kept}")
-            if console.exists():
-                shutil.copy(console, kept)
-    raise AssertionError("unreachable")
+    return boot(kernel, r, step, digest, final)
 
 
-def _attempt(kernel, r, step, digest, final, attempt):
+def boot(kernel, r, step, digest, final):
+    """Boot run `r` once and move its results to `final`."""
     series = kernel.series
     t0 = time.monotonic()
     work = CACHE / "work" / series / r.name
@@ -215,7 +222,7 @@ def _attempt(kernel, r, step, digest, final, attempt):
     run(["truncate", "-s", "3G", disk], step)
     run(["mke2fs", "-q", "-t", "ext4", "-F", disk], step)
 
-    append = f"console=ttyS0 loglevel=7 earlyprintk=serial"
+    append = f"console=ttyS0 loglevel=7 earlyprintk=serial {r.append}".rstrip()
     if r.mode == "kdump":
         append += " crashkernel=192M panic=-1"
     elif r.mode == "qemu":
@@ -284,7 +291,7 @@ def _attempt(kernel, r, step, digest, final, attempt):
         "vmlinux": str(kernel.vmlinux), "system_map": str(kernel.system_map),
         "run": asdict(r), "panic_message": m.group(1) if m else None,
         "dumps": dumps, "seconds": round(time.monotonic() - t0, 1),
-        "inputs": digest, "attempt": attempt,
+        "inputs": digest,
     }
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
@@ -294,3 +301,45 @@ def _attempt(kernel, r, step, digest, final, attempt):
     sizes = ", ".join(f"{n} {d['size'] / 1e6:.1f} MB" for n, d in dumps.items())
     log(f"{step}: done in {info['seconds']}s{': ' + sizes if sizes else ''}")
     return final
+
+
+def stress_rate(series, boots):
+    """Boot each stress variant `boots` times, round robin so that host load
+    weighs on all alike, and count the boots that fail: no finish, or a
+    splat on the console or in a phase's dmesg. Writes a JSON report under
+    CACHE/stress-rate/SERIES and keeps the failures' logs there."""
+    kernel = kernels.Kernel(series)
+    out = CACHE / "stress-rate" / series
+    out.mkdir(parents=True, exist_ok=True)
+    report_file = out / "report.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    for i in range(boots):
+        for name in STRESS_VARIANTS:
+            r = stress_run(name)
+            step = f"{series}/{name} boot {i + 1}/{boots}"
+            final = CACHE / "work" / series / f"{name}.rate"
+            entry = {"outcome": "pass"}
+            try:
+                boot(kernel, r, step, "stress-rate", final)
+                texts = [p.read_text(errors="replace")
+                         for p in [final / "console.log", *final.glob("phase-*.dmesg")]]
+                bad = [line for t in texts for line in splats(t)]
+                if bad:
+                    entry = {"outcome": "splat", "first": bad[0].strip()}
+            except StepError as e:
+                entry = {"outcome": "fail", "first": str(e).splitlines()[0]}
+                final = CACHE / "work" / series / name
+            if entry["outcome"] != "pass":
+                n = sum(1 for e in report.get(name, []) if e["outcome"] != "pass")
+                keep = out / f"{name}.failure{n + 1}.console.log"
+                for c in (final / "console.log", final.parent / name / "console.log"):
+                    if c.exists():
+                        shutil.copy(c, keep)
+                        entry["console"] = str(keep)
+                        break
+            report.setdefault(name, []).append(entry)
+            report_file.write_text(json.dumps(report, indent=1) + "\n")
+            log(f"{step}: {entry['outcome']} {entry.get('first', '')}")
+    summary = {name: {"boots": len(v), "failures": sum(e["outcome"] != "pass" for e in v)}
+               for name, v in report.items()}
+    return summary

@@ -21,21 +21,30 @@ ksw_set() {
 	(echo "$1" > /proc/kstackwatch) 2>&1 | sed 's/.*write error: //'
 }
 
-# ksw_case NAME CONFIG TRIGGER: arm CONFIG, run TRIGGER, keep dmesg/state
+# ksw_case NAME CONFIG TRIGGER [TRIGGER...]: arm CONFIG, run each TRIGGER
+# (the state after trigger K < last is kept as NAME.stateK), keep dmesg and
+# the final state
 ksw_case() {
 	d="$OUT/cases"
-	echo "ksw-case: $1 config '$2' trigger '$3'"
+	name=$1
+	echo "ksw-case: $name config '$2' trigger '$3'"
 	dmesg -c > /dev/null
 	err=$(ksw_set "$2")
-	echo "$2" > "$d/$1.config"
-	echo "$3" > "$d/$1.trigger"
-	echo "config_error: $err" > "$d/$1.status"
-	echo "$3" > /proc/kstackwatch_test
-	echo "trigger_rc: $?" >> "$d/$1.status"
-	cat /proc/kstackwatch > "$d/$1.state"
+	echo "$2" > "$d/$name.config"
+	echo "$3" > "$d/$name.trigger"
+	echo "config_error: $err" > "$d/$name.status"
+	shift 2
+	k=1
+	for t in "$@"; do
+		echo "$t" > /proc/kstackwatch_test
+		echo "trigger_rc: $?" >> "$d/$name.status"
+		[ $k = $# ] || cat /proc/kstackwatch > "$d/$name.state$k"
+		k=$((k + 1))
+	done
+	cat /proc/kstackwatch > "$d/$name.state"
 	echo > /proc/kstackwatch
-	cat /proc/kstackwatch > "$d/$1.after"
-	dmesg -c > "$d/$1.dmesg"
+	cat /proc/kstackwatch > "$d/$name.after"
+	dmesg -c > "$d/$name.dmesg"
 	sync
 }
 

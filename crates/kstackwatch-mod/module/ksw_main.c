@@ -129,12 +129,16 @@ static int __init ksw_init(void)
 	ret = ksw_hotplug_init();
 	if (ret)
 		return ret;
-	ret = ksw_proc_init();
+	ret = ksw_task_exit_init();
 	if (ret)
 		goto err_hotplug;
-	pr_info("module loaded (exit hook %s, catch log at 0x%lx)\n",
-		ksw_probe_exit_hook(), (unsigned long)&ksw_catch_log);
+	ret = ksw_proc_init();
+	if (ret)
+		goto err_task_exit;
+	pr_info("module loaded (exit hook %s)\n", ksw_probe_exit_hook());
 	return 0;
+err_task_exit:
+	ksw_task_exit_exit();
 err_hotplug:
 	ksw_hotplug_exit();
 	return ret;
@@ -143,6 +147,7 @@ err_hotplug:
 static void __exit ksw_exit(void)
 {
 	ksw_proc_exit();
+	ksw_task_exit_exit();
 	ksw_hotplug_exit();
 	pr_info("module unloaded\n");
 }

@@ -8,6 +8,12 @@
  * real activations: an inner activation that returns before reaching the
  * offset no longer disarms the outer one (an upstream bug).  The exit of
  * the activation that armed disarms.
+ *
+ * Only activations in task context are watched.  An interrupt (IRQ,
+ * softirq, NMI) that runs the function shares current with the task it
+ * interrupted, so counting it would tear that task's depth; and it runs
+ * on an IRQ stack, which is not the task's stack that the watch is about.
+ * Such activations are counted in not_in_task and otherwise ignored.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -21,6 +27,9 @@
 
 #define KSW_MAXACTIVE	1024
 
+/* Set while this CPU runs the exit hook: its writes are not catches. */
+DEFINE_PER_CPU(int, ksw_in_exit_handler);
+
 static struct kprobe ksw_kp;
 static bool ksw_kp_registered;
 static bool ksw_exit_registered;
@@ -31,14 +40,33 @@ static void ksw_account(atomic64_t *ns, atomic64_t *calls, u64 t0)
 	atomic64_inc(calls);
 }
 
+/*
+ * Was the code that @kp interrupted running in task context?  A kprobe
+ * that is not ftrace-based fires from int3, and exc_int3() enters NMI
+ * context (nmi_enter() adds NMI_OFFSET + HARDIRQ_OFFSET) before any
+ * handler runs; that layer is the probe's, not the probed code's.
+ */
+static bool ksw_probed_in_task(const struct kprobe *kp)
+{
+	unsigned long pc = preempt_count();
+
+	if (!(kp->flags & KPROBE_FLAG_FTRACE) && in_nmi())
+		pc -= NMI_OFFSET + HARDIRQ_OFFSET;
+	return !(pc & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_OFFSET));
+}
+
 /* Function entry: one more live activation. */
-static bool ksw_func_entry(void)
+static bool ksw_func_entry(bool in_task_ctx)
 {
 	struct ksw_task_ctx *ctx;
 
 	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
 	if (!smp_load_acquire(&ksw.enabled))
 		return false;
+	if (!in_task_ctx) {
+		ksw_count(not_in_task);
+		return false;
+	}
 	ctx = ksw_task_get(current, true);
 	if (!ctx) {
 		ksw_count(missed_no_task);
@@ -66,6 +94,7 @@ static void ksw_func_exit(void)
 	ctx = ksw_task_get(current, false);
 	if (!ctx)
 		return;
+	this_cpu_inc(ksw_in_exit_handler);
 	ksw_count(exits);
 	if (ctx->depth > 0)
 		ctx->depth--;
@@ -79,6 +108,7 @@ static void ksw_func_exit(void)
 	}
 	if (!ctx->depth && !ctx->wp)
 		ksw_task_put(ctx);
+	this_cpu_dec(ksw_in_exit_handler);
 	if (disarmed)
 		ksw_account(&ksw.stats.disarm_ns, &ksw.stats.disarm_calls, t0);
 	else
@@ -86,6 +116,7 @@ static void ksw_func_exit(void)
 			    t0);
 }
 
+/* Does [addr, addr + len) lie on current's task stack? */
 static bool ksw_in_stack(unsigned long addr, unsigned long len)
 {
 	unsigned long lo = (unsigned long)task_stack_page(current);
@@ -94,7 +125,10 @@ static bool ksw_in_stack(unsigned long addr, unsigned long len)
 	       addr + len <= lo + THREAD_SIZE;
 }
 
-/* Find current->stack_canary above @sp, within the stack. */
+/*
+ * Find current->stack_canary above @sp.  The scan never leaves the task's
+ * stack: @sp is on it (checked by the caller), and it stops at its top.
+ */
 static int ksw_find_canary(unsigned long sp, unsigned long *addr)
 {
 #ifdef CONFIG_STACKPROTECTOR
@@ -120,6 +154,10 @@ static int ksw_watch_addr(unsigned long sp, unsigned long *addr)
 {
 	const struct ksw_config *cfg = &ksw.cfg;
 
+	if (!ksw_in_stack(sp, sizeof(long))) {
+		ksw_count(off_task_stack);
+		return -ERANGE;
+	}
 	if (cfg->canary) {
 		if (ksw_find_canary(sp, addr)) {
 			/* once per config: the counter is reset at start */
@@ -149,7 +187,7 @@ static unsigned long ksw_read_value(unsigned long addr, u16 len)
 	return v;
 }
 
-static bool ksw_try_arm(struct pt_regs *regs)
+static bool ksw_try_arm(struct kprobe *kp, struct pt_regs *regs)
 {
 	unsigned long sp = kernel_stack_pointer(regs), addr;
 	struct ksw_task_ctx *ctx;
@@ -158,6 +196,9 @@ static bool ksw_try_arm(struct pt_regs *regs)
 
 	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
 	if (!smp_load_acquire(&ksw.enabled))
+		return false;
+	/* the entry hook did not count this activation: nothing to arm */
+	if (!ksw_probed_in_task(kp))
 		return false;
 	ctx = ksw_task_get(current, false);
 	if (!ctx || ctx->depth <= 0)
@@ -194,7 +235,7 @@ static void ksw_post_handler(struct kprobe *p, struct pt_regs *regs,
 {
 	u64 t0 = local_clock();
 
-	if (ksw_try_arm(regs))
+	if (ksw_try_arm(p, regs))
 		ksw_account(&ksw.stats.arm_ns, &ksw.stats.arm_calls, t0);
 	else
 		ksw_account(&ksw.stats.noarm_ns, &ksw.stats.noarm_calls, t0);
@@ -215,7 +256,7 @@ static int ksw_fp_entry(struct fprobe *fp, unsigned long ip,
 			unsigned long ret_ip, struct ftrace_regs *fregs,
 			void *data)
 {
-	return ksw_func_entry() ? 0 : 1;
+	return ksw_func_entry(in_task()) ? 0 : 1;
 }
 
 static void ksw_fp_exit(struct fprobe *fp, unsigned long ip,
@@ -228,7 +269,7 @@ static void ksw_fp_exit(struct fprobe *fp, unsigned long ip,
 static int ksw_fp_entry(struct fprobe *fp, unsigned long ip,
 			unsigned long ret_ip, struct pt_regs *regs, void *data)
 {
-	return ksw_func_entry() ? 0 : 1;
+	return ksw_func_entry(in_task()) ? 0 : 1;
 }
 
 static void ksw_fp_exit(struct fprobe *fp, unsigned long ip,
@@ -263,7 +304,7 @@ static struct kretprobe ksw_rp;
 
 static int ksw_rp_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	return ksw_func_entry() ? 0 : 1;
+	return ksw_func_entry(ksw_probed_in_task(&ksw_rp.kp)) ? 0 : 1;
 }
 
 static int ksw_rp_exit(struct kretprobe_instance *ri, struct pt_regs *regs)

@@ -7,6 +7,16 @@
  * unusable exactly on the production machines it is meant for.  Mode 0600
  * and one opener at a time (a second open() gets -EBUSY).
  *
+ * Mode 0600 is not enough: uid 0 in a container without CAP_SYS_ADMIN
+ * could otherwise probe any kernel function, read stack values and
+ * registers, and panic the host with ph=1.  So open() wants CAP_SYS_ADMIN
+ * in the initial user namespace, and, since procfs would otherwise
+ * sidestep lockdown, it is refused where lockdown forbids what the module
+ * does for its opener: kprobes and reading kernel memory (the tracefs
+ * kprobe_events check) and kernel perf breakpoints (the perf check).
+ * Both are "confidentiality" reasons; "integrity" lockdown allows them,
+ * and there only a signed module loads at all.
+ *
  * write: a watch string (see ksw_config.c) replaces the active watch; an
  * empty write stops watching.  A new config for the same function and
  * offset keeps the probes (no text patching), anything else re-registers
@@ -18,16 +28,16 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
 #include <linux/mutex.h>
 #include <linux/proc_fs.h>
+#include <linux/security.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
 #include "ksw.h"
-
-#define KSW_WRITE_MAX	256
 
 static atomic_t ksw_proc_busy = ATOMIC_INIT(0);
 static struct proc_dir_entry *ksw_proc_entry;
@@ -75,6 +85,10 @@ static int ksw_proc_show(struct seq_file *m, void *v)
 	KSW_SHOW(m, loop_skips);
 	KSW_SHOW(m, canary_not_found);
 	KSW_SHOW(m, bad_address);
+	KSW_SHOW(m, not_in_task);
+	KSW_SHOW(m, off_task_stack);
+	KSW_SHOW(m, exit_disarms);
+	KSW_SHOW(m, ring_busy);
 	KSW_SHOW(m, retarget_failed);
 	KSW_SHOW(m, ipi_busy);
 	KSW_SHOW(m, entries);
@@ -91,10 +105,32 @@ static int ksw_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
+/* May the opener arm probes and watchpoints?  See the top of this file. */
+static int ksw_proc_permitted(void)
+{
+	int ret;
+
+	if (!capable(CAP_SYS_ADMIN)) {
+		pr_err_ratelimited("%s[%d] lacks CAP_SYS_ADMIN in the initial user namespace, refused\n",
+				   current->comm, task_pid_nr(current));
+		return -EPERM;
+	}
+	ret = security_locked_down(LOCKDOWN_KPROBES);
+	if (!ret)
+		ret = security_locked_down(LOCKDOWN_PERF);
+	if (ret)
+		pr_err_ratelimited("kernel lockdown forbids kprobes and kernel breakpoints, refused (%d)\n",
+				   ret);
+	return ret;
+}
+
 static int ksw_proc_open(struct inode *inode, struct file *file)
 {
 	int ret;
 
+	ret = ksw_proc_permitted();
+	if (ret)
+		return ret;
 	if (atomic_cmpxchg(&ksw_proc_busy, 0, 1))
 		return -EBUSY;
 	ret = single_open(file, ksw_proc_show, NULL);
@@ -119,7 +155,8 @@ static ssize_t ksw_proc_write(struct file *file, const char __user *ubuf,
 	ssize_t ret;
 
 	if (count >= KSW_WRITE_MAX) {
-		pr_err("config longer than %d bytes\n", KSW_CONFIG_MAX - 1);
+		pr_err("write of %zu bytes is longer than %d\n", count,
+		       KSW_WRITE_MAX - 1);
 		return -E2BIG;
 	}
 	buf = memdup_user_nul(ubuf, count);

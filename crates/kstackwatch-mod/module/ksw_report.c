@@ -3,10 +3,17 @@
  * kstackwatch: what happens when a watchpoint fires.
  *
  * Runs as the perf overflow handler from the #DB exception (NMI-like:
- * no locks, no allocation).  Hits from the return trampoline are ignored:
- * after the watched function returns, arch_rethook_trampoline builds a
- * pt_regs on the dead frame before the exit handler can disarm.  Other
- * hits are reported to dmesg and stored in the catch record ring.
+ * no locks, no allocation).  Hits from the exit path are ignored: after
+ * the watched function returns, arch_rethook_trampoline builds a pt_regs
+ * on the dead frame, and the rethook or kretprobe handlers, the retpoline
+ * thunks they call through, interrupt entry code and the exit hook itself
+ * run their frames there, before the exit hook can disarm.  Such a hit is
+ * a write by the victim task into the writer's own frame (only a dead
+ * frame can hold another function's frame), by a trampoline, or by code
+ * with a trampoline in its stack (the #DB's own perf and notifier frames
+ * take a dozen entries, so the trace is long), or while this CPU runs the
+ * exit hook.  Other hits are reported to dmesg and stored in the catch
+ * record ring.
  *
  * The panic, when asked for, is raised from an irq_work right after the
  * #DB returns rather than from the #DB itself: printk output from NMI-like
@@ -14,6 +21,8 @@
  * straight into kdump would leave the report out of the console log (it
  * would still be in the dump's printk buffer).  The writer task is the
  * one interrupted by the irq_work, so the dump still shows its stack.
+ * A writer running with IRQs off would hold the irq_work back, and keep
+ * running past the scene, so then the #DB panics itself.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -25,10 +34,11 @@
 #include <linux/stacktrace.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <asm/unwind.h>
 
 #include "ksw.h"
 
-#define KSW_TRACE_DEPTH	16
+#define KSW_TRACE_DEPTH	64
 
 struct ksw_catch_log ksw_catch_log = {
 	.magic = KSW_RECORD_MAGIC,
@@ -39,12 +49,17 @@ struct ksw_catch_log ksw_catch_log = {
 };
 
 static atomic64_t ksw_catch_seq = ATOMIC64_INIT(0);
+/* a writer owns a ring slot while it fills it */
+static atomic_t ksw_slot_busy[KSW_RECORD_RING];
+/* #DB does not nest on a CPU: DR7 is off while it is handled */
+static DEFINE_PER_CPU(struct ksw_catch, ksw_scratch);
+static DEFINE_PER_CPU(unsigned long [KSW_TRACE_DEPTH], ksw_trace);
 static unsigned long ksw_panic_ip;
+static char ksw_panic_msg[KSW_RECORD_FUNC_LEN + KSYM_SYMBOL_LEN];
 
 static void ksw_panic_work(struct irq_work *work)
 {
-	panic("kstackwatch: stack corruption caught, writer %ps\n",
-	      (void *)READ_ONCE(ksw_panic_ip));
+	panic("%s", ksw_panic_msg);
 }
 
 static struct irq_work ksw_panic_iw = IRQ_WORK_INIT_HARD(ksw_panic_work);
@@ -69,65 +84,115 @@ static unsigned long ksw_tramp_end[KSW_TRAMP_CACHE];
 static atomic_t ksw_tramp_slots = ATOMIC_INIT(0);
 static atomic_t ksw_tramp_valid = ATOMIC_INIT(0);
 
-static bool ksw_tramp_cached(unsigned long ip)
+/* The start of the cached trampoline around @ip, or 0. */
+static unsigned long ksw_tramp_cached(unsigned long ip)
 {
 	int i, n = atomic_read_acquire(&ksw_tramp_valid);
 
 	for (i = 0; i < n && i < KSW_TRAMP_CACHE; i++) {
 		if (ip >= ksw_tramp_start[i] && ip < ksw_tramp_end[i])
-			return true;
+			return ksw_tramp_start[i];
 	}
-	return false;
+	return 0;
 }
 
-/* Remember the function around @ip; @sym is "name+0xoff/0xsize ...". */
-static void ksw_tramp_remember(unsigned long ip, const char *sym)
+/*
+ * Remember the function around @ip; @sym is "name+0xoff/0xsize ...".
+ * Return: its start, or 0 if @sym does not say.
+ */
+static unsigned long ksw_tramp_remember(unsigned long ip, const char *sym)
 {
 	unsigned long off, size;
 	const char *p = strchr(sym, '+');
 	int slot;
 
 	if (!p || sscanf(p, "+%lx/%lx", &off, &size) != 2)
-		return;
+		return 0;
 	slot = atomic_inc_return(&ksw_tramp_slots) - 1;
-	if (slot >= KSW_TRAMP_CACHE)
-		return;
-	ksw_tramp_start[slot] = ip - off;
-	ksw_tramp_end[slot] = ip - off + size;
-	/* publish in order: a slot still being filled is not used yet */
-	atomic_cmpxchg_release(&ksw_tramp_valid, slot, slot + 1);
+	if (slot < KSW_TRAMP_CACHE) {
+		ksw_tramp_start[slot] = ip - off;
+		ksw_tramp_end[slot] = ip - off + size;
+		/* publish in order: a slot still being filled is not used yet */
+		atomic_cmpxchg_release(&ksw_tramp_valid, slot, slot + 1);
+	}
+	return ip - off;
 }
 
-static bool ksw_is_trampoline(unsigned long ip)
+/*
+ * Is @ip inside a return trampoline, past its first instruction?  A
+ * return address equal to a trampoline's start is the hijacked return of
+ * a probed function that is still running (the watched one among them),
+ * not a sign that the trampoline runs.
+ */
+static bool ksw_in_trampoline(unsigned long ip)
 {
 	char sym[KSYM_SYMBOL_LEN];
+	unsigned long start;
 	size_t len;
 	int i;
 
-	if (ksw_tramp_cached(ip))
-		return true;
+	start = ksw_tramp_cached(ip);
+	if (start)
+		return ip != start;
 	sprint_symbol(sym, ip);
 	for (i = 0; i < ARRAY_SIZE(ksw_trampolines); i++) {
 		len = strlen(ksw_trampolines[i]);
 		if (!strncmp(sym, ksw_trampolines[i], len) && sym[len] == '+') {
-			ksw_tramp_remember(ip, sym);
-			return true;
+			start = ksw_tramp_remember(ip, sym);
+			return start && ip != start;
 		}
 	}
 	return false;
 }
 
-/* Is the writer, or anything it was called from, a return trampoline? */
-static bool ksw_from_trampoline(struct pt_regs *regs)
+/*
+ * Is @addr in the frame of the function that wrote it?  The frame spans
+ * SP up to the caller's SP (the CFA), which the unwinder gives; where it
+ * cannot (retpoline thunks, entry code), at least the word at SP is the
+ * writer's own (a push, a call, a store to (%rsp)).  While the watched
+ * activation lives, no other function's frame overlaps it.
+ */
+static bool ksw_in_writer_frame(struct pt_regs *regs, unsigned long addr)
 {
-	unsigned long entries[KSW_TRACE_DEPTH];
+	unsigned long top = regs->sp + sizeof(long);
+	char sym[KSYM_SYMBOL_LEN];
+	struct unwind_state state;
+	size_t n;
+
+	if (addr < regs->sp)
+		return false;
+	/* from regs, unwind_start() already steps to the writer's caller */
+	unwind_start(&state, current, regs, NULL);
+	if (!unwind_done(&state) && state.sp == regs->sp)
+		unwind_next_frame(&state);
+	if (!unwind_done(&state) && state.sp > top &&
+	    state.sp - regs->sp < THREAD_SIZE)
+		top = state.sp;
+	if (addr >= top)
+		return false;
+	/* the watched function (or its .cold part) writing its own frame */
+	sprint_symbol(sym, regs->ip);
+	n = strlen(ksw.cfg.func_name);
+	return strncmp(sym, ksw.cfg.func_name, n) ||
+	       (sym[n] != '+' && sym[n] != '.');
+}
+
+/* Is the write part of the victim's return (see the top of this file)? */
+static bool ksw_from_exit_path(struct ksw_wp *wp, struct pt_regs *regs,
+			       unsigned long addr)
+{
+	unsigned long *entries = *this_cpu_ptr(&ksw_trace);
 	unsigned int n, i;
 
-	if (ksw_is_trampoline(regs->ip))
+	if (READ_ONCE(wp->victim) == current &&
+	    (this_cpu_read(ksw_in_exit_handler) ||
+	     ksw_in_writer_frame(regs, addr)))
 		return true;
-	n = stack_trace_save(entries, ARRAY_SIZE(entries), 0);
+	if (ksw_in_trampoline(regs->ip))
+		return true;
+	n = stack_trace_save(entries, KSW_TRACE_DEPTH, 0);
 	for (i = 0; i < n; i++) {
-		if (ksw_is_trampoline(entries[i]))
+		if (ksw_in_trampoline(entries[i]))
 			return true;
 	}
 	return false;
@@ -169,24 +234,16 @@ static void ksw_task_ident(struct task_struct *t, __s32 *pid, char *comm)
 	comm[KSW_RECORD_COMM_LEN - 1] = '\0';
 }
 
-/* Fill the next slot of the ring; the slot's seq is written last. */
-static struct ksw_catch *ksw_record(struct ksw_wp *wp, struct pt_regs *regs,
-				    unsigned long addr, u64 new_value,
-				    bool do_panic)
+/* Describe a catch in this CPU's scratch record. */
+static struct ksw_catch *ksw_describe(struct ksw_wp *wp, struct pt_regs *regs,
+				      unsigned long addr, u64 new_value,
+				      bool do_panic)
 {
 	const struct ksw_config *cfg = &ksw.cfg;
-	u64 seq = atomic64_inc_return(&ksw_catch_seq);
-	struct ksw_catch *rec;
+	struct ksw_catch *rec = this_cpu_ptr(&ksw_scratch);
 
-	rec = &ksw_catch_log.records[(seq - 1) % KSW_RECORD_RING];
-	WRITE_ONCE(rec->seq, 0);
-	/*
-	 * Seq 0 is visible before any field changes.  The reader is a crash
-	 * dump (kdump or QEMU) taken after the CPUs stopped; it pairs with
-	 * this by trusting only slots whose seq is non-zero.
-	 */
-	smp_wmb();
 	memset(rec, 0, sizeof(*rec));
+	rec->seq = atomic64_inc_return(&ksw_catch_seq);
 	rec->timestamp_ns = local_clock();
 	rec->cpu = smp_processor_id();
 	if (cfg->canary)
@@ -211,11 +268,52 @@ static struct ksw_catch *ksw_record(struct ksw_wp *wp, struct pt_regs *regs,
 		       &rec->victim_pid, rec->victim_comm);
 	ksw_task_ident(current, &rec->writer_pid, rec->writer_comm);
 	ksw_copy_regs(&rec->regs, regs);
+	return rec;
+}
+
+/*
+ * Store @rec in its slot of the ring, seq last.  Catch n and catch n + 16
+ * share a slot; if the older one is still being written, the newer one
+ * is only reported (ring_busy), never mixed into a torn record.
+ */
+static void ksw_store(const struct ksw_catch *rec)
+{
+	unsigned int i = (rec->seq - 1) % KSW_RECORD_RING;
+	struct ksw_catch *slot = &ksw_catch_log.records[i];
+
+	if (atomic_cmpxchg_acquire(&ksw_slot_busy[i], 0, 1)) {
+		ksw_count(ring_busy);
+		return;
+	}
+	WRITE_ONCE(slot->seq, 0);
+	/*
+	 * Seq 0 is visible before any field changes.  The reader is a crash
+	 * dump (kdump or QEMU) taken after the CPUs stopped; it pairs with
+	 * this by trusting only slots whose seq is non-zero.
+	 */
+	smp_wmb();
+	memcpy((char *)slot + sizeof(slot->seq),
+	       (const char *)rec + sizeof(rec->seq),
+	       sizeof(*slot) - sizeof(slot->seq));
 	/* every field is visible before seq; pairs with the dump reader */
 	smp_wmb();
-	WRITE_ONCE(rec->seq, seq);
-	WRITE_ONCE(ksw_catch_log.total, seq);
-	return rec;
+	WRITE_ONCE(slot->seq, rec->seq);
+	if (rec->seq > READ_ONCE(ksw_catch_log.total))
+		WRITE_ONCE(ksw_catch_log.total, rec->seq);
+	atomic_set_release(&ksw_slot_busy[i], 0);
+}
+
+static void ksw_panic(const struct pt_regs *regs)
+{
+	if (cmpxchg(&ksw_panic_ip, 0, regs->ip))
+		return;
+	snprintf(ksw_panic_msg, sizeof(ksw_panic_msg),
+		 "kstackwatch: stack corruption caught, writer %ps\n",
+		 (void *)regs->ip);
+	if (regs->flags & X86_EFLAGS_IF)
+		irq_work_queue(&ksw_panic_iw);
+	else
+		nmi_panic((struct pt_regs *)regs, ksw_panic_msg);
 }
 
 static void ksw_report(const struct ksw_catch *rec, struct pt_regs *regs)
@@ -268,7 +366,7 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 		return;
 	}
 	ksw_count(hits);
-	if (ksw_from_trampoline(regs)) {
+	if (ksw_from_exit_path(wp, regs, addr)) {
 		ksw_count(trampoline_filtered);
 		return;
 	}
@@ -277,10 +375,11 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 		new_value = 0;
 	ksw_count(catches);
 	do_panic = READ_ONCE(panic_on_catch) || ksw.cfg.panic_hit;
-	rec = ksw_record(wp, regs, addr, new_value, do_panic);
+	rec = ksw_describe(wp, regs, addr, new_value, do_panic);
+	ksw_store(rec);
 	ksw_report(rec, regs);
 	/* later writes report their own old value */
 	WRITE_ONCE(wp->old_value, new_value);
-	if (do_panic && !cmpxchg(&ksw_panic_ip, 0, regs->ip))
-		irq_work_queue(&ksw_panic_iw);
+	if (do_panic)
+		ksw_panic(regs);
 }

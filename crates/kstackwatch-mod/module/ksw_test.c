@@ -12,6 +12,19 @@
  *   overflow [clean]        another thread overflows a frame's buffer
  *   loop [clean]            the arming probe sits inside a loop
  *   bench [N]               N calls of a probed function, timed
+ *   exit die                a kthread dies inside the watched function
+ *   exit reuse              then a new task at its address is a victim
+ *   irq [N]                 N calls from a task while an hrtimer (hard
+ *                           IRQ) and a timer (softirq) call it too; clean
+ *   irqoff                  a writer on another CPU, the victim holding
+ *                           a spin_lock_irq()
+ *   exitpath                one clean call of a function whose whole
+ *                           frame the exit path overwrites
+ *   silent irqoff           silent, the writer keeping IRQs off after
+ *                           the write
+ *   irqentry [S]            no kstackwatch: for S seconds, a perf
+ *                           watchpoint on the stack words that interrupt
+ *                           entry pushes onto, then idle
  *
  * Reading the file lists, for every scenario, a kstackwatch config in
  * both grammars ("NAME kv CONFIG" and "NAME pos CONFIG").  The probe
@@ -25,6 +38,8 @@
 
 #include <linux/completion.h>
 #include <linux/delay.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/hrtimer.h>
 #include <linux/kthread.h>
 #include <linux/ktime.h>
 #include <linux/list.h>
@@ -32,10 +47,12 @@
 #include <linux/proc_fs.h>
 #include <linux/random.h>
 #include <linux/sched.h>
+#include <linux/sched/task_stack.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
+#include <linux/timer.h>
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 
@@ -74,6 +91,10 @@ enum ksw_scenario {
 	KSW_OVERFLOW,
 	KSW_LOOP,
 	KSW_BENCH,
+	KSW_EXIT,
+	KSW_IRQ,
+	KSW_IRQOFF,
+	KSW_EXITPATH,
 	KSW_NR_SCENARIOS,
 };
 
@@ -92,6 +113,7 @@ static bool ksw_calibrating;
 static unsigned int ksw_recursion_target = 3;
 static bool ksw_clean;
 static bool ksw_fatal;
+static bool ksw_irqoff;
 
 /* Record marker and slot offset during the calibration call. */
 static bool ksw_calibrate(enum ksw_scenario s, unsigned long sp,
@@ -297,7 +319,17 @@ static int silent_corruption_unwitting(void *arg)
 
 	wait_for_completion(&ksw_silent_go);
 	p = ksw_clean ? &ksw_dummy : READ_ONCE(ksw_stale_ptr);
+	if (!ksw_irqoff) {
+		WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+		complete(&ksw_silent_done);
+		return 0;
+	}
+	/* a panic on this catch must not wait for IRQs to come back */
+	local_irq_disable();
 	WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+	mdelay(2000);
+	local_irq_enable();
+	pr_info("silent: the writer enables IRQs again\n");
 	complete(&ksw_silent_done);
 	return 0;
 }
@@ -539,25 +571,358 @@ static void ksw_test_bench(unsigned int calls)
 		calls ? ns / calls : 0);
 }
 
+/* ---- exit: the victim dies inside the watched function ---- */
+
+static DECLARE_COMPLETION(ksw_exit_gone);
+static struct task_struct *ksw_exit_dead;
+
+static noinline __noipa void test_exit_victim(bool die)
+{
+	u64 local = KSW_TEST_VICTIM;
+	unsigned long sp, ip;
+
+	ksw_mark(&sp, &ip);
+	if (ksw_calibrate(KSW_EXIT, sp, ip, (unsigned long)&local))
+		return;
+	if (die) {
+		/* the exit hook never runs for this activation */
+		pr_info("exit: task 0x%lx dies, its local 0x%lx stays watched until exit\n",
+			(unsigned long)current, (unsigned long)&local);
+		kthread_complete_and_exit(&ksw_exit_gone, 0);
+	}
+	ksw_truth("exit", "test_exit_victim", &local, 0,
+		  "ksw_test_fire_writer");
+	ksw_test_fire_writer(&local);
+	ksw_verdict("exit", &local, KSW_TEST_VICTIM);
+}
+
+static bool ksw_exit_live_victim;
+
+static int ksw_exit_thread(void *arg)
+{
+	if (arg) {
+		test_exit_victim(true);
+		return 0;
+	}
+	if (READ_ONCE(ksw_exit_live_victim)) {
+		test_exit_victim(false);
+		complete(&ksw_exit_gone);
+	}
+	return 0;
+}
+
+/* The dying victim, then wait until its task_struct may be reused. */
+static void ksw_test_exit_die(void)
+{
+	struct task_struct *t;
+
+	reinit_completion(&ksw_exit_gone);
+	t = kthread_run(ksw_exit_thread, (void *)1L, "ksw_exit_victim");
+	if (IS_ERR(t))
+		return;
+	ksw_exit_dead = t;
+	wait_for_completion(&ksw_exit_gone);
+	msleep(20);
+	rcu_barrier();
+}
+
+/*
+ * A new victim at the dead task's address: before kstackwatch dropped a
+ * dead task's entry, the newcomer inherited its depth and was not
+ * watched.  Tasks at other addresses exit at once and are tried again.
+ */
+static void ksw_test_exit_reuse(void)
+{
+	struct task_struct *t = NULL;
+	bool same = false;
+	int tries;
+
+	reinit_completion(&ksw_exit_gone);
+	for (tries = 1; tries <= 50 && !same; tries++) {
+		t = kthread_create(ksw_exit_thread, NULL, "ksw_exit_victim");
+		if (IS_ERR(t))
+			return;
+		same = t == ksw_exit_dead;
+		WRITE_ONCE(ksw_exit_live_victim, same);
+		wake_up_process(t);
+		if (!same) {
+			msleep(20);
+			rcu_barrier();
+		}
+	}
+	pr_info("exit: new task 0x%lx, dead task 0x%lx, same=%d after %d tries\n",
+		(unsigned long)t, (unsigned long)ksw_exit_dead, same, tries - 1);
+	if (same)
+		wait_for_completion(&ksw_exit_gone);
+}
+
+/* ---- irq: one function, called from task, hard IRQ and softirq ---- */
+
+static atomic_t ksw_irq_calls[3];	/* task, hardirq, softirq */
+static atomic_t ksw_irq_foreign;	/* IRQ calls off the task's stack */
+static bool ksw_irq_running;
+static struct hrtimer ksw_irq_hrtimer;
+static struct timer_list ksw_irq_timer;
+
+static noinline __noipa int test_irq_victim(int ctx)
+{
+	char buf[32];
+	unsigned long sp, ip;
+	u64 *canary;
+	int i;
+
+	for (i = 0; i < sizeof(buf); i++)
+		WRITE_ONCE(buf[i], i + ctx);
+	ksw_mark(&sp, &ip);
+	canary = ksw_canary_slot(buf);
+	if (ksw_calibrate(KSW_IRQ, sp, ip, (unsigned long)canary))
+		return 0;
+	atomic_inc(&ksw_irq_calls[ctx]);
+	if (ctx && !object_is_on_stack(buf))
+		atomic_inc(&ksw_irq_foreign);
+	return READ_ONCE(buf[ctx]);
+}
+
+static enum hrtimer_restart ksw_irq_hrtimer_fn(struct hrtimer *t)
+{
+	if (!READ_ONCE(ksw_irq_running))
+		return HRTIMER_NORESTART;
+	test_irq_victim(1);
+	hrtimer_forward_now(t, ns_to_ktime(300 * NSEC_PER_USEC));
+	return HRTIMER_RESTART;
+}
+
+static void ksw_irq_timer_fn(struct timer_list *t)
+{
+	if (!READ_ONCE(ksw_irq_running))
+		return;
+	test_irq_victim(2);
+	mod_timer(t, jiffies + 1);
+}
+
+static void ksw_test_irq(unsigned int calls)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(ksw_irq_calls); i++)
+		atomic_set(&ksw_irq_calls[i], 0);
+	atomic_set(&ksw_irq_foreign, 0);
+	WRITE_ONCE(ksw_irq_running, true);
+	hrtimer_init(&ksw_irq_hrtimer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+	ksw_irq_hrtimer.function = ksw_irq_hrtimer_fn;
+	hrtimer_start(&ksw_irq_hrtimer, ns_to_ktime(300 * NSEC_PER_USEC),
+		      HRTIMER_MODE_REL_HARD);
+	timer_setup(&ksw_irq_timer, ksw_irq_timer_fn, 0);
+	mod_timer(&ksw_irq_timer, jiffies + 1);
+	for (i = 0; i < calls; i++) {
+		test_irq_victim(0);
+		usleep_range(500, 1000);
+	}
+	WRITE_ONCE(ksw_irq_running, false);
+	hrtimer_cancel(&ksw_irq_hrtimer);
+	del_timer_sync(&ksw_irq_timer);
+	pr_info("irq: task=%d hardirq=%d softirq=%d foreign_stack=%d\n",
+		atomic_read(&ksw_irq_calls[0]), atomic_read(&ksw_irq_calls[1]),
+		atomic_read(&ksw_irq_calls[2]), atomic_read(&ksw_irq_foreign));
+}
+
+/* ---- irqoff: a writer on another CPU, the victim's IRQs off ---- */
+
+static DEFINE_SPINLOCK(ksw_irqoff_lock);
+static u64 *ksw_irqoff_target;
+static bool ksw_irqoff_written;
+static DECLARE_COMPLETION(ksw_irqoff_done);
+
+/* Thread "irqoff_writer", on another CPU than the victim. */
+static int test_irqoff_writer(void *arg)
+{
+	unsigned long until = jiffies + 10 * HZ;
+	u64 *p;
+
+	while (!(p = READ_ONCE(ksw_irqoff_target)) &&
+	       time_before(jiffies, until))
+		cpu_relax();
+	if (p) {
+		/* the arming IPI has long landed on this CPU by now */
+		mdelay(50);
+		WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+		WRITE_ONCE(ksw_irqoff_written, true);
+	}
+	complete(&ksw_irqoff_done);
+	return 0;
+}
+
+static noinline __noipa void test_irqoff_victim(void)
+{
+	u64 local = KSW_TEST_VICTIM;
+	unsigned long sp, ip;
+	u64 t0;
+
+	spin_lock_irq(&ksw_irqoff_lock);
+	ksw_mark(&sp, &ip);
+	if (ksw_calibrate(KSW_IRQOFF, sp, ip, (unsigned long)&local)) {
+		spin_unlock_irq(&ksw_irqoff_lock);
+		return;
+	}
+	ksw_truth("irqoff", "test_irqoff_victim", &local, 0,
+		  "test_irqoff_writer");
+	WRITE_ONCE(ksw_irqoff_target, &local);
+	t0 = ktime_get_ns();
+	while (!READ_ONCE(ksw_irqoff_written) &&
+	       ktime_get_ns() - t0 < 5 * NSEC_PER_SEC)
+		cpu_relax();
+	WRITE_ONCE(ksw_irqoff_target, NULL);
+	spin_unlock_irq(&ksw_irqoff_lock);
+	ksw_verdict("irqoff", &local, KSW_TEST_VICTIM);
+}
+
+static int ksw_irqoff_thread(void *arg)
+{
+	test_irqoff_victim();
+	return 0;
+}
+
+static void ksw_test_irqoff(void)
+{
+	struct task_struct *victim, *writer;
+
+	if (num_online_cpus() < 2) {
+		pr_err("irqoff scenario: needs two CPUs\n");
+		return;
+	}
+	WRITE_ONCE(ksw_irqoff_target, NULL);
+	WRITE_ONCE(ksw_irqoff_written, false);
+	reinit_completion(&ksw_irqoff_done);
+	victim = kthread_create(ksw_irqoff_thread, NULL, "irqoff_victim");
+	if (IS_ERR(victim))
+		return;
+	writer = kthread_create(test_irqoff_writer, NULL, "irqoff_writer");
+	if (IS_ERR(writer)) {
+		kthread_stop(victim);
+		return;
+	}
+	kthread_bind(victim, cpumask_first(cpu_online_mask));
+	kthread_bind(writer, cpumask_next(cpumask_first(cpu_online_mask),
+					  cpu_online_mask));
+	wake_up_process(writer);
+	wake_up_process(victim);
+	wait_for_completion(&ksw_irqoff_done);
+	msleep(100);
+}
+
+/* ---- exitpath: the frame the return path writes over ---- */
+
+static unsigned long ksw_exitpath_sp;	/* SP at the victim's marker */
+static unsigned long ksw_exitpath_span;	/* from there to the return address */
+
+static noinline __noipa void test_exitpath_victim(void)
+{
+	u64 frame[KSW_TEST_DEEP_WORDS];
+	unsigned long sp, ip;
+
+	frame[0] = KSW_TEST_VICTIM;
+	ksw_mark(&sp, &ip);
+	if (ksw_calibrate(KSW_EXITPATH, sp, ip, (unsigned long)&frame[0])) {
+		ksw_exitpath_sp = sp;
+		return;
+	}
+	READ_ONCE(frame[0]);
+}
+
+/*
+ * The caller's SP at the call: the return address lies just below it.
+ * IRQs stay off through the return, so that no interrupt pushes its frame
+ * onto the dead, watched frame: under QEMU TCG a #DB inside interrupt
+ * entry stops the vCPU (see the irqentry scenario).
+ */
+static noinline __noipa void ksw_test_exitpath(void)
+{
+	unsigned long sp, ip, flags;
+
+	ksw_mark(&sp, &ip);
+	local_irq_save(flags);
+	test_exitpath_victim();
+	local_irq_restore(flags);
+	if (ksw_calibrating)
+		ksw_exitpath_span = sp - sizeof(long) - ksw_exitpath_sp;
+}
+
+/* ---- irqentry: #DB in interrupt entry, without kstackwatch ---- */
+
+static atomic_t ksw_irqentry_hits;
+
+static void ksw_irqentry_hit(struct perf_event *bp,
+			     struct perf_sample_data *data,
+			     struct pt_regs *regs)
+{
+	atomic_inc(&ksw_irqentry_hits);
+}
+
+/*
+ * The words just below a spinning task's SP are where every interrupt
+ * that arrives pushes its frame (no stack switch for an interrupt from
+ * kernel mode); kstackwatch's exit-path watches sit in such dead stack
+ * too.  One of the kernel's own perf breakpoints on such a word, no
+ * kprobe and no kstackwatch: every timer tick then takes a #DB inside
+ * interrupt entry.  Afterwards the CPU idles; a CPU that stops taking
+ * timer interrupts shows as an RCU stall and the run never finishes.
+ */
+static noinline __noipa void ksw_test_irqentry(unsigned int secs)
+{
+	struct perf_event * __percpu *bp;
+	struct perf_event_attr attr;
+	unsigned long sp, ip;
+	u64 t0;
+	int cpu;
+
+	ksw_mark(&sp, &ip);
+	hw_breakpoint_init(&attr);
+	attr.bp_addr = (sp - 64) & ~7UL;
+	attr.bp_len = HW_BREAKPOINT_LEN_8;
+	attr.bp_type = HW_BREAKPOINT_W;
+	bp = register_wide_hw_breakpoint(&attr, ksw_irqentry_hit, NULL);
+	if (IS_ERR((void __force *)bp)) {
+		pr_err("irqentry: no breakpoint (%ld)\n",
+		       PTR_ERR((void __force *)bp));
+		return;
+	}
+	atomic_set(&ksw_irqentry_hits, 0);
+	preempt_disable();
+	cpu = smp_processor_id();
+	t0 = ktime_get_ns();
+	while (ktime_get_ns() - t0 < (u64)secs * NSEC_PER_SEC)
+		cpu_relax();
+	preempt_enable();
+	unregister_wide_hw_breakpoint(bp);
+	pr_info("irqentry: %d hits in %u s on CPU %d\n",
+		atomic_read(&ksw_irqentry_hits), secs, cpu);
+	msleep(3000);
+	pr_info("irqentry: every CPU still takes interrupts\n");
+}
+
 /* ---- control ---- */
 
 static void ksw_test_describe(void)
 {
 	static const char * const names[KSW_NR_SCENARIOS] = {
 		"fire", "canary", "recursion", "silent", "mthread",
-		"overflow", "loop", "bench",
+		"overflow", "loop", "bench", "exit", "irq", "irqoff",
+		"exitpath",
 	};
 	static const char * const funcs[KSW_NR_SCENARIOS] = {
 		"test_watch_fire", "test_canary_overflow",
 		"recursive_corruption_test", "silent_corruption_victim",
 		"test_mthread_victim", "test_overflow_victim",
-		"test_loop_victim", "test_bench_victim",
+		"test_loop_victim", "test_bench_victim", "test_exit_victim",
+		"test_irq_victim", "test_irqoff_victim",
+		"test_exitpath_victim",
 	};
 	static void * const addrs[KSW_NR_SCENARIOS] = {
 		test_watch_fire, test_canary_overflow,
 		recursive_corruption_test, silent_corruption_victim,
 		test_mthread_victim, test_overflow_victim, test_loop_victim,
-		test_bench_victim,
+		test_bench_victim, test_exit_victim, test_irq_victim,
+		test_irqoff_victim, test_exitpath_victim,
 	};
 	int i;
 
@@ -568,6 +933,7 @@ static void ksw_test_describe(void)
 	}
 	ksw_tests[KSW_CANARY].canary = true;
 	ksw_tests[KSW_OVERFLOW].canary = true;
+	ksw_tests[KSW_IRQ].canary = true;
 	ksw_tests[KSW_RECURSION].depth = ksw_recursion_target;
 }
 
@@ -582,6 +948,10 @@ static void ksw_test_calibrate(void)
 	test_overflow_victim();
 	test_loop_victim();
 	test_bench_victim();
+	test_exit_victim(false);
+	test_irq_victim(0);
+	test_irqoff_victim();
+	ksw_test_exitpath();
 	ksw_calibrating = false;
 }
 
@@ -609,6 +979,7 @@ static int ksw_test_show(struct seq_file *m, void *v)
 
 	for (i = 0; i < KSW_NR_SCENARIOS; i++)
 		ksw_show_one(m, &ksw_tests[i]);
+	seq_printf(m, "exitpath span %lu\n", ksw_exitpath_span);
 	return 0;
 }
 
@@ -621,9 +992,11 @@ static int ksw_test_run(char *cmd)
 {
 	char *name = strsep(&cmd, " \t\n"), *arg;
 	unsigned int nums[2] = { 0, 0 }, n = 0;
+	bool die = false, reuse = false;
 
 	ksw_clean = false;
 	ksw_fatal = false;
+	ksw_irqoff = false;
 	while ((arg = strsep(&cmd, " \t\n"))) {
 		if (!*arg)
 			continue;
@@ -631,6 +1004,12 @@ static int ksw_test_run(char *cmd)
 			ksw_clean = true;
 		else if (!strcmp(arg, "fatal"))
 			ksw_fatal = true;
+		else if (!strcmp(arg, "irqoff"))
+			ksw_irqoff = true;
+		else if (!strcmp(arg, "die"))
+			die = true;
+		else if (!strcmp(arg, "reuse"))
+			reuse = true;
 		else if (n < 2 && !kstrtouint(arg, 0, &nums[n]))
 			n++;
 		else
@@ -656,6 +1035,19 @@ static int ksw_test_run(char *cmd)
 		test_loop_victim();
 	} else if (!strcmp(name, "bench")) {
 		ksw_test_bench(n ? nums[0] : 10000);
+	} else if (!strcmp(name, "exit") && die) {
+		ksw_test_exit_die();
+	} else if (!strcmp(name, "exit") && reuse && ksw_exit_dead) {
+		ksw_test_exit_reuse();
+	} else if (!strcmp(name, "irq")) {
+		ksw_test_irq(n ? nums[0] : 200);
+	} else if (!strcmp(name, "irqoff")) {
+		ksw_test_irqoff();
+	} else if (!strcmp(name, "exitpath")) {
+		ksw_test_exitpath();
+	} else if (!strcmp(name, "irqentry")) {
+		ksw_test_irqentry(n ? nums[0] : 5);
+
 	} else {
 		pr_err("unknown scenario '%s'\n", name);
 		return -EINVAL;

@@ -23,21 +23,34 @@
  * async IPIs with per-CPU csds; the number of IPIs in flight is counted
  * and drained before the events and csds are freed.
  *
- * IPIs are never sent from the int3 (NMI-like) context of the arming
- * probe: with an xAPIC, sending one means writing ICR2 then ICR, and a
- * probe placed in code that is itself sending an IPI would redirect or
- * lose that IPI.  There the probe retargets its own CPU and leaves the
- * IPIs to an irq_work, which runs as soon as the int3 returns.
+ * The arming probe runs in int3 (NMI-like) context and sends its IPIs
+ * from there.  An NMI may not send IPIs in general because, with an
+ * xAPIC, sending one means writing ICR2 then ICR, and an NMI between the
+ * two writes would redirect or lose the interrupted sender's IPI.  But
+ * this int3 interrupts one known instruction, func+offset of the watched
+ * function, so the hazard exists only if that function itself writes the
+ * ICR.  For such functions (any whose name says apic or ipi) the IPIs are
+ * deferred to an irq_work; everywhere else they go out at once, so that
+ * other CPUs are armed even while the victim runs with IRQs off (an
+ * irq_work's self-IPI would wait for spin_unlock_irq()).  The deferred
+ * path retargets the CPU that runs the work as well: whichever CPU's
+ * work takes the pending flag sends the update.
  *
  * Mutual exclusion with CPU hotplug: watchpoints are created and destroyed
  * under cpus_read_lock(), and the hotplug callbacks run with the hotplug
  * lock held for write, so they never see a half-built pool.
+ *
+ * Before the events and csds are freed, every IPI in flight must have run:
+ * a synchronous no-op call to each online CPU, made twice, flushes its
+ * queue (a flush runs the synchronous calls before the asynchronous ones,
+ * so one round is not enough).  A CPU going offline flushes its own queue.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
-#include <linux/delay.h>
+#include <linux/ctype.h>
+#include <linux/string.h>
 #include <linux/irq_work.h>
 #include <linux/perf_event.h>
 #include <asm/debugreg.h>
@@ -51,12 +64,29 @@ static struct ksw_wp ksw_wps[KSW_MAX_WATCH];
 static int ksw_nr_wps;
 static u16 ksw_len = sizeof(unsigned long);
 static int ksw_hp_state = -1;
+static bool ksw_defer_ipis;
 static DEFINE_PER_CPU(int, ksw_retarget_nest);
 static DEFINE_PER_CPU(struct irq_work, ksw_remote_work);
 
 bool ksw_wp_is_placeholder(unsigned long addr)
 {
 	return addr == (unsigned long)&ksw_holder;
+}
+
+/*
+ * May @func write the APIC's ICR itself, so that its probe must not send
+ * IPIs?  See the top of this file.
+ */
+static bool ksw_wp_defer_ipis(const char *func)
+{
+	char lower[KSW_FUNC_NAME_LEN];
+	int i;
+
+	for (i = 0; i < sizeof(lower) - 1 && func[i]; i++)
+		lower[i] = tolower(func[i]);
+	lower[i] = '\0';
+	ksw_defer_ipis = strstr(lower, "apic") || strstr(lower, "ipi");
+	return ksw_defer_ipis;
 }
 
 static u8 ksw_x86_len(u16 len)
@@ -140,13 +170,17 @@ static void ksw_wp_send_ipis(struct ksw_wp *wp)
 	}
 }
 
+/* Hard IRQ context: IRQs are off, as ksw_wp_apply_local() wants. */
 static void ksw_remote_work_fn(struct irq_work *work)
 {
 	int i;
 
 	for (i = 0; i < READ_ONCE(ksw_nr_wps); i++) {
-		if (atomic_xchg(&ksw_wps[i].remote_pending, 0))
-			ksw_wp_send_ipis(&ksw_wps[i]);
+		if (!atomic_xchg(&ksw_wps[i].remote_pending, 0))
+			continue;
+		/* another CPU's work may have taken this CPU's update */
+		ksw_wp_apply_local(&ksw_wps[i]);
+		ksw_wp_send_ipis(&ksw_wps[i]);
 	}
 }
 
@@ -159,7 +193,7 @@ static void ksw_wp_update(struct ksw_wp *wp, unsigned long addr)
 	local_irq_save(flags);
 	ksw_wp_apply_local(wp);
 	if (num_online_cpus() > 1) {
-		if (in_nmi()) {
+		if (in_nmi() && READ_ONCE(ksw_defer_ipis)) {
 			atomic_set(&wp->remote_pending, 1);
 			irq_work_queue(this_cpu_ptr(&ksw_remote_work));
 		} else {
@@ -296,6 +330,9 @@ int ksw_watch_init(const struct ksw_config *cfg)
 	int i, ret = 0;
 
 	ksw_len = cfg->watch_len;
+	if (ksw_wp_defer_ipis(cfg->func_name))
+		pr_info("%s may send IPIs itself: other CPUs are armed only once it enables IRQs\n",
+			cfg->func_name);
 	cpus_read_lock();
 	for (i = 0; i < want; i++) {
 		ret = ksw_wp_alloc(&ksw_wps[i], i, ksw_watch_handler);
@@ -314,16 +351,24 @@ int ksw_watch_init(const struct ksw_config *cfg)
 	return 0;
 }
 
+static void ksw_nop(void *info)
+{
+}
+
+/* See the top of this file.  Sleeps; no CPU can go offline meanwhile. */
 static void ksw_drain_ipis(void)
 {
-	int waited = 0;
+	int round, cpu;
 
-	while (atomic_read(&ksw.pending_ipis)) {
-		usleep_range(50, 100);
-		if (++waited == 20000)
-			pr_warn("still waiting for %d IPIs\n",
-				atomic_read(&ksw.pending_ipis));
+	cpus_read_lock();
+	for (round = 0; round < 2; round++) {
+		for_each_online_cpu(cpu)
+			smp_call_function_single(cpu, ksw_nop, NULL, 1);
 	}
+	cpus_read_unlock();
+	WARN_ONCE(atomic_read(&ksw.pending_ipis),
+		  "kstackwatch: %d IPIs still pending after a flush\n",
+		  atomic_read(&ksw.pending_ipis));
 }
 
 /* Free all watchpoints.  The probes must already be unregistered. */
@@ -373,8 +418,8 @@ int ksw_hotplug_init(void)
 	int ret, cpu;
 
 	for_each_possible_cpu(cpu)
-		init_irq_work(per_cpu_ptr(&ksw_remote_work, cpu),
-			      ksw_remote_work_fn);
+		*per_cpu_ptr(&ksw_remote_work, cpu) =
+			IRQ_WORK_INIT_HARD(ksw_remote_work_fn);
 	ret = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN,
 					"kstackwatch:online",
 					ksw_cpu_online, ksw_cpu_offline);
