@@ -102,6 +102,8 @@ def main():
                         "and count the failures (measurement, not a test)")
     sr.add_argument("--kernel", default="6.12", choices=sorted(kernels.PINS))
     sr.add_argument("--boots", type=int, default=30)
+    sr.add_argument("--variant", action="append", choices=scenarios.STRESS_VARIANTS,
+                    help="boot only these (default: all)")
     k = sub.add_parser("kernel", help="fetch and unpack a kernel series")
     k.add_argument("series", choices=sorted(kernels.PINS))
     sub.add_parser("deps", help="install the host packages the pipeline uses")
@@ -123,7 +125,8 @@ def main():
             print(kernels.fetch(args.series))
             return 0
         if args.cmd == "stress-rate":
-            summary = scenarios.stress_rate(args.kernel, args.boots)
+            summary = scenarios.stress_rate(args.kernel, args.boots,
+                                            args.variant or scenarios.STRESS_VARIANTS)
             print(json.dumps(summary, indent=1))
             return 0
         if args.cmd == "run":

@@ -303,7 +303,7 @@ def boot(kernel, r, step, digest, final):
     return final
 
 
-def stress_rate(series, boots):
+def stress_rate(series, boots, variants=STRESS_VARIANTS):
     """Boot each stress variant `boots` times, round robin so that host load
     weighs on all alike, and count the boots that fail: no finish, or a
     splat on the console or in a phase's dmesg. Writes a JSON report under
@@ -314,29 +314,29 @@ def stress_rate(series, boots):
     report_file = out / "report.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     for i in range(boots):
-        for name in STRESS_VARIANTS:
+        for name in variants:
             r = stress_run(name)
             step = f"{series}/{name} boot {i + 1}/{boots}"
             final = CACHE / "work" / series / f"{name}.rate"
             entry = {"outcome": "pass"}
+            logs = []
             try:
                 boot(kernel, r, step, "stress-rate", final)
-                texts = [p.read_text(errors="replace")
-                         for p in [final / "console.log", *final.glob("phase-*.dmesg")]]
-                bad = [line for t in texts for line in splats(t)]
+                logs = [final / "console.log", *sorted(final.glob("phase-*.dmesg"))]
+                bad = [line for p in logs for line in splats(p.read_text(errors="replace"))]
                 if bad:
                     entry = {"outcome": "splat", "first": bad[0].strip()}
             except StepError as e:
                 entry = {"outcome": "fail", "first": str(e).splitlines()[0]}
-                final = CACHE / "work" / series / name
+                logs = [CACHE / "work" / series / name / "console.log"]
             if entry["outcome"] != "pass":
-                n = sum(1 for e in report.get(name, []) if e["outcome"] != "pass")
-                keep = out / f"{name}.failure{n + 1}.console.log"
-                for c in (final / "console.log", final.parent / name / "console.log"):
-                    if c.exists():
-                        shutil.copy(c, keep)
-                        entry["console"] = str(keep)
-                        break
+                k = len(report.get(name, [])) + 1
+                entry["logs"] = []
+                for p in logs:
+                    if p.exists():
+                        keep = out / f"{name}.boot{k}.{p.name}"
+                        shutil.copy(p, keep)
+                        entry["logs"].append(str(keep))
             report.setdefault(name, []).append(entry)
             report_file.write_text(json.dumps(report, indent=1) + "\n")
             log(f"{step}: {entry['outcome']} {entry.get('first', '')}")

@@ -119,8 +119,7 @@ static int ksw_proc_permitted(void)
 	if (!ret)
 		ret = security_locked_down(LOCKDOWN_PERF);
 	if (ret)
-		pr_err_ratelimited("kernel lockdown forbids kprobes and kernel breakpoints, refused (%d)\n",
-				   ret);
+		pr_err_ratelimited("kernel lockdown forbids kprobes and kernel breakpoints, refused\n");
 	return ret;
 }
 

@@ -182,11 +182,12 @@ static bool ksw_from_exit_path(struct ksw_wp *wp, struct pt_regs *regs,
 			       unsigned long addr)
 {
 	unsigned long *entries = *this_cpu_ptr(&ksw_trace);
+	bool self = READ_ONCE(wp->victim) == current;
 	unsigned int n, i;
 
-	if (READ_ONCE(wp->victim) == current &&
-	    (this_cpu_read(ksw_in_exit_handler) ||
-	     ksw_in_writer_frame(regs, addr)))
+	if (self && this_cpu_read(ksw_in_exit_handler))
+		return true;
+	if (self && ksw_in_writer_frame(regs, addr))
 		return true;
 	if (ksw_in_trampoline(regs->ip))
 		return true;
@@ -280,6 +281,7 @@ static void ksw_store(const struct ksw_catch *rec)
 {
 	unsigned int i = (rec->seq - 1) % KSW_RECORD_RING;
 	struct ksw_catch *slot = &ksw_catch_log.records[i];
+	u64 total, prev;
 
 	if (atomic_cmpxchg_acquire(&ksw_slot_busy[i], 0, 1)) {
 		ksw_count(ring_busy);
@@ -298,8 +300,14 @@ static void ksw_store(const struct ksw_catch *rec)
 	/* every field is visible before seq; pairs with the dump reader */
 	smp_wmb();
 	WRITE_ONCE(slot->seq, rec->seq);
-	if (rec->seq > READ_ONCE(ksw_catch_log.total))
-		WRITE_ONCE(ksw_catch_log.total, rec->seq);
+	/* the total only grows, whichever of two CPUs stores last */
+	total = READ_ONCE(ksw_catch_log.total);
+	while (total < rec->seq) {
+		prev = cmpxchg(&ksw_catch_log.total, total, rec->seq);
+		if (prev == total)
+			break;
+		total = prev;
+	}
 	atomic_set_release(&ksw_slot_busy[i], 0);
 }
 

@@ -324,12 +324,15 @@ static int silent_corruption_unwitting(void *arg)
 		complete(&ksw_silent_done);
 		return 0;
 	}
-	/* a panic on this catch must not wait for IRQs to come back */
+	/*
+	 * A panic on this catch must not wait for IRQs to come back: if
+	 * this line is printed, the writer ran on past the scene.
+	 */
 	local_irq_disable();
 	WRITE_ONCE(*p, KSW_TEST_CORRUPT);
 	mdelay(2000);
+	pr_info("silent: the writer still runs, 2 s after its write, IRQs off\n");
 	local_irq_enable();
-	pr_info("silent: the writer enables IRQs again\n");
 	complete(&ksw_silent_done);
 	return 0;
 }

@@ -415,11 +415,11 @@ static int ksw_cpu_offline(unsigned int cpu)
 
 int ksw_hotplug_init(void)
 {
+	struct irq_work hard = IRQ_WORK_INIT_HARD(ksw_remote_work_fn);
 	int ret, cpu;
 
 	for_each_possible_cpu(cpu)
-		*per_cpu_ptr(&ksw_remote_work, cpu) =
-			IRQ_WORK_INIT_HARD(ksw_remote_work_fn);
+		memcpy(per_cpu_ptr(&ksw_remote_work, cpu), &hard, sizeof(hard));
 	ret = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN,
 					"kstackwatch:online",
 					ksw_cpu_online, ksw_cpu_offline);
