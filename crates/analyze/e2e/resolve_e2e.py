@@ -8,11 +8,22 @@ It drives the fixture pipeline (testdata/pipeline): builds the project's
 modules against the kernel's headers, runs `ksw resolve --module
 kstackwatch_test.ko FUNC VAR --json` for each scenario's victim, writes a
 guest scenario that arms each string (key=value and positional) and
-triggers the scenario, boots it (QEMU TCG, no dump), and checks that each
-case caught the corruption at the address the test module reports as its
-ground truth (`truth ... local=ADDR` == `watch: addr=ADDR`). Exit status 1
-when any case fails. The guest scenario is generated into a scratch
-directory; nothing in testdata/ is modified.
+triggers the scenario, boots it (QEMU TCG, no dump), and checks each case
+against the test module's ground truth (`truth scenario=S victim=F
+local=ADDR len=L depth=D writer=W`) and the module's own bookkeeping:
+
+- at least one catch report, and every report names the truth's writer
+  (in kstackwatch_test), victim, depth and length, at the local's address
+  (`watch: addr=ADDR`), with the config the case armed and a changed value;
+- `/proc/kstackwatch` after the trigger (cases/NAME.state): still
+  watching the function, offset, SP offset, length and depth ksw resolved,
+  one catch counted per report, armed at least once, and as many disarms
+  as arms (every armed activation returned and was disarmed);
+- no splat (common.splats: WARNING, BUG, Oops, ...) on the console or in
+  any dmesg the run saved.
+
+Exit status 1 when any check fails. The guest scenario is generated into
+a scratch directory; nothing in testdata/ is modified.
 """
 import json
 import re
@@ -26,6 +37,86 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "testdata/pipeline"))
 import kernels  # noqa: E402
 import scenarios  # noqa: E402
+from common import splats  # noqa: E402
+
+TRUTH = re.compile(r"truth scenario=(\S+) victim=(\S+) local=(0x[0-9a-f]+) "
+                   r"len=(\d+) depth=(\d+) writer=(\S+)")
+# One catch report; the printk prefix ("[  1.2] ") is skipped by ".*?".
+REPORT = re.compile(
+    r"KStackWatch: Caught stack corruption =+\n"
+    r".*?kstackwatch: config: (?P<config>[^\n]*)\n"
+    r".*?kstackwatch: writer: (?P<writer>[^+\s]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[(?P<mod>\w+)\] "
+    r"ip=(?P<ip>0x[0-9a-f]+) comm=(?P<wcomm>\S+) pid=(?P<wpid>\d+) cpu=(?P<cpu>\d+)\n"
+    r".*?kstackwatch: watch: addr=(?P<addr>0x[0-9a-f]+) len=(?P<len>\d+) "
+    r"old=(?P<old>0x[0-9a-f]+) new=(?P<new>0x[0-9a-f]+)\n"
+    r".*?kstackwatch: victim: func=(?P<func>\S+) depth=(?P<depth>\d+) comm=(?P<vcomm>\S+) "
+    r"pid=(?P<vpid>\d+) armed_sp=(?P<sp>0x[0-9a-f]+)\n")
+
+
+def state(path):
+    """/proc/kstackwatch as the scenario saved it: key -> value."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        k, _, v = line.partition(": ")
+        out[k] = v
+    return out
+
+
+def check_case(name, scenario, resolved, dmesg, config, st):
+    """Every problem with one case (empty: it passed)."""
+    problems = []
+    truth = {}
+    for t in TRUTH.findall(dmesg):
+        t = dict(zip(("scenario", "victim", "local", "len", "depth", "writer"), t))
+        if t["scenario"] == scenario:
+            truth[int(t["local"], 16)] = t
+    if not truth:
+        problems.append(f"no truth line for scenario {scenario}")
+    got = [m.groupdict() for m in REPORT.finditer(dmesg)]
+    if not got:
+        problems.append("no catch report")
+    # With many workers several victims are corrupted, and the first catch
+    # need not be the first victim: each report is judged against the
+    # truth of the local it caught. A later catch of the same local is the
+    # test module putting a canary back (ksw_test_canary_restore): only
+    # its address is checked.
+    seen = set()
+    for r in got:
+        addr = int(r["addr"], 16)
+        t = truth.get(addr)
+        if t is None:
+            problems.append(f"caught {r['addr']}, not a local the test module reported "
+                            f"({sorted(hex(a) for a in truth)})")
+            continue
+        if addr in seen:
+            continue
+        seen.add(addr)
+        for key, want in (("writer", t["writer"]), ("mod", "kstackwatch_test"),
+                          ("func", t["victim"]), ("depth", t["depth"]),
+                          ("len", t["len"]), ("config", config)):
+            if r[key] != want:
+                problems.append(f"report {key}={r[key]!r}, expected {want!r}")
+        if r["old"] == r["new"]:
+            problems.append(f"old == new == {r['old']}: not a change")
+    watch = resolved["watch"]
+    want_state = {
+        "state": "watching",
+        "func_name": watch["function"],
+        "func_offset": hex(watch["function_offset"]),
+        "sp_offset": str(watch["sp_offset"]),
+        "watch_len": str(watch["watch_len"]),
+        "depth": str(watch["depth"] or 0),
+        "catches": str(len(got)),
+    }
+    for key, want in want_state.items():
+        if st.get(key) != want:
+            problems.append(f"/proc/kstackwatch {key}: {st.get(key)!r}, expected {want!r}")
+    arms, disarms = st.get("arms"), st.get("disarms")
+    if not arms or not arms.isdigit() or int(arms) < 1:
+        problems.append(f"never armed (arms: {arms!r})")
+    elif arms != disarms:
+        problems.append(f"arms {arms} != disarms {disarms}")
+    return problems
 
 series = sys.argv[1] if len(sys.argv) > 1 else "6.1"
 ksw = REPO / "target/release/ksw"
@@ -65,17 +156,25 @@ total = 0
 for name, _, _ in cases:
     for g in ("kv", "pos"):
         total += 1
-        d = (fixture / "cases" / f"{name}-{g}.dmesg").read_text()
-        cfg = (fixture / "cases" / f"{name}-{g}.config").read_text().strip()
-        truth = re.findall(r"truth scenario=\S+ victim=\S+ local=(0x[0-9a-f]+)", d)
-        watch = re.findall(r"watch: addr=(0x[0-9a-f]+)", d)
-        caught = "Caught stack corruption" in d
-        # With many workers several victims are corrupted, and the first
-        # catch need not be the first victim: every watch address must be
-        # one of the corrupted locals the test module reported.
-        good = caught and truth and watch and set(watch) <= set(truth)
-        ok += bool(good)
-        print(f"{name}-{g:3} {'CAUGHT' if caught else 'no catch':8} truth={truth[:1]} watch={watch[:1]} {'OK' if good else 'FAIL'}  [{cfg}]")
+        case = fixture / "cases" / f"{name}-{g}"
+        d = case.with_suffix(".dmesg").read_text(errors="replace")
+        cfg = case.with_suffix(".config").read_text().strip()
+        problems = check_case(name, name, resolved[name], d, cfg,
+                              state(case.with_suffix(".state")))
+        ok += not problems
+        print(f"{name}-{g:3} {'OK' if not problems else 'FAIL'}  [{cfg}]")
+        for p in problems:
+            print(f"    {p}")
+# No splat anywhere the run kept kernel output.
+for path in [fixture / "console.log", *sorted(fixture.rglob("*.dmesg"))]:
+    total += 1
+    found = splats(path.read_text(errors="replace")) if path.exists() else [f"{path} missing"]
+    if found:
+        print(f"splat in {path}:")
+        for line in found[:10]:
+            print(f"    {line}")
+    else:
+        ok += 1
 shutil.rmtree(sdir, ignore_errors=True)
 print(f"{ok} passed, {total - ok} failed")
 sys.exit(0 if ok == total else 1)

@@ -97,8 +97,24 @@ mod tests {
         // The positional grammar has no panic flag.
         watch.panic = true;
         let (kv, pos) = watch.render().expect("valid watch");
-        assert!(kv.ends_with(" ph=1"), "{kv}");
+        assert_eq!(kv, "fn=victim fo=0x2b dp=3 so=64 wl=8 ph=1");
         assert_eq!(pos, None);
+        // A 2-byte watch at an odd-looking but aligned offset, depth 0 left out.
+        let short = Watch {
+            function: "do_sys_openat2".into(),
+            function_offset: 0x4c,
+            sp_offset: 6,
+            watch_len: 2,
+            depth: Some(0),
+            panic: false,
+        };
+        assert_eq!(
+            short.render(),
+            Ok((
+                "fn=do_sys_openat2 fo=0x4c so=6 wl=2".to_string(),
+                Some("do_sys_openat2+0x4c 6:2".to_string())
+            ))
+        );
     }
 
     #[test]
@@ -111,18 +127,57 @@ mod tests {
             depth: None,
             panic: false,
         };
-        assert!(watch.render().is_err());
+        // so= is a u16 in the grammar.
+        assert_eq!(
+            watch.render(),
+            Err("SP offset 70000 does not fit in 16 bits".to_string())
+        );
+        // The module refuses an `so` that is not a multiple of `wl`
+        // (EINVAL, crates/kstackwatch-mod/README.md), so ksw never prints one.
         let misaligned = Watch {
             sp_offset: 4,
             ..watch.clone()
         };
-        let _ = misaligned.render(); // alignment is checked against SP at run time, not here
+        let err = misaligned
+            .render()
+            .expect_err("so=4 with wl=8 is misaligned");
+        assert!(
+            err.starts_with("the module would refuse `fn=victim fo=0x2b so=4 wl=8`")
+                && err.contains("not aligned"),
+            "{err}"
+        );
+        // The same offset with a 4-byte watch is aligned.
+        let four = Watch {
+            sp_offset: 4,
+            watch_len: 4,
+            ..watch.clone()
+        };
+        assert_eq!(
+            four.render(),
+            Ok((
+                "fn=victim fo=0x2b so=4 wl=4".to_string(),
+                Some("victim+0x2b 4:4".to_string())
+            ))
+        );
+        // Beyond the 16 KiB stack (THREAD_SIZE): ERANGE in the module.
+        let beyond = Watch {
+            sp_offset: 16384,
+            ..watch.clone()
+        };
+        let err = beyond.render().expect_err("beyond the stack");
+        assert!(
+            err.starts_with("the module would refuse `fn=victim fo=0x2b so=16384 wl=8`"),
+            "{err}"
+        );
         let long_name = Watch {
             function: "f".repeat(80),
             sp_offset: 8,
             ..watch
         };
         let err = long_name.render().expect_err("name too long");
-        assert!(err.contains("refuse"), "{err}");
+        assert!(
+            err.starts_with(&format!("the module would refuse `fn={} ", "f".repeat(80))),
+            "{err}"
+        );
     }
 }

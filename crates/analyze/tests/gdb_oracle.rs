@@ -1,17 +1,27 @@
-//! Acceptance against an independent oracle: for real kernel functions in
-//! the Debian 6.1 cloud vmlinux, the CFA-relative stack offsets and sizes
-//! ksw derives must equal what gdb's `info scope` reports
-//! (`DW_OP_fbreg N`, `length L`; the frame base of these functions is
-//! `DW_OP_call_frame_cfa`, so N is relative to the CFA). The watch that
-//! `resolve` builds must also start at that slot.
+//! Acceptance against independent oracles, on the Debian 6.1 and 6.12
+//! cloud vmlinux:
 //!
-//! gdb runs once, in batch mode, over all functions.
+//! - every stack slot gdb's `info scope` reports (`DW_OP_fbreg N`,
+//!   `length L`; the frame base of these functions is
+//!   `DW_OP_call_frame_cfa`, so N is relative to the CFA) must be in
+//!   ksw's `frame_layout` with the same offset and size;
+//! - for every such slot, `resolve` must build a watch that starts in it,
+//!   on an instruction boundary gdb's `disassemble` agrees with, and whose
+//!   `so=` is the slot's CFA offset plus CFA − SP after the probed
+//!   instruction as binutils' `readelf -wF` decodes `.debug_frame` (at
+//!   the next instruction's address, by gdb's boundaries).
+//!
+//! Every disagreement fails, and so does every `resolve` error on a slot
+//! gdb reports. A function the oracle cannot check (no out-of-line copy,
+//! or gdb lists no slot) is listed with its reason, must be of a kind in
+//! [`EXPECTED_REFUSALS`], and their number must stay within
+//! [`max_refusals`].
+//!
+//! gdb runs once per series, in batch mode, over all functions.
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::process::Command;
-
+use common::oracle::{self, Cfi, Slot};
 use ksw_analyze::{DebugFile, ElfImage, ResolveRequest, frame_layout, resolve};
 
 /// Out-of-line functions with stack-resident locals, chosen by name only:
@@ -61,61 +71,52 @@ const FUNCTIONS: &[&str] = &[
     "__do_sys_sched_setattr",
 ];
 
-/// gdb's answer: function → [(symbol, fbreg offset, length)].
-fn gdb_scopes(vmlinux: &std::path::Path) -> BTreeMap<String, Vec<(String, i64, u64)>> {
-    let mut cmd = Command::new("gdb");
-    cmd.args(["-batch", "-nx"]);
-    for f in FUNCTIONS {
-        cmd.arg("-ex").arg(format!("info scope {f}"));
+/// Why the oracle could not check a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The build inlined the function into all its callers (the symbol
+    /// table has no copy of that name): nothing to probe, nothing for gdb.
+    NotOutOfLine,
+    /// gdb's `info scope` lists no `DW_OP_fbreg` slot at the function's
+    /// entry (all its locals live in registers or location lists there).
+    NoGdbSlot,
+}
+
+/// The kinds of refusal this oracle accepts, with the reason text each
+/// carries. Both are about the build, not about ksw. A refusal by
+/// `resolve` of a slot gdb reports is never expected: every one of them
+/// (no probe point, ambiguity, CFI/ORC conflict, ...) fails the test.
+const EXPECTED_REFUSALS: &[(Kind, &str)] = &[
+    (Kind::NotOutOfLine, "no out-of-line copy"),
+    (Kind::NoGdbSlot, "gdb lists no DW_OP_fbreg slot"),
+];
+
+/// At most this many functions per series may go unchecked, all of an
+/// expected kind. Measured on the pinned kernels: 6.1 checks all 42
+/// functions; 6.12 inlines `do_tkill` and `__do_sys_sched_setattr`
+/// everywhere. A newer ABI of a series (the pipeline falls back to it
+/// when the pin is gone) that inlines more fails here, and the list then
+/// needs a look, not a bigger bound.
+fn max_refusals(series: &str) -> usize {
+    match series {
+        "6.1" => 0,
+        "6.12" => 2,
+        _ => 0,
     }
-    cmd.arg(vmlinux);
-    let out = cmd.output().expect("run gdb");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut scopes = BTreeMap::new();
-    let mut current: Option<String> = None;
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if let Some(rest) = line.strip_prefix("Scope for ") {
-            let name = rest.trim_end_matches(':').to_string();
-            scopes.entry(name.clone()).or_insert_with(Vec::new);
-            current = Some(name);
-            continue;
-        }
-        // Symbol NAME is a complex DWARF expression:
-        //      0: DW_OP_fbreg -60
-        // , length 20.
-        let Some(rest) = line.strip_prefix("Symbol ") else {
-            continue;
-        };
-        let Some((symbol, what)) = rest.split_once(' ') else {
-            continue;
-        };
-        if what != "is a complex DWARF expression:" {
-            continue;
-        }
-        let (Some(op), Some(len)) = (lines.get(i + 1), lines.get(i + 2)) else {
-            continue;
-        };
-        let Some(offset) = op.trim().strip_prefix("0: DW_OP_fbreg ") else {
-            continue;
-        };
-        let Some(length) = len
-            .strip_prefix(", length ")
-            .and_then(|l| l.strip_suffix('.'))
-        else {
-            continue;
-        };
-        let (Ok(offset), Ok(length)) = (offset.trim().parse::<i64>(), length.parse::<u64>()) else {
-            continue;
-        };
-        if let Some(f) = &current {
-            scopes
-                .entry(f.clone())
-                .or_default()
-                .push((symbol.to_string(), offset, length));
-        }
-    }
-    scopes
+}
+
+/// At least this many slots per series must be checked end to end (gdb
+/// slot = ksw slot, and a resolved watch whose `so=` readelf confirms):
+/// 84 on 6.1 and 68 on 6.12 today; this catches gdb output that stops
+/// parsing (every slot would vanish silently otherwise).
+const MIN_WATCHES: usize = 60;
+
+#[derive(Debug)]
+struct Refusal {
+    function: String,
+    variable: String,
+    kind: Kind,
+    reason: String,
 }
 
 #[test]
@@ -134,36 +135,80 @@ fn check_series(series: &str) {
         common::missing(&format!("the Debian {series} debug vmlinux"));
         return;
     };
-    if !common::have("gdb") {
-        common::missing("gdb (apt-get install gdb)");
+    if !common::have("gdb") || !common::have("readelf") {
+        common::missing("gdb and readelf (apt-get install gdb binutils)");
         return;
     }
-    let scopes = gdb_scopes(&vmlinux);
+    let commands: Vec<String> = FUNCTIONS
+        .iter()
+        .flat_map(|f| [format!("info scope {f}"), format!("disassemble {f}")])
+        .collect();
+    let text = oracle::gdb(&vmlinux, &commands);
+    let scopes = oracle::parse_scopes(&text);
+    let disassembly = oracle::parse_disassembly(&text);
+    let cfi = Cfi::read(&vmlinux);
     let file = DebugFile::open(&vmlinux).expect("open vmlinux");
     let image = ElfImage::parse(&file).expect("parse vmlinux");
+
     let mut functions_checked = 0;
     let mut slots_checked = 0;
-    let mut resolved = 0;
+    let mut watches_checked = 0;
     let mut orc_agreed = 0;
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    let mut refusals: Vec<Refusal> = Vec::new();
+    let mut refuse = |function: &str, variable: &str, kind: Kind, reason: String| {
+        refusals.push(Refusal {
+            function: function.to_string(),
+            variable: variable.to_string(),
+            kind,
+            reason,
+        })
+    };
     for function in FUNCTIONS {
-        let Some(expected) = scopes.get(*function).filter(|e| !e.is_empty()) else {
+        let symbols = image.function_symbols(|n| n == *function);
+        if symbols.is_empty() {
+            refuse(
+                function,
+                "*",
+                Kind::NotOutOfLine,
+                "no out-of-line copy in this build".into(),
+            );
+            continue;
+        }
+        let expected: &[Slot] = scopes.get(*function).map_or(&[], Vec::as_slice);
+        if expected.is_empty() {
+            refuse(
+                function,
+                "*",
+                Kind::NoGdbSlot,
+                "gdb lists no DW_OP_fbreg slot at its entry".into(),
+            );
+            continue;
+        }
+        let Some(insns) = disassembly.get(*function) else {
+            failures.push(format!("{function}: gdb could not disassemble it"));
             continue;
         };
-        // Inlining differs between builds: compare out-of-line functions only.
-        if image.function_symbols(|n| n == *function).is_empty() {
-            eprintln!("note: {series}: {function} has no out-of-line copy in this build");
+        let Some(entry) = insns.first().map(|i| i.address) else {
+            failures.push(format!("{function}: gdb's disassembly is empty"));
+            continue;
+        };
+        if symbols.iter().all(|s| s.address != entry) {
+            failures.push(format!(
+                "{function}: gdb disassembles it at {entry:#x}, ksw's symbol is elsewhere"
+            ));
             continue;
         }
         let layout = match frame_layout(&[&file], function) {
             Ok(l) => l,
             Err(e) => {
-                failures.push(format!("{function}: {e}"));
+                failures.push(format!("{function}: frame_layout: {e}"));
                 continue;
             }
         };
         functions_checked += 1;
         for (symbol, offset, length) in expected {
+            // The slot, as frame_layout lists it.
             let ours = layout
                 .variables
                 .iter()
@@ -184,52 +229,106 @@ fn check_series(series: &str) {
                         .collect::<Vec<_>>()
                 )),
             }
-        }
-        // The watch resolve builds for the first stack local starts in it.
-        let (symbol, offset, length) = &expected[0];
-        let request = ResolveRequest {
-            function: function.to_string(),
-            variable: Some(symbol.clone()),
-            ..ResolveRequest::default()
-        };
-        match resolve(&[&file], &request) {
-            Ok(r) => {
-                let start = r.cfa_offset - r.watched_part.0 as i64;
-                if start != *offset || r.watched_part.1 > *length {
-                    failures.push(format!(
-                        "{function}.{symbol}: watch at CFA{start:+} [{:?}]",
-                        r.watched_part
-                    ));
-                } else if r.watch.sp_offset as i64 != r.cfa_to_sp + r.cfa_offset
-                    || r.cfa_offset % i64::from(r.watch.watch_len) != 0
-                {
-                    failures.push(format!("{function}.{symbol}: inconsistent watch {r:?}"));
-                } else {
-                    resolved += 1;
-                    // A disagreement between CFI and ORC is an error;
-                    // count the probe points where both were consulted.
+            // The watch resolve builds on it.
+            let request = ResolveRequest {
+                function: function.to_string(),
+                variable: Some(symbol.clone()),
+                ..ResolveRequest::default()
+            };
+            let r = match resolve(&[&file], &request) {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{function}.{symbol}: resolve refused: {e}"));
+                    continue;
+                }
+            };
+            let start = r.cfa_offset;
+            let end = start + i64::from(r.watch.watch_len);
+            if start < *offset || end > offset + *length as i64 {
+                failures.push(format!(
+                    "{function}.{symbol}: ksw watches CFA{start:+}..CFA{end:+}, gdb's slot is \
+                     CFA{offset:+}, {length} bytes"
+                ));
+                continue;
+            }
+            if start != offset + r.watched_part.0 as i64 {
+                failures.push(format!(
+                    "{function}.{symbol}: watched part {:?} does not start at CFA{start:+}",
+                    r.watched_part
+                ));
+                continue;
+            }
+            // CFA − SP after the probed instruction: readelf's rule at the
+            // next instruction (gdb's boundaries).
+            if r.function_address != entry {
+                failures.push(format!(
+                    "{function}.{symbol}: ksw probes {} at {:#x}, gdb's function is at {entry:#x}",
+                    r.symbol, r.function_address
+                ));
+                continue;
+            }
+            let truth = oracle::cfa_minus_sp_after(insns, r.watch.function_offset, |o| {
+                cfi.cfa_minus_sp(entry + o)
+            });
+            match truth {
+                Ok(cfa_to_sp) if r.watch.sp_offset as i64 == cfa_to_sp + start => {
+                    watches_checked += 1;
                     orc_agreed += usize::from(r.cfa_source.contains("ORC agrees"));
                 }
+                Ok(cfa_to_sp) => failures.push(format!(
+                    "{function}.{symbol}: ksw says {}; readelf says CFA−SP = {cfa_to_sp} after \
+                     +{:#x}, so the slot CFA{start:+} is at SP{:+}",
+                    r.key_value,
+                    r.watch.function_offset,
+                    cfa_to_sp + start
+                )),
+                Err(e) => failures.push(format!("{function}.{symbol}: {} : {e}", r.key_value)),
             }
-            Err(e) => eprintln!("note: resolve {function} {symbol}: {e}"),
         }
     }
     eprintln!(
-        "{series}: checked {slots_checked} stack slots in {functions_checked} functions against gdb; \
-         resolve built {resolved} watches, ORC agreed with CFI at {orc_agreed} probe points"
+        "{series}: checked {slots_checked} stack slots in {functions_checked} functions against \
+         gdb; {watches_checked} watches against gdb + readelf; ORC agreed with CFI at \
+         {orc_agreed} probe points"
     );
+    for r in &refusals {
+        eprintln!(
+            "{series}: not checked: {} {} [{:?}]: {}",
+            r.function, r.variable, r.kind, r.reason
+        );
+    }
+    for r in &refusals {
+        match EXPECTED_REFUSALS.iter().find(|(k, _)| *k == r.kind) {
+            Some((_, says)) if r.reason.contains(says) => {}
+            _ => failures.push(format!(
+                "unexpected refusal: {} {} [{:?}]: {}",
+                r.function, r.variable, r.kind, r.reason
+            )),
+        }
+    }
     assert!(
         failures.is_empty(),
-        "disagreements with gdb:\n{}",
+        "{series}: disagreements with gdb/readelf:\n{}",
         failures.join("\n")
     );
+    let bound = max_refusals(series);
     assert!(
-        functions_checked >= 30,
-        "only {functions_checked} functions had gdb answers to compare"
+        refusals.len() <= bound,
+        "{series}: {} functions not checked (bound {bound}):\n{}",
+        refusals.len(),
+        refusals
+            .iter()
+            .map(|r| format!("{} {}: {}", r.function, r.variable, r.reason))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(resolved >= 30, "resolve built only {resolved} watches");
     assert!(
-        orc_agreed >= 30,
-        "ORC was consulted at only {orc_agreed} probe points"
+        watches_checked >= MIN_WATCHES,
+        "{series}: only {watches_checked} watches checked against gdb + readelf"
+    );
+    // Every watch on vmlinux has an ORC entry to cross-check CFI with.
+    assert_eq!(
+        orc_agreed, watches_checked,
+        "{series}: ORC was not consulted at every probe point"
     );
 }

@@ -150,9 +150,10 @@ fn kernel_6_12_with_ibt_resolves() {
             .is_some_and(|r| r.starts_with("6.12"))
     );
     let r = resolve(&[&vmlinux], &request("do_sys_openat2", "op")).expect("openat2");
-    // Never on the endbr64 or the fentry site.
+    // Never on the endbr64 or the fentry site. (Its `so=` is checked
+    // against gdb + readelf in gdb_oracle.rs, which resolves every gdb
+    // slot of do_sys_openat2 on 6.12.)
     assert!(r.watch.function_offset > 8, "{}", r.key_value);
-    assert_eq!(r.watch.sp_offset as i64, r.cfa_to_sp + r.cfa_offset);
     let canary = resolve(
         &[&vmlinux],
         &ResolveRequest {

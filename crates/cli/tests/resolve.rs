@@ -1,11 +1,15 @@
 //! `ksw resolve` as a user runs it: debug-file discovery by release under a
-//! root, both watch strings and the table, JSON, and the errors for a
+//! root, both watch strings and the table, JSON checked against gdb and
+//! readelf, and the errors for a
 //! mismatched or missing vmlinux. Uses the Debian 6.1 kernel unpacked in
 //! `$KSW_CACHE` (default `~/.cache/ksw`); fails when it is absent unless
 //! `KSW_ALLOW_MISSING_FIXTURES=1`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+#[path = "../../analyze/tests/common/oracle.rs"]
+mod oracle;
 
 fn ksw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ksw"))
@@ -112,10 +116,51 @@ fn finds_the_vmlinux_by_release_and_prints_both_grammars() {
         json["positional"].is_null(),
         "the positional grammar has no panic flag"
     );
-    let so = json["watch"]["sp_offset"].as_i64().unwrap_or(-1);
+    // The watch against outside truth: gdb's slot for `op` plus the
+    // member's offset as gdb computes it, and readelf's CFA − SP after the
+    // probed instruction (at the next instruction by gdb's disassembly).
+    let vmlinux = PathBuf::from(root).join(format!("usr/lib/debug/boot/vmlinux-{release}"));
+    let text = oracle::gdb(
+        &vmlinux,
+        &[
+            "info scope do_sys_openat2".into(),
+            "disassemble do_sys_openat2".into(),
+            "print (long)&((struct open_flags *)0)->acc_mode".into(),
+            "print sizeof(((struct open_flags *)0)->acc_mode)".into(),
+        ],
+    );
+    let printed: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('$'))
+        .filter_map(|l| l.split_once(" = ").and_then(|(_, v)| v.trim().parse().ok()))
+        .collect();
+    let [member, member_size] = printed[..] else {
+        panic!("gdb printed {printed:?}:\n{text}");
+    };
+    let scopes = oracle::parse_scopes(&text);
+    let &(_, op, op_len) = scopes
+        .get("do_sys_openat2")
+        .and_then(|s| s.iter().find(|(n, _, _)| n == "op"))
+        .unwrap_or_else(|| panic!("gdb has no slot for op:\n{text}"));
+    assert!(member + member_size <= op_len as i64);
+    assert_eq!(json["cfa_offset"].as_i64(), Some(op + member), "{json}");
+    assert_eq!(json["watch"]["watch_len"].as_i64(), Some(member_size));
+    let disassembly = oracle::parse_disassembly(&text);
+    let insns = &disassembly["do_sys_openat2"];
+    let entry = insns[0].address;
+    assert_eq!(json["function_address"].as_u64(), Some(entry));
+    let fo = json["watch"]["function_offset"].as_u64().expect("fo");
+    let cfi = oracle::Cfi::read(&vmlinux);
+    let cfa_to_sp = oracle::cfa_minus_sp_after(insns, fo, |o| cfi.cfa_minus_sp(entry + o))
+        .unwrap_or_else(|e| panic!("{kv}: {e}"));
     assert_eq!(
-        so,
-        json["cfa_to_sp"].as_i64().unwrap_or(0) + json["cfa_offset"].as_i64().unwrap_or(0)
+        json["watch"]["sp_offset"].as_i64(),
+        Some(cfa_to_sp + op + member),
+        "{kv}: readelf says CFA−SP = {cfa_to_sp} after +{fo:#x}"
+    );
+    assert!(
+        kv.contains(&format!(" so={} ", cfa_to_sp + op + member)),
+        "{kv}"
     );
 }
 

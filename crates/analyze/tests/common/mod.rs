@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod oracle;
+
 /// `$KSW_CACHE`, or `~/.cache/ksw`.
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("KSW_CACHE") {
