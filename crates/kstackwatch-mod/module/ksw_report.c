@@ -30,6 +30,7 @@
 #include <linux/kallsyms.h>
 #include <linux/kernel.h>
 #include <linux/panic.h>
+#include <linux/printk.h>
 #include <linux/sched/clock.h>
 #include <linux/stacktrace.h>
 #include <linux/string.h>
@@ -324,22 +325,31 @@ static void ksw_panic(const struct pt_regs *regs)
 		nmi_panic((struct pt_regs *)regs, ksw_panic_msg);
 }
 
+/*
+ * The report's header is one printk record, so that no other line lands
+ * inside it, and the whole report is printed under the printk CPU lock
+ * (which dump_stack() takes too), so that catches on several CPUs at
+ * once do not interleave.
+ */
 static void ksw_report(const struct ksw_catch *rec, struct pt_regs *regs)
 {
-	pr_err("========== KStackWatch: Caught stack corruption ==========\n");
-	pr_err("config: %s\n", rec->config);
-	pr_err("writer: %pS ip=0x%lx comm=%s pid=%d cpu=%u\n",
-	       (void *)regs->ip, regs->ip, rec->writer_comm, rec->writer_pid,
-	       rec->cpu);
-	pr_err("watch: addr=0x%llx len=%u old=0x%llx new=0x%llx\n",
-	       rec->watch_addr, rec->watch_len, rec->old_value,
-	       rec->new_value);
-	pr_err("victim: func=%s depth=%u comm=%s pid=%d armed_sp=0x%llx\n",
-	       rec->func_name, rec->depth, rec->victim_comm, rec->victim_pid,
-	       rec->armed_sp);
-	pr_err("record: seq=%llu flags=0x%x\n", rec->seq, rec->flags);
+	unsigned long flags;
+
+	printk_cpu_sync_get_irqsave(flags);
+	pr_err("========== KStackWatch: Caught stack corruption ==========\n"
+	       KBUILD_MODNAME ": config: %s\n"
+	       KBUILD_MODNAME ": writer: %pS ip=0x%lx comm=%s pid=%d cpu=%u\n"
+	       KBUILD_MODNAME ": watch: addr=0x%llx len=%u old=0x%llx new=0x%llx\n"
+	       KBUILD_MODNAME ": victim: func=%s depth=%u comm=%s pid=%d armed_sp=0x%llx\n"
+	       KBUILD_MODNAME ": record: seq=%llu flags=0x%x\n",
+	       rec->config, (void *)regs->ip, regs->ip, rec->writer_comm,
+	       rec->writer_pid, rec->cpu, rec->watch_addr, rec->watch_len,
+	       rec->old_value, rec->new_value, rec->func_name, rec->depth,
+	       rec->victim_comm, rec->victim_pid, rec->armed_sp, rec->seq,
+	       rec->flags);
 	dump_stack();
 	pr_err("=================== KStackWatch End ===================\n");
+	printk_cpu_sync_put_irqrestore(flags);
 }
 
 /**

@@ -637,6 +637,44 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive() {
+        // The longest name, the longest config and the largest max_watch
+        // are accepted; one more is not.
+        let name = "f".repeat(MAX_FUNC_NAME_LEN);
+        assert_eq!(ok(&format!("fn={name} fo=1")).func_name, name);
+        assert_eq!(
+            err(&format!("fn={name}g fo=1")),
+            ConfigError::NameTooLong(MAX_FUNC_NAME_LEN + 1)
+        );
+        let pad = " ".repeat(MAX_CONFIG_LEN - "fn=f fo=1".len() - "dp=1".len());
+        let longest = format!("fn=f fo=1{pad}dp=1");
+        assert_eq!(longest.len(), MAX_CONFIG_LEN);
+        assert_eq!(ok(&longest).depth, 1);
+        let too_long = format!("fn=f fo=1{pad} dp=1");
+        assert_eq!(err(&too_long), ConfigError::TooLong(MAX_CONFIG_LEN + 1));
+        assert_eq!(ok("fn=f fo=1 mw=4").max_watch, MAX_WATCH);
+        assert_eq!(err("fn=f fo=1 mw=5"), ConfigError::TooManyWatch(5));
+        // "0x" alone is not hex: its "x" is a bad octal digit.
+        assert_eq!(
+            err("fn=f fo=0x"),
+            ConfigError::BadNumber("func_offset", "0x".into())
+        );
+        assert_eq!(ok("fn=f fo=0x1").func_offset, 1);
+    }
+
+    #[test]
+    fn positional_form_has_no_max_watch_or_panic() {
+        let only_panic = ok("fn=f fo=0x10 ph=1");
+        assert_eq!(only_panic.to_positional(), None);
+        let only_max = ok("fn=f fo=0x10 mw=2");
+        assert_eq!(only_max.to_positional(), None);
+        let neither = ok("fn=f fo=0x10 so=8 wl=8");
+        assert_eq!(neither.to_positional().as_deref(), Some("f+0x10 8:8"));
+        assert_eq!(format!("{only_panic}"), only_panic.to_key_value());
+        assert_eq!(format!("{neither}"), "fn=f fo=0x10 so=8 wl=8");
+    }
+
+    #[test]
     fn printing_round_trips() {
         for s in [
             "fn=f fo=0x10 dp=2 so=24 wl=8",

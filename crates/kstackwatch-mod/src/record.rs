@@ -348,6 +348,44 @@ mod tests {
     }
 
     #[test]
+    fn text_fields_stop_at_their_nul() {
+        let mut b = sample();
+        let r = HEADER_SIZE;
+        for (field, text) in [
+            (offset_of!(Catch, config), &b"fn=victim fo=0x2e"[..]),
+            (offset_of!(Catch, victim_comm), b"insmod"),
+            (offset_of!(Catch, writer_comm), b"kworker/0:1"),
+        ] {
+            b[r + field..r + field + text.len()].copy_from_slice(text);
+        }
+        let log = CatchLog::read(&b).unwrap();
+        let c = &log.records[0];
+        assert_eq!(c.config(), "fn=victim fo=0x2e");
+        assert_eq!(c.victim_comm(), "insmod");
+        assert_eq!(c.writer_comm(), "kworker/0:1");
+        assert_eq!(c_str(b"abc"), "abc");
+    }
+
+    #[test]
+    fn a_header_alone_is_checked_before_its_length() {
+        // Exactly a header's worth of bytes: a bad magic is named as such,
+        // a good header is short of its records.
+        let good = sample();
+        let mut b = good[..HEADER_SIZE].to_vec();
+        assert_eq!(CatchLog::read(&b), Err(RecordError::Short(HEADER_SIZE)));
+        b[0] ^= 1;
+        assert!(matches!(CatchLog::read(&b), Err(RecordError::BadMagic(_))));
+        for (e, want) in [
+            (RecordError::Short(3), "3 bytes"),
+            (RecordError::BadMagic(0x10), "0x10"),
+            (RecordError::BadVersion(9), "version 9"),
+            (RecordError::BadGeometry, "sizes"),
+        ] {
+            assert!(e.to_string().contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_headers() {
         let good = sample();
         let mut b = good.clone();
