@@ -134,12 +134,11 @@ def _hash_inputs(kernel, r, extra_files):
     return h.hexdigest()
 
 
-def build_project_modules(kernel):
+def build_project_modules(kernel, build):
     """Build crates/kstackwatch-mod/module against the kernel's headers in
-    a scratch copy of the sources; return the .ko paths."""
+    a scratch copy of the sources at `build`; return the .ko paths."""
     if not (MODULE_SRC / "Kbuild").exists() and not (MODULE_SRC / "Makefile").exists():
         raise StepError(f"step 'modules': no Kbuild in {MODULE_SRC}")
-    build = CACHE / "build" / kernel.series / "kstackwatch-mod"
     shutil.rmtree(build, ignore_errors=True)
     shutil.copytree(MODULE_SRC, build, ignore=shutil.ignore_patterns(
         "*.o", "*.ko", "*.mod*", ".*.cmd", "Module.symvers", "modules.order"))
@@ -177,11 +176,12 @@ def execute(series, r, force=False):
     return boot(kernel, r, step, digest, final)
 
 
-def boot(kernel, r, step, digest, final):
-    """Boot run `r` once and move its results to `final`."""
+def boot(kernel, r, step, digest, final, work=None):
+    """Boot run `r` once in `work` (default: its own scratch directory) and
+    move its results to `final`."""
     series = kernel.series
     t0 = time.monotonic()
-    work = CACHE / "work" / series / r.name
+    work = work or CACHE / "work" / series / r.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log(f"{step}: building initramfs")
@@ -211,7 +211,7 @@ def boot(kernel, r, step, digest, final):
         main.add_binary(shutil.which("kexec") or "/sbin/kexec", "/bin/kexec")
         main.add_file(kernel.vmlinuz, "/ksw/capture/vmlinuz")
         main.add_file(work / "capture.gz", "/ksw/capture/initrd.gz")
-    kos = build_project_modules(kernel) if r.project_modules else []
+    kos = build_project_modules(kernel, work / "kstackwatch-mod") if r.project_modules else []
     for ko in kos:
         main.add_file(ko, f"/ksw/modules/{ko.name}")
     for b in r.binaries:
@@ -317,18 +317,20 @@ def stress_rate(series, boots, variants=STRESS_VARIANTS):
         for name in variants:
             r = stress_run(name)
             step = f"{series}/{name} boot {i + 1}/{boots}"
-            final = CACHE / "work" / series / f"{name}.rate"
+            # apart from the fixture runs' directories, which may run meanwhile
+            work = CACHE / "stress-rate" / "work" / series / name
+            final = work.with_name(f"{name}.out")
             entry = {"outcome": "pass"}
             logs = []
             try:
-                boot(kernel, r, step, "stress-rate", final)
+                boot(kernel, r, step, "stress-rate", final, work)
                 logs = [final / "console.log", *sorted(final.glob("phase-*.dmesg"))]
                 bad = [line for p in logs for line in splats(p.read_text(errors="replace"))]
                 if bad:
                     entry = {"outcome": "splat", "first": bad[0].strip()}
             except StepError as e:
                 entry = {"outcome": "fail", "first": str(e).splitlines()[0]}
-                logs = [CACHE / "work" / series / name / "console.log"]
+                logs = [work / "console.log"]
             if entry["outcome"] != "pass":
                 k = len(report.get(name, [])) + 1
                 entry["logs"] = []

@@ -121,7 +121,8 @@ def check_case(name, scenario, resolved, dmesg, config, st):
 series = sys.argv[1] if len(sys.argv) > 1 else "6.1"
 ksw = REPO / "target/release/ksw"
 kernel = kernels.Kernel(series)
-kos = scenarios.build_project_modules(kernel)
+kos = scenarios.build_project_modules(
+    kernel, Path(tempfile.mkdtemp(prefix="ksw-resolve-e2e-build-")) / "kstackwatch-mod")
 test_ko = next(k for k in kos if k.name == "kstackwatch_test.ko")
 cases = [
     ("fire", ["test_watch_fire", "buf[1]"], "fire"),
