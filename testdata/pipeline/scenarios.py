@@ -306,13 +306,14 @@ def boot(kernel, r, step, digest, final, work=None):
 def stress_rate(series, boots, variants=STRESS_VARIANTS):
     """Boot each stress variant `boots` times, round robin so that host load
     weighs on all alike, and count the boots that fail: no finish, or a
-    splat on the console or in a phase's dmesg. Writes a JSON report under
-    CACHE/stress-rate/SERIES and keeps the failures' logs there."""
+    splat on the console or in a phase's dmesg. Writes one JSON file per
+    variant under CACHE/stress-rate/SERIES (so that runs of other variants
+    may go on meanwhile) and keeps the failures' logs there."""
     kernel = kernels.Kernel(series)
     out = CACHE / "stress-rate" / series
     out.mkdir(parents=True, exist_ok=True)
-    report_file = out / "report.json"
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    report = {name: json.loads((out / f"{name}.json").read_text())
+              for name in variants if (out / f"{name}.json").exists()}
     for i in range(boots):
         for name in variants:
             r = stress_run(name)
@@ -340,7 +341,7 @@ def stress_rate(series, boots, variants=STRESS_VARIANTS):
                         shutil.copy(p, keep)
                         entry["logs"].append(str(keep))
             report.setdefault(name, []).append(entry)
-            report_file.write_text(json.dumps(report, indent=1) + "\n")
+            (out / f"{name}.json").write_text(json.dumps(report[name], indent=1) + "\n")
             log(f"{step}: {entry['outcome']} {entry.get('first', '')}")
     summary = {name: {"boots": len(v), "failures": sum(e["outcome"] != "pass" for e in v)}
                for name, v in report.items()}

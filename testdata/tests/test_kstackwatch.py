@@ -449,9 +449,9 @@ class PanicDump(unittest.TestCase):
     def test_catch_record_in_the_dump_matches_the_console(self):
         for series in SERIES:
             for run, elf in self.RUNS:
-                d = fixture(series, run)
-                man = json.loads((d / "manifest.json").read_text())
                 with self.subTest(series=series, run=run):
+                    d = fixture(series, run)
+                    man = json.loads((d / "manifest.json").read_text())
                     console = panic_log(d, run, elf)
                     (truth,) = truths(console)
                     (rep,) = reports(console)
