@@ -51,13 +51,26 @@ class Guest:
         except FileNotFoundError:
             return ""
 
-    def wait_exit(self, timeout, step):
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise StepError(f"step '{step}': guest did not finish within "
-                            f"{timeout}s; console log: {self.console}")
+    def wait_exit(self, timeout, step, stall=None):
+        """Wait for the guest to power off; with `stall`, give up as soon as
+        its console has been silent that many seconds (a hung guest)."""
+        deadline = time.monotonic() + timeout
+        size, since = -1, time.monotonic()
+        while self.proc.poll() is None:
+            now = time.monotonic()
+            if now > deadline:
+                self.kill()
+                raise StepError(f"step '{step}': guest did not finish within "
+                                f"{timeout}s; console log: {self.console}")
+            if stall:
+                grown = self.console.stat().st_size if self.console.exists() else 0
+                if grown != size:
+                    size, since = grown, now
+                elif now - since > stall:
+                    self.kill()
+                    raise StepError(f"step '{step}': guest console silent for "
+                                    f"{stall}s (hung); console log: {self.console}")
+            time.sleep(1)
 
     def wait_for(self, marker, timeout, step):
         """Wait until `marker` shows up on the console."""

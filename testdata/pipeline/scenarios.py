@@ -176,9 +176,9 @@ def execute(series, r, force=False):
     return boot(kernel, r, step, digest, final)
 
 
-def boot(kernel, r, step, digest, final, work=None):
+def boot(kernel, r, step, digest, final, work=None, stall=None):
     """Boot run `r` once in `work` (default: its own scratch directory) and
-    move its results to `final`."""
+    move its results to `final`; `stall`: see Guest.wait_exit."""
     series = kernel.series
     t0 = time.monotonic()
     work = work or CACHE / "work" / series / r.name
@@ -244,7 +244,7 @@ def boot(kernel, r, step, digest, final, work=None):
                                "producer": "qemu dump-guest-memory",
                                "vmcoreinfo_device": r.vmcoreinfo}
         else:
-            guest.wait_exit(r.timeout, step)
+            guest.wait_exit(r.timeout, step, stall)
     finally:
         guest.kill()
     console = guest.console_text()
@@ -324,7 +324,8 @@ def stress_rate(series, boots, variants=STRESS_VARIANTS):
             entry = {"outcome": "pass"}
             logs = []
             try:
-                boot(kernel, r, step, "stress-rate", final, work)
+                # the scripts print a line at least every few seconds
+                boot(kernel, r, step, "stress-rate", final, work, stall=150)
                 logs = [final / "console.log", *sorted(final.glob("phase-*.dmesg"))]
                 bad = [line for p in logs for line in splats(p.read_text(errors="replace"))]
                 if bad:

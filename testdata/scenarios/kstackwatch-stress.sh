@@ -2,8 +2,9 @@
 # replaced 50 times, CPU hotplug while armed, then 50 unload/reload cycles
 # while armed (with 20 workers between load and unload). Afterwards every
 # hardware slot must be free again. The console is kept quiet (catch
-# reports would flood the serial line); each phase's dmesg is saved
-# instead, with the counters that let the tests check that phase alone.
+# reports would flood the serial line), but for one line per step that
+# shows the guest is alive; each phase's dmesg is saved instead, with the
+# counters that let the tests check that phase alone.
 # Every marker file says what happened, not what was planned.
 #
 # Variants, for measuring failure rates (testdata/pipeline stress-rate):
@@ -64,6 +65,7 @@ batches=0
 ok=0
 i=0
 while [ $i -lt 50 ]; do
+	echo "ksw-stress: reconfiguration $i"
 	ksw_workers
 	if [ $((i % 2)) = 0 ]; then c=$kv; else c=$pos; fi
 	err=$(ksw_arm "$c")
@@ -75,6 +77,7 @@ while [ $i -lt 50 ]; do
 	ksw_phase reconfig
 	i=$((i + 1))
 done
+echo "ksw-stress: waiting for the workers"
 wait $workers
 echo "reconfigurations: $ok" > "$OUT/reconfig.done"
 echo "worker batches: $batches" >> "$OUT/reconfig.done"
@@ -83,6 +86,7 @@ echo > /proc/kstackwatch
 ksw_phase reconfig
 
 # CPU hotplug while armed: a catch on every CPU configuration
+echo "ksw-stress: hotplug"
 ksw_arm "$(ksw_cfg silent kv)" > /dev/null
 {
 	cat /sys/devices/system/cpu/online
@@ -107,6 +111,7 @@ ksw_phase hotplug
 ok=0
 i=0
 while [ $i -lt 50 ]; do
+	echo "ksw-stress: reload $i"
 	err=$(ksw_arm "$kv")
 	echo "mthread 20 2" > /proc/kstackwatch_test
 	echo "cycle $i $(grep -E '^(catches|catch_log):' /proc/kstackwatch | tr -d ' ' | tr '\n' ' ')" \
@@ -124,6 +129,7 @@ echo "reloads: $ok" > "$OUT/reload.done"
 ksw_phase reload
 
 # every slot is free again
+echo "ksw-stress: unload"
 ksw_set "$kv mw=0" > /dev/null
 grep '^slots_total' /proc/kstackwatch > "$OUT/slots-after"
 echo > /proc/kstackwatch

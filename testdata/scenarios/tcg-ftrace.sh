@@ -12,6 +12,7 @@ dmesg -n 1
 workers=
 i=0
 while [ $i -lt 50 ]; do
+	echo "ksw-tcg: ftrace toggle $i"
 	if [ -z "$workers" ] || ! kill -0 "$workers" 2> /dev/null; then
 		echo "mthread 200 40" > /proc/kstackwatch_test &
 		workers=$!

@@ -6,6 +6,7 @@
 echo "ksw-scenario: $KSW_SCENARIO on $(uname -r)"
 insmod /ksw/modules/kstackwatch_test.ko || ksw_fail "insmod kstackwatch_test.ko"
 for i in 1 2 3 4 5; do
+	echo "ksw-tcg: irqentry round $i"
 	echo "irqentry 3" > /proc/kstackwatch_test
 	dmesg -c >> "$OUT/phase-irqentry.dmesg"
 done
