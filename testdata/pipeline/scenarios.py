@@ -105,7 +105,8 @@ def kstackwatch_runs(series):
 # is also a fixture) and two reproductions without kstackwatch of what TCG
 # does to the guest (testdata/scenarios/tcg-*.sh).
 STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",
-                   "kstackwatch-stress-exitwindow", "tcg-irqentry", "tcg-ftrace")
+                   "kstackwatch-stress-exitwindow", "tcg-irqentry", "tcg-ftrace",
+                   "tcg-drhold")
 
 
 def stress_run(name):

@@ -25,6 +25,8 @@
  *   irqentry [S]            no kstackwatch: for S seconds, a perf
  *                           watchpoint on the stack words that interrupt
  *                           entry pushes onto, then idle
+ *   drhold [S]              no kstackwatch: four perf watchpoints on words
+ *                           nobody writes, held S seconds
  *
  * Reading the file lists, for every scenario, a kstackwatch config in
  * both grammars ("NAME kv CONFIG" and "NAME pos CONFIG").  The probe
@@ -903,6 +905,40 @@ static noinline __noipa void ksw_test_irqentry(unsigned int secs)
 	pr_info("irqentry: every CPU still takes interrupts\n");
 }
 
+/* ---- drhold: armed debug registers, without kstackwatch ---- */
+
+static unsigned long ksw_drhold_words[4] __aligned(8);
+
+/*
+ * Four of the kernel's own perf breakpoints, on words that nothing
+ * writes, held while the caller's workload runs: every CPU then runs with
+ * all four debug registers enabled, as under a kstackwatch config with
+ * four slots, with no kprobe, no catch and no #DB at all.
+ */
+static void ksw_test_drhold(unsigned int secs)
+{
+	struct perf_event * __percpu *bp[ARRAY_SIZE(ksw_drhold_words)];
+	struct perf_event_attr attr;
+	int i, n;
+
+	atomic_set(&ksw_irqentry_hits, 0);
+	for (n = 0; n < ARRAY_SIZE(bp); n++) {
+		hw_breakpoint_init(&attr);
+		attr.bp_addr = (unsigned long)&ksw_drhold_words[n];
+		attr.bp_len = HW_BREAKPOINT_LEN_8;
+		attr.bp_type = HW_BREAKPOINT_W;
+		bp[n] = register_wide_hw_breakpoint(&attr, ksw_irqentry_hit,
+						    NULL);
+		if (IS_ERR((void __force *)bp[n]))
+			break;
+	}
+	msleep(secs * 1000);
+	for (i = 0; i < n; i++)
+		unregister_wide_hw_breakpoint(bp[i]);
+	pr_info("drhold: %d breakpoints held %u s, %d hits\n", n, secs,
+		atomic_read(&ksw_irqentry_hits));
+}
+
 /* ---- control ---- */
 
 static void ksw_test_describe(void)
@@ -1050,6 +1086,8 @@ static int ksw_test_run(char *cmd)
 		ksw_test_exitpath();
 	} else if (!strcmp(name, "irqentry")) {
 		ksw_test_irqentry(n ? nums[0] : 5);
+	} else if (!strcmp(name, "drhold")) {
+		ksw_test_drhold(n ? nums[0] : 60);
 
 	} else {
 		pr_err("unknown scenario '%s'\n", name);
