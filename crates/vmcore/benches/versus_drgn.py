@@ -1,36 +1,46 @@
 #!/usr/bin/env python3
 """Side by side: ksw-vmcore and drgn (PyPI) open a dump, read VMCOREINFO
-and read the same 10,000 random kernel pages, each in its own process.
-Prints wall time and peak RSS of both, and the ratios.
+and read the same N random kernel pages, each in its own process.
 
-Usage: versus_drgn.py DUMP [N]   (run from the repository root; drgn is
-taken from $KSW_DRGN_PYTHON, default ~/.cache/ksw/drgn-venv/bin/python)
+Both sides do the same timed work: the address list is parsed before the
+clock starts, the timed loop only reads each page into memory, and the
+checksum (the guard that both read the same data) is computed after the
+clock stops. Each side runs RUNS times (default 5), alternating, after one
+warm-up run each; the report gives the median and range of the read loop,
+of opening the dump, and of the whole process (wall time, including
+interpreter start-up for drgn), and peak RSS.
+
+Usage: versus_drgn.py DUMP [N] [RUNS]   (run from the repository root;
+drgn is taken from $KSW_DRGN_PYTHON, default
+~/.cache/ksw/drgn-venv/bin/python)
 """
 
 import json
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 DRGN_SIDE = r"""
 import sys, time, json, drgn
+addrs = [int(line, 16) for line in open(sys.argv[2])]
 t0 = time.perf_counter()
 prog = drgn.Program()
 prog.set_core_dump(sys.argv[1])
-opened = time.perf_counter() - t0
-ok = faults = checksum = 0
-for line in open(sys.argv[2]):
+opened = time.perf_counter()
+pages = []
+faults = 0
+for a in addrs:
     try:
-        page = prog.read(int(line, 16), 4096)
-        ok += 1
-        checksum += sum(page)
+        pages.append(prog.read(a, 4096))
     except drgn.FaultError:
         faults += 1
-print(json.dumps({"open_s": opened, "total_s": time.perf_counter() - t0,
-                  "ok": ok, "faults": faults, "checksum": checksum}))
+done = time.perf_counter()
+checksum = sum(sum(p) for p in pages)
+print(json.dumps({"open_s": opened - t0, "read_s": done - opened,
+                  "total_s": done - t0, "ok": len(pages), "faults": faults,
+                  "checksum": checksum}))
 """
 
 
@@ -46,9 +56,16 @@ def run_isolated(cmd):
     return json.loads(out)
 
 
+def summary(samples):
+    """Median and range of a list of seconds."""
+    return (f"median {statistics.median(samples):.4f} s "
+            f"(min {min(samples):.4f}, max {max(samples):.4f})")
+
+
 def main():
     dump = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     drgn_py = os.environ.get("KSW_DRGN_PYTHON",
                              os.path.expanduser("~/.cache/ksw/drgn-venv/bin/python"))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "ksw-vmcore",
@@ -61,21 +78,41 @@ def main():
         script = os.path.join(tmp, "drgn_side.py")
         with open(script, "w") as f:
             f.write(DRGN_SIDE)
-        # Once each to warm the page cache, then the measured runs.
-        run_isolated([exe, dump, addrs])
-        run_isolated([drgn_py, script, dump, addrs])
-        ours = run_isolated([exe, dump, addrs])
-        theirs = run_isolated([drgn_py, script, dump, addrs])
-    a, b = ours["inner"], theirs["inner"]
-    # Where makedumpfile's ELF output leaves pages out, drgn reads zeros and
-    # ksw reports "excluded", so the counts may differ but not the sum.
-    if a["checksum"] != b["checksum"] or a["ok"] > b["ok"]:
-        sys.exit(f"the two sides read different data: ksw {a}, drgn {b}")
-    print(f"dump: {dump} ({os.path.getsize(dump) / 2**20:.0f} MiB), {n} page reads; "
-          f"ksw: {a['ok']} read, {a['faults']} faults or excluded; drgn: {b['ok']} read; same checksum")
-    print(f"ksw-vmcore: wall {ours['wall']:.3f} s (open {a['open_s']:.4f} s), peak RSS {ours['rss_kb'] / 1024:.1f} MiB")
-    print(f"drgn:       wall {theirs['wall']:.3f} s (open {b['open_s']:.4f} s), peak RSS {theirs['rss_kb'] / 1024:.1f} MiB")
-    print(f"speed-up {theirs['wall'] / ours['wall']:.1f}x, RSS ratio {theirs['rss_kb'] / max(ours['rss_kb'], 1):.1f}x")
+        ours_cmd = [exe, dump, addrs]
+        theirs_cmd = [drgn_py, script, dump, addrs]
+        # One warm-up each (page cache), then alternating measured runs.
+        run_isolated(ours_cmd)
+        run_isolated(theirs_cmd)
+        ours, theirs = [], []
+        for _ in range(runs):
+            ours.append(run_isolated(ours_cmd))
+            theirs.append(run_isolated(theirs_cmd))
+    # Every run of both sides must read the same data. Where makedumpfile's
+    # ELF output leaves pages out, drgn reads zeros and ksw reports
+    # "excluded", so the counts may differ but not the sum.
+    a, b = ours[0]["inner"], theirs[0]["inner"]
+    checksums = {r["inner"]["checksum"] for r in ours + theirs}
+    if len(checksums) != 1 or any(r["inner"]["ok"] < a["ok"] for r in theirs):
+        sys.exit(f"the two sides read different data: ksw {[r['inner'] for r in ours]}, "
+                 f"drgn {[r['inner'] for r in theirs]}")
+
+    def col(results, key):
+        return [r["inner"][key] for r in results]
+
+    ours_read, theirs_read = col(ours, "read_s"), col(theirs, "read_s")
+    ours_wall, theirs_wall = [r["wall"] for r in ours], [r["wall"] for r in theirs]
+    print(f"dump: {dump} ({os.path.getsize(dump) / 2**20:.0f} MiB), {n} page reads, "
+          f"{runs} runs each; ksw: {a['ok']} read, {a['faults']} faults or excluded; "
+          f"drgn: {b['ok']} read; same checksum")
+    for name, res, read in (("ksw-vmcore", ours, ours_read), ("drgn", theirs, theirs_read)):
+        print(f"{name:10}  read loop {summary(read)}")
+        print(f"{'':10}  open      {summary(col(res, 'open_s'))}")
+        print(f"{'':10}  process   {summary([r['wall'] for r in res])}, "
+              f"peak RSS {statistics.median(r['rss_kb'] for r in res) / 1024:.1f} MiB")
+    print(f"read loop: drgn / ksw = "
+          f"{statistics.median(theirs_read) / statistics.median(ours_read):.1f}x (medians); "
+          f"whole process: drgn / ksw = "
+          f"{statistics.median(theirs_wall) / statistics.median(ours_wall):.1f}x (medians)")
 
 
 if __name__ == "__main__":

@@ -231,6 +231,157 @@ mod tests {
         v
     }
 
+    use crate::source::OwnedBytes;
+
+    /// An x86_64 ET_CORE header with `phnum` program headers after it.
+    fn core(phs: &[(u32, u64, u64, u64, u64, u64)]) -> Vec<u8> {
+        let mut f = vec![0u8; 64];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[16..18].copy_from_slice(&ET_CORE.to_le_bytes());
+        f[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes());
+        f[48..52].copy_from_slice(&DUMP_ELF_INCOMPLETE.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&(phs.len() as u16).to_le_bytes());
+        for &(t, off, vaddr, paddr, filesz, memsz) in phs {
+            let mut p = vec![0u8; 56];
+            p[..4].copy_from_slice(&t.to_le_bytes());
+            for (at, v) in [
+                (8, off),
+                (16, vaddr),
+                (24, paddr),
+                (32, filesz),
+                (40, memsz),
+            ] {
+                p[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            f.extend_from_slice(&p);
+        }
+        f
+    }
+
+    fn parse(b: Vec<u8>) -> Result<CoreHeader> {
+        CoreHeader::parse(&OwnedBytes(b))
+    }
+
+    #[test]
+    fn parses_program_headers() {
+        let f = core(&[
+            (PT_NOTE, 0x100, 0, 0, 0x20, 0x20),
+            (
+                PT_LOAD,
+                0x1000,
+                0xffff_8880_0000_0000,
+                0x10_0000,
+                0x2000,
+                0x3000,
+            ),
+        ]);
+        let h = parse(f).unwrap();
+        assert_eq!((h.e_type, h.machine, h.flags), (ET_CORE, EM_X86_64, 1));
+        assert_eq!(
+            h.program_headers[1],
+            ProgramHeader {
+                p_type: PT_LOAD,
+                offset: FileOffset(0x1000),
+                vaddr: VirtAddr(0xffff_8880_0000_0000),
+                paddr: PhysAddr(0x10_0000),
+                filesz: 0x2000,
+                memsz: 0x3000,
+            }
+        );
+        assert_eq!(h.program_headers[0].p_type, PT_NOTE);
+        assert!(has_elf_magic(b"\x7fELF\x02") && !has_elf_magic(b"\x7fELG"));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_x86_64_core() {
+        let good = core(&[(PT_LOAD, 0, 0, 0, 0, 0)]);
+        let with = |at: usize, bytes: &[u8]| {
+            let mut f = good.clone();
+            f[at..at + bytes.len()].copy_from_slice(bytes);
+            parse(f)
+        };
+        assert!(matches!(with(0, b"\x7fELG"), Err(Error::NotADump(_))));
+        assert!(matches!(with(4, &[1]), Err(Error::Unsupported(_))));
+        assert!(matches!(with(5, &[2]), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            with(16, &2u16.to_le_bytes()),
+            Err(Error::NotADump(_))
+        ));
+        assert!(matches!(
+            with(18, &183u16.to_le_bytes()),
+            Err(Error::Unsupported(_))
+        ));
+        assert!(matches!(
+            with(54, &64u16.to_le_bytes()),
+            Err(Error::Corrupt(_))
+        ));
+        // Program headers past the end of the file.
+        assert!(matches!(
+            with(56, &2u16.to_le_bytes()),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn pn_xnum_takes_the_count_from_section_header_zero() {
+        let mut f = core(&[(PT_LOAD, 0, 0, 0, 1, 1), (PT_LOAD, 0, 0, 0, 2, 2)]);
+        let shoff = f.len() as u64;
+        f[40..48].copy_from_slice(&shoff.to_le_bytes());
+        f[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        let mut sh0 = vec![0u8; 64];
+        sh0[44..48].copy_from_slice(&2u32.to_le_bytes());
+        f.extend_from_slice(&sh0);
+        let h = parse(f.clone()).unwrap();
+        assert_eq!(h.program_headers.len(), 2);
+        assert_eq!(h.program_headers[1].filesz, 2);
+        // An absurd count is refused before anything is read.
+        f[shoff as usize + 44..shoff as usize + 48].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(parse(f), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn the_program_header_table_limit_is_one_gib() {
+        // 1 GiB / 56 headers fits; one more does not.
+        let mut f = core(&[]);
+        let shoff = f.len() as u64;
+        f[40..48].copy_from_slice(&shoff.to_le_bytes());
+        f[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        let mut sh0 = vec![0u8; 64];
+        sh0[44..48].copy_from_slice(&(((1u32 << 30) / 56) + 1).to_le_bytes());
+        f.extend_from_slice(&sh0);
+        assert!(matches!(parse(f.clone()), Err(Error::Corrupt(_))));
+        let at = shoff as usize + 44;
+        f[at..at + 4].copy_from_slice(&((1u32 << 30) / 56).to_le_bytes());
+        assert!(matches!(parse(f), Err(Error::Truncated { .. })));
+    }
+
+    #[test]
+    fn note_iteration_stops_at_the_buffer_end() {
+        let mut buf = note(b"CORE", 1, &[]);
+        assert_eq!(buf.len(), 20);
+        // Eleven trailing bytes are not a note header.
+        buf.extend_from_slice(&[1; 11]);
+        let notes: Vec<_> = NoteIter::new(&buf).collect();
+        assert_eq!(notes.len(), 1);
+        // A header of exactly twelve bytes with a zero-length name.
+        let mut buf = vec![0u8; 12];
+        buf[8] = 5;
+        let notes: Vec<_> = NoteIter::new(&buf).collect::<Result<_>>().unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!((notes[0].name, notes[0].n_type), (&b""[..], 5));
+        // A note with no name and no descriptor but a type is a note, not
+        // padding; one with only a descriptor too.
+        let mut buf = vec![0u8; 12];
+        buf[4] = 4;
+        buf.extend_from_slice(b"abcd");
+        let notes: Vec<_> = NoteIter::new(&buf).collect::<Result<_>>().unwrap();
+        assert_eq!(notes[0].desc, b"abcd");
+    }
+
     #[test]
     fn iterates_notes_across_terminators() {
         let mut buf = note(b"CORE", 1, &[7; 336]);

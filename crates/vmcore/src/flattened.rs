@@ -233,6 +233,102 @@ mod tests {
         ));
     }
 
+    fn read(f: &FlattenedFile<OwnedBytes>, off: u64, len: usize) -> Vec<u8> {
+        f.bytes(FileOffset(off), len, "t").unwrap().into_owned()
+    }
+
+    #[test]
+    fn overlapping_records_are_trimmed_exactly() {
+        // A later record inside an earlier one, away from offset 0: the
+        // earlier one keeps a head and a tail.
+        let f = FlattenedFile::new(OwnedBytes(flattened(
+            &[(2, b"abcdefgh"), (10, b"ij"), (4, b"XY")],
+            true,
+        )))
+        .unwrap();
+        assert_eq!(f.records(), 3);
+        assert!(format!("{f:?}").contains("FlattenedFile"));
+        assert_eq!(read(&f, 0, 12), b"\0\0abXYefghij");
+        assert_eq!(read(&f, 2, 8), b"abXYefgh");
+        assert_eq!(read(&f, 3, 1), b"b");
+        assert_eq!(read(&f, 6, 4), b"efgh");
+        assert_eq!(read(&f, 7, 2), b"fg");
+        assert_eq!(read(&f, 4, 8), b"XYefghij");
+        assert_eq!(read(&f, 2, 4), b"abXY");
+        // Untrimmed records: a read that starts inside one and runs into
+        // the next.
+        let f = FlattenedFile::new(OwnedBytes(flattened(
+            &[(2, b"abcdefgh"), (10, b"ij")],
+            true,
+        )))
+        .unwrap();
+        assert_eq!(read(&f, 4, 8), b"cdefghij");
+        assert_eq!(read(&f, 9, 3), b"hij");
+        // A later record that starts before an earlier one and overlaps it.
+        let f =
+            FlattenedFile::new(OwnedBytes(flattened(&[(4, b"wxyz"), (2, b"123")], true))).unwrap();
+        assert_eq!(read(&f, 2, 6), b"123xyz");
+        assert_eq!(read(&f, 5, 3), b"xyz");
+        // A record ending exactly where the next one starts, then one that
+        // overwrites the end of the first: the second stays whole.
+        let f = FlattenedFile::new(OwnedBytes(flattened(
+            &[(0, b"abcd"), (4, b"efgh"), (2, b"XY")],
+            true,
+        )))
+        .unwrap();
+        assert_eq!(read(&f, 0, 8), b"abXYefgh");
+        assert_eq!(read(&f, 4, 4), b"efgh");
+        // A record from offset 0 covered at its start by a later one.
+        let f =
+            FlattenedFile::new(OwnedBytes(flattened(&[(0, b"abcd"), (2, b"XY")], true))).unwrap();
+        assert_eq!(read(&f, 0, 4), b"abXY");
+        assert_eq!(read(&f, 0, 2), b"ab");
+    }
+
+    #[test]
+    fn bad_headers_and_records_are_refused() {
+        let mut v = flattened(&[(0, b"ab")], true);
+        v[23] = 2;
+        assert!(matches!(
+            FlattenedFile::new(OwnedBytes(v)),
+            Err(Error::Corrupt(_))
+        ));
+        let mut v = flattened(&[(0, b"ab")], true);
+        v[31] = 2;
+        assert!(matches!(
+            FlattenedFile::new(OwnedBytes(v)),
+            Err(Error::Unsupported(_))
+        ));
+        let mut v = flattened(&[(0, b"ab")], true);
+        v[0] = b'M';
+        assert!(matches!(
+            FlattenedFile::new(OwnedBytes(v)),
+            Err(Error::NotADump(_))
+        ));
+        let v = flattened(&[(-5, b"ab")], true);
+        assert!(matches!(
+            FlattenedFile::new(OwnedBytes(v)),
+            Err(Error::Corrupt(_))
+        ));
+        let v = flattened(&[(1 << 48, b"ab")], true);
+        assert!(matches!(
+            FlattenedFile::new(OwnedBytes(v)),
+            Err(Error::Corrupt(_))
+        ));
+        // Up to 256 TiB is accepted (sparse, nothing allocated).
+        let v = flattened(&[((1 << 48) - 2, b"ab")], true);
+        let f = FlattenedFile::new(OwnedBytes(v)).unwrap();
+        assert_eq!(f.len(), 1 << 48);
+        // Empty records count for nothing.
+        let f = FlattenedFile::new(OwnedBytes(flattened(&[(0, b""), (0, b"a")], true))).unwrap();
+        assert_eq!((f.records(), f.len()), (1, 1));
+        // A stream with no records and no end marker is cut.
+        let f = FlattenedFile::new(OwnedBytes(flattened(&[], false))).unwrap();
+        assert_eq!(f.truncation(), Some((4096 + 16, 4096)));
+        let f = FlattenedFile::new(OwnedBytes(flattened(&[], true))).unwrap();
+        assert_eq!(f.truncation(), None);
+    }
+
     #[test]
     fn notices_a_cut_stream() {
         let mut v = flattened(&[(0, b"0123456789")], false);

@@ -170,14 +170,19 @@ impl PageCache {
     }
 
     fn insert(&mut self, pfn: u64, page: Arc<[u8]>) {
+        // A page already cached (two readers missed it at once) is
+        // replaced in place, without evicting another.
+        if let Some(cached) = self.pages.get_mut(&pfn) {
+            *cached = page;
+            return;
+        }
         if self.pages.len() >= self.capacity
             && let Some(old) = self.order.pop_front()
         {
             self.pages.remove(&old);
         }
-        if self.pages.insert(pfn, page).is_none() {
-            self.order.push_back(pfn);
-        }
+        self.pages.insert(pfn, page);
+        self.order.push_back(pfn);
     }
 
     /// `(hits, misses)` so far.
@@ -610,6 +615,477 @@ impl<S: ByteSource> PhysicalMemory for KdumpCompressed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::source::OwnedBytes;
+    use std::io::Write;
+
+    const BS: usize = 4096;
+
+    /// A page of recognisable bytes.
+    fn page(seed: u8) -> Vec<u8> {
+        (0..BS).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    fn compress(flags: u32, data: &[u8]) -> Vec<u8> {
+        match flags {
+            DUMP_DH_COMPRESSED_ZLIB => {
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            DUMP_DH_COMPRESSED_LZO => lzokay_native::compress(data).unwrap(),
+            DUMP_DH_COMPRESSED_SNAPPY => snap::raw::Encoder::new().compress_vec(data).unwrap(),
+            DUMP_DH_COMPRESSED_ZSTD => {
+                ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+            }
+            _ => data.to_vec(),
+        }
+    }
+
+    /// What a unit-test file holds.
+    struct Spec {
+        version: i32,
+        /// (pfn, per-page flags, stored blob)
+        pages: Vec<(u64, u32, Vec<u8>)>,
+        excluded: Vec<u64>,
+        max_mapnr: u64,
+        status: u32,
+        vmcoreinfo: Vec<u8>,
+        notes: Vec<u8>,
+    }
+
+    impl Spec {
+        fn new(pages: &[(u64, u32, Vec<u8>)]) -> Spec {
+            Spec {
+                version: 6,
+                pages: pages
+                    .iter()
+                    .map(|(p, f, d)| (*p, *f, compress(*f, d)))
+                    .collect(),
+                excluded: vec![],
+                max_mapnr: 64,
+                status: DUMP_DH_COMPRESSED_ZLIB,
+                vmcoreinfo: b"OSRELEASE=6.1.0-test\n".to_vec(),
+                notes: b"NOTES".to_vec(),
+            }
+        }
+
+        /// Header, one sub-header block (with VMCOREINFO and notes), one
+        /// block per bitmap, descriptors, data.
+        fn build(&self) -> Vec<u8> {
+            let mut out = vec![0u8; BS];
+            out[..8].copy_from_slice(b"KDUMP   ");
+            out[8..12].copy_from_slice(&self.version.to_le_bytes());
+            out[12 + 130..12 + 140].copy_from_slice(b"6.1.0-test");
+            out[12 + 260..12 + 266].copy_from_slice(b"x86_64");
+            out[424..428].copy_from_slice(&self.status.to_le_bytes());
+            out[428..432].copy_from_slice(&(BS as i32).to_le_bytes());
+            out[432..436].copy_from_slice(&1i32.to_le_bytes());
+            out[436..440].copy_from_slice(&2u32.to_le_bytes());
+            out[440..444].copy_from_slice(&(self.max_mapnr as u32).to_le_bytes());
+            let mut sub = vec![0u8; BS];
+            sub[8..12].copy_from_slice(&31i32.to_le_bytes());
+            let vi = 104;
+            let notes = vi + self.vmcoreinfo.len();
+            sub[vi..notes].copy_from_slice(&self.vmcoreinfo);
+            sub[notes..notes + self.notes.len()].copy_from_slice(&self.notes);
+            sub[32..40].copy_from_slice(&((BS + vi) as u64).to_le_bytes());
+            sub[40..48].copy_from_slice(&(self.vmcoreinfo.len() as u64).to_le_bytes());
+            sub[48..56].copy_from_slice(&((BS + notes) as u64).to_le_bytes());
+            sub[56..64].copy_from_slice(&(self.notes.len() as u64).to_le_bytes());
+            sub[96..104].copy_from_slice(&self.max_mapnr.to_le_bytes());
+            out.extend_from_slice(&sub);
+            let (mut bm1, mut bm2) = (vec![0u8; BS], vec![0u8; BS]);
+            let mut pages = self.pages.clone();
+            pages.sort_by_key(|p| p.0);
+            for (pfn, ..) in &pages {
+                bm1[(pfn / 8) as usize] |= 1 << (pfn % 8);
+                bm2[(pfn / 8) as usize] |= 1 << (pfn % 8);
+            }
+            for e in &self.excluded {
+                bm1[(e / 8) as usize] |= 1 << (e % 8);
+            }
+            out.extend_from_slice(&bm1);
+            out.extend_from_slice(&bm2);
+            let mut data_off = (out.len() + pages.len() * 24) as u64;
+            let mut blobs = Vec::new();
+            for (_, flags, blob) in &pages {
+                out.extend_from_slice(&data_off.to_le_bytes());
+                out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+                out.extend_from_slice(&flags.to_le_bytes());
+                out.extend_from_slice(&0u64.to_le_bytes());
+                data_off += blob.len() as u64;
+                blobs.extend_from_slice(blob);
+            }
+            out.extend_from_slice(&blobs);
+            out
+        }
+
+        fn open(&self) -> Result<KdumpCompressed<OwnedBytes>> {
+            KdumpCompressed::new(OwnedBytes(self.build()))
+        }
+    }
+
+    #[test]
+    fn reads_every_compression_back_and_tells_holes_from_exclusions() {
+        let pages = [
+            (1, 0, page(1)),
+            (3, DUMP_DH_COMPRESSED_ZLIB, page(3)),
+            (4, DUMP_DH_COMPRESSED_LZO, page(4)),
+            (9, DUMP_DH_COMPRESSED_SNAPPY, page(9)),
+            (10, DUMP_DH_COMPRESSED_ZSTD, page(10)),
+            (11, DUMP_DH_COMPRESSED_ZLIB, page(11)),
+        ];
+        let mut spec = Spec::new(&pages);
+        spec.excluded = vec![2, 7];
+        let k = spec.open().unwrap();
+        assert_eq!(k.page_size(), BS as u64);
+        assert_eq!(k.compression(), Compression::Zlib);
+        assert_eq!(
+            k.page_stats(),
+            PageStats {
+                max_pfn: 64,
+                present: 8,
+                dumped: 6,
+                excluded: 2
+            }
+        );
+        assert!(k.truncation().is_none());
+        for (pfn, _, data) in &pages {
+            assert_eq!(&k.read_page(Pfn(*pfn)).unwrap()[..], &data[..], "pfn {pfn}");
+        }
+        // A read across the boundary of two dumped pages, at an offset.
+        let mut buf = vec![0u8; 100];
+        k.read_phys(PhysAddr(10 * 4096 + 4046), &mut buf).unwrap();
+        assert_eq!(&buf[..50], &page(10)[4046..]);
+        assert_eq!(&buf[50..], &page(11)[..50]);
+        // Whole pages from the start.
+        let mut two = vec![0u8; 2 * BS];
+        k.read_phys(PhysAddr(3 * 4096), &mut two).unwrap();
+        assert_eq!(&two[..BS], &page(3)[..]);
+        assert_eq!(&two[BS..], &page(4)[..]);
+        assert!(matches!(
+            k.read_phys(PhysAddr(2 * 4096 + 8), &mut buf),
+            Err(Error::Excluded(Pfn(2)))
+        ));
+        assert!(matches!(
+            k.read_phys(PhysAddr(5 * 4096), &mut buf),
+            Err(Error::NotInDump(PhysAddr(0x5000)))
+        ));
+        // Past max_mapnr, and a read running into a hole.
+        assert!(matches!(
+            k.read_page(Pfn(64)),
+            Err(Error::NotInDump(PhysAddr(0x40000)))
+        ));
+        assert!(matches!(
+            k.read_phys(PhysAddr(2 * 4096 - 10), &mut buf),
+            Err(Error::Excluded(Pfn(2)))
+        ));
+        assert!(matches!(
+            k.read_phys(PhysAddr(u64::MAX - 5), &mut buf),
+            Err(Error::NotInDump(_))
+        ));
+        // VMCOREINFO and notes, exactly.
+        assert_eq!(
+            k.vmcoreinfo_text().unwrap().as_deref(),
+            Some(&b"OSRELEASE=6.1.0-test\n"[..])
+        );
+        assert_eq!(k.notes().unwrap().as_deref(), Some(&b"NOTES"[..]));
+        let h = k.header();
+        assert_eq!(
+            (h.signature.as_str(), h.release.as_str(), h.machine.as_str()),
+            ("KDUMP", "6.1.0-test", "x86_64")
+        );
+        assert_eq!((h.dump_level, h.sub_hdr_size, h.bitmap_blocks), (31, 1, 2));
+        assert!(format!("{k:?}").contains("KdumpCompressed"));
+    }
+
+    #[test]
+    fn the_page_cache_counts_hits_and_evicts_first_in() {
+        let pages: Vec<(u64, u32, Vec<u8>)> = (0..3)
+            .map(|i| (i, DUMP_DH_COMPRESSED_ZLIB, page(i as u8)))
+            .collect();
+        let k = Spec::new(&pages).open().unwrap();
+        for _ in 0..3 {
+            for (pfn, _, data) in &pages {
+                assert_eq!(&k.read_page(Pfn(*pfn)).unwrap()[..], &data[..]);
+            }
+        }
+        assert_eq!(k.cache_stats(), (6, 3));
+        let mut c = PageCache::new(2);
+        let p: Arc<[u8]> = vec![1u8].into();
+        c.insert(1, p.clone());
+        c.insert(2, p.clone());
+        c.insert(2, p.clone());
+        assert!(c.get(1).is_some());
+        c.insert(3, p.clone());
+        assert!(c.get(1).is_none(), "the oldest page goes first");
+        assert!(c.get(2).is_some() && c.get(3).is_some());
+        assert_eq!(c.stats(), (3, 1));
+    }
+
+    #[test]
+    fn header_versions_decide_what_the_sub_header_gives() {
+        let pages = [(5, DUMP_DH_COMPRESSED_ZLIB, page(5))];
+        for version in 1..=6 {
+            let mut spec = Spec::new(&pages);
+            spec.version = version;
+            let k = spec.open().unwrap();
+            assert_eq!(k.header().header_version, version);
+            assert_eq!(k.header().vmcoreinfo.is_some(), version >= 3, "v{version}");
+            assert_eq!(k.header().notes.is_some(), version >= 4, "v{version}");
+            assert_eq!(k.vmcoreinfo_text().unwrap().is_some(), version >= 3);
+            assert_eq!(k.notes().unwrap().is_some(), version >= 4);
+            assert_eq!(&k.read_page(Pfn(5)).unwrap()[..], &page(5)[..]);
+        }
+        // Version 6 takes max_mapnr from the sub-header, older ones from
+        // the 32-bit field.
+        let mut spec = Spec::new(&pages);
+        let mut file = spec.build();
+        file[440..444].copy_from_slice(&8u32.to_le_bytes());
+        let k = KdumpCompressed::new(OwnedBytes(file)).unwrap();
+        assert_eq!(k.header().max_mapnr, 64);
+        spec.version = 5;
+        let mut file = spec.build();
+        file[440..444].copy_from_slice(&8u32.to_le_bytes());
+        let k = KdumpCompressed::new(OwnedBytes(file)).unwrap();
+        assert_eq!(k.header().max_mapnr, 8);
+        assert!(matches!(k.read_page(Pfn(8)), Err(Error::NotInDump(_))));
+        // The split field exists from version 2.
+        let mut spec = Spec::new(&pages);
+        spec.version = 1;
+        let mut file = spec.build();
+        file[BS + 12..BS + 16].copy_from_slice(&1i32.to_le_bytes());
+        assert!(KdumpCompressed::new(OwnedBytes(file)).is_ok());
+        spec.version = 2;
+        let mut file = spec.build();
+        file[BS + 12..BS + 16].copy_from_slice(&1i32.to_le_bytes());
+        assert!(matches!(
+            KdumpCompressed::new(OwnedBytes(file)),
+            Err(Error::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn bad_headers_are_refused() {
+        let good = Spec::new(&[(1, 0, page(1))]).build();
+        let patch = |off: usize, bytes: &[u8]| {
+            let mut f = good.clone();
+            f[off..off + bytes.len()].copy_from_slice(bytes);
+            KdumpCompressed::new(OwnedBytes(f))
+        };
+        assert!(matches!(patch(0, b"KDUMP  X"), Err(Error::NotADump(_))));
+        let mut disk = good.clone();
+        disk[..8].copy_from_slice(b"DISKDUMP");
+        let k = KdumpCompressed::new(OwnedBytes(disk)).unwrap();
+        assert_eq!(k.header().signature, "DISKDUMP");
+        for v in [0i32, 65, -1] {
+            assert!(
+                matches!(patch(8, &v.to_le_bytes()), Err(Error::Corrupt(_))),
+                "{v}"
+            );
+        }
+        assert!(patch(8, &64i32.to_le_bytes()).is_ok());
+        for bs in [256i32, 4095, 3 << 10, 2 << 20] {
+            assert!(
+                matches!(patch(428, &bs.to_le_bytes()), Err(Error::Corrupt(_))),
+                "{bs}"
+            );
+        }
+        for sub in [0i32, (1 << 16) + 1] {
+            assert!(
+                matches!(patch(432, &sub.to_le_bytes()), Err(Error::Corrupt(_))),
+                "{sub}"
+            );
+        }
+        for blocks in [0u32, 3] {
+            assert!(
+                matches!(patch(436, &blocks.to_le_bytes()), Err(Error::Corrupt(_))),
+                "{blocks}"
+            );
+        }
+        assert!(matches!(
+            patch(12 + 260, b"arm64\0"),
+            Err(Error::Unsupported(_))
+        ));
+        assert!(patch(12 + 260, &[0; 6]).is_ok());
+        // max_mapnr must fit the bitmaps (one block: 32768 frames) and
+        // not be far smaller than them.
+        assert!(patch(BS + 96, &32768u64.to_le_bytes()).is_ok());
+        assert!(matches!(
+            patch(BS + 96, &32769u64.to_le_bytes()),
+            Err(Error::Corrupt(_))
+        ));
+        assert!(patch(BS + 96, &1u64.to_le_bytes()).is_ok());
+        let mut big = Spec::new(&[(1, 0, page(1))]);
+        big.max_mapnr = (1 << 40) + 1;
+        let mut f = big.build();
+        f[436..440].copy_from_slice(&(1u32 << 31).to_le_bytes());
+        assert!(KdumpCompressed::new(OwnedBytes(f)).is_err());
+    }
+
+    #[test]
+    fn truncation_names_the_bytes_needed() {
+        let pages = [
+            (1, DUMP_DH_COMPRESSED_ZLIB, page(1)),
+            (2, DUMP_DH_COMPRESSED_ZLIB, page(2)),
+        ];
+        let full = Spec::new(&pages).build();
+        let desc = 4 * BS;
+        let data_end = full.len() as u64;
+        // Cut inside the descriptor table.
+        let k = KdumpCompressed::new(OwnedBytes(full[..desc + 30].to_vec())).unwrap();
+        assert_eq!(k.truncation(), Some((desc as u64 + 48, desc as u64 + 30)));
+        assert!(matches!(
+            k.read_page(Pfn(2)),
+            Err(Error::PageTruncated { pfn: Pfn(2), .. })
+        ));
+        // Cut inside the last page's data.
+        let k = KdumpCompressed::new(OwnedBytes(full[..full.len() - 1].to_vec())).unwrap();
+        assert_eq!(k.truncation(), Some((data_end, data_end - 1)));
+        assert!(matches!(
+            k.read_page(Pfn(2)),
+            Err(Error::PageTruncated { pfn: Pfn(2), .. })
+        ));
+        assert_eq!(&k.read_page(Pfn(1)).unwrap()[..], &page(1)[..]);
+        // Exactly long enough.
+        let k = KdumpCompressed::new(OwnedBytes(full.clone())).unwrap();
+        assert_eq!(k.truncation(), None);
+        // Many descriptors: every one is checked, not only the first chunk.
+        let many: Vec<(u64, u32, Vec<u8>)> = (0..4200).map(|p| (p, 0, vec![0u8; 1])).collect();
+        let mut spec = Spec::new(&[]);
+        spec.pages = many;
+        spec.max_mapnr = 4200;
+        let mut f = spec.build();
+        let last = 4 * BS + 4199 * 24;
+        f[last + 8..last + 12].copy_from_slice(&100u32.to_le_bytes());
+        let len = f.len() as u64;
+        let k = KdumpCompressed::new(OwnedBytes(f)).unwrap();
+        assert_eq!(k.truncation(), Some((len + 99, len)));
+    }
+
+    #[test]
+    fn bad_descriptors_are_errors_for_their_page() {
+        let pages = [(1, DUMP_DH_COMPRESSED_ZLIB, page(1))];
+        let full = Spec::new(&pages).build();
+        let d = 4 * BS;
+        let with = |field: usize, bytes: &[u8]| {
+            let mut f = full.clone();
+            f[d + field..d + field + bytes.len()].copy_from_slice(bytes);
+            KdumpCompressed::new(OwnedBytes(f))
+                .unwrap()
+                .read_page(Pfn(1))
+        };
+        // A zeroed descriptor: the dump stopped before this page.
+        let mut zeroed = full.clone();
+        zeroed[d..d + 24].fill(0);
+        assert!(matches!(
+            KdumpCompressed::new(OwnedBytes(zeroed))
+                .unwrap()
+                .read_page(Pfn(1)),
+            Err(Error::PageTruncated { .. })
+        ));
+        // Size 0 at a real offset; a size beyond two pages.
+        assert!(matches!(
+            with(8, &0u32.to_le_bytes()),
+            Err(Error::CorruptPage { .. })
+        ));
+        assert!(matches!(
+            with(8, &(2 * BS as u32 + 1).to_le_bytes()),
+            Err(Error::CorruptPage { .. })
+        ));
+        // Offset 0 with a real size is read (and is not a zlib page).
+        assert!(matches!(
+            with(0, &0u64.to_le_bytes()),
+            Err(Error::CorruptPage { .. })
+        ));
+        assert!(matches!(
+            with(12, &3u32.to_le_bytes()),
+            Err(Error::CorruptPage { .. })
+        ));
+        // Two pages' worth of data is allowed: a zlib stream with slack.
+        let mut blob = compress(DUMP_DH_COMPRESSED_ZLIB, &page(1));
+        blob.resize(2 * BS, 0);
+        let mut spec = Spec::new(&[]);
+        spec.pages = vec![(1, DUMP_DH_COMPRESSED_ZLIB, blob)];
+        assert_eq!(
+            &spec.open().unwrap().read_page(Pfn(1)).unwrap()[..],
+            &page(1)[..]
+        );
+        // A stored page of the wrong size.
+        let mut spec = Spec::new(&[]);
+        spec.pages = vec![(1, 0, vec![7u8; 100])];
+        assert!(matches!(
+            spec.open().unwrap().read_page(Pfn(1)),
+            Err(Error::CorruptPage { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_metadata_is_corrupt() {
+        let mut spec = Spec::new(&[(1, 0, page(1))]);
+        spec.vmcoreinfo = vec![b'x'; 8];
+        let mut f = spec.build();
+        f[BS + 40..BS + 48].copy_from_slice(&((1u64 << 20) + 1).to_le_bytes());
+        let k = KdumpCompressed::new(OwnedBytes(f.clone())).unwrap();
+        assert!(matches!(k.vmcoreinfo_text(), Err(Error::Corrupt(_))));
+        // Exactly 1 MiB is allowed (and here runs past the file).
+        f[BS + 40..BS + 48].copy_from_slice(&(1u64 << 20).to_le_bytes());
+        let k = KdumpCompressed::new(OwnedBytes(f.clone())).unwrap();
+        assert!(matches!(k.vmcoreinfo_text(), Err(Error::Truncated { .. })));
+        f[BS + 56..BS + 64].copy_from_slice(&((64u64 << 20) + 1).to_le_bytes());
+        let k = KdumpCompressed::new(OwnedBytes(f.clone())).unwrap();
+        assert!(matches!(k.notes(), Err(Error::Corrupt(_))));
+        f[BS + 56..BS + 64].copy_from_slice(&(64u64 << 20).to_le_bytes());
+        let k = KdumpCompressed::new(OwnedBytes(f)).unwrap();
+        assert!(matches!(k.notes(), Err(Error::Truncated { .. })));
+    }
+
+    #[test]
+    fn decompress_bounds_its_output() {
+        let big = vec![5u8; 2 * BS];
+        let z = compress(DUMP_DH_COMPRESSED_ZLIB, &big);
+        assert_eq!(decompress(Compression::Zlib, &z, BS).unwrap().len(), BS + 1);
+        assert_eq!(decompress(Compression::None, b"abc", BS).unwrap(), b"abc");
+        let s = compress(DUMP_DH_COMPRESSED_SNAPPY, &big);
+        assert!(decompress(Compression::Snappy, &s, BS).is_err());
+        let s = compress(DUMP_DH_COMPRESSED_SNAPPY, &page(2));
+        assert_eq!(decompress(Compression::Snappy, &s, BS).unwrap(), page(2));
+    }
+
+    #[test]
+    fn compression_names() {
+        assert_eq!(
+            [
+                Compression::None,
+                Compression::Zlib,
+                Compression::Lzo,
+                Compression::Snappy,
+                Compression::Zstd
+            ]
+            .map(Compression::name),
+            ["none", "zlib", "lzo", "snappy", "zstd"]
+        );
+        for (flag, c) in [
+            (1, Compression::Zlib),
+            (2, Compression::Lzo),
+            (4, Compression::Snappy),
+            (0x20, Compression::Zstd),
+            (0x10, Compression::None),
+        ] {
+            assert_eq!(Compression::from_flags(flag), Ok(c));
+        }
+        assert_eq!(Compression::from_flags(0x6), Err(0x6));
+    }
+
+    #[test]
+    fn a_dump_of_no_pages_is_not_truncated() {
+        // The descriptor table is empty and ends exactly at the file's end.
+        let k = Spec::new(&[]).open().unwrap();
+        assert_eq!(k.page_stats().dumped, 0);
+        assert_eq!(k.truncation(), None);
+    }
 
     #[test]
     fn rank_counts_bits_below() {

@@ -225,6 +225,55 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_end_marker_is_an_empty_stream() {
+        // 17 opens with an instruction (the end marker), not literals.
+        assert_eq!(decompress(&[0x11, 0, 0], 16), Ok(vec![]));
+        assert_eq!(
+            decompress(&[0x11, 0, 0, 0], 16),
+            Err("data after end of stream")
+        );
+        assert_eq!(decompress(&[], 16), Err("empty input"));
+    }
+
+    #[test]
+    fn long_runs_of_zero_length_bytes_are_bounded() {
+        // A literal run whose length continues in zero bytes: with 1000
+        // bytes of output allowed, four zero bytes may still be a length
+        // (the input then runs out), five may not.
+        let stream = |zeros: usize| {
+            let mut s = vec![0u8; 1 + zeros];
+            s.push(1);
+            s
+        };
+        assert_eq!(decompress(&stream(4), 1000), Err("input overrun"));
+        assert_eq!(decompress(&stream(5), 1000), Err("length overrun"));
+    }
+
+    #[test]
+    fn a_short_match_after_a_long_literal_run_reaches_2k_back() {
+        // 2100 literals (instruction 0 with an extended length), then
+        // opcode 0..15 after a run of four or more: a 3-byte match
+        // (h << 2) + d + 2049 back, then one literal, then the end marker.
+        let lits: Vec<u8> = (0..2100u32).map(|i| (i * 7 % 251) as u8).collect();
+        // 2100 = 3 + 15 + 255 * 8 + 42
+        let mut s = vec![0x00];
+        s.extend_from_slice(&[0; 8]);
+        s.push(42);
+        s.extend_from_slice(&lits);
+        s.extend_from_slice(&[0x05, 0x01]); // d = 1, one literal follows; h = 1
+        s.push(b'!');
+        s.extend_from_slice(&[0x11, 0, 0]);
+        let mut want = lits.clone();
+        let back = (1 << 2) + 1 + 2049;
+        for _ in 0..3 {
+            let b = want[want.len() - back];
+            want.push(b);
+        }
+        want.push(b'!');
+        assert_eq!(decompress(&s, 4096).unwrap(), want);
+    }
+
+    #[test]
     fn damaged_streams_are_errors_not_panics() {
         let data = sample(4096, 7);
         let packed = lzokay_native::compress(&data).unwrap();

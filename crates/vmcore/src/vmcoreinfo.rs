@@ -278,6 +278,31 @@ KERNELOFFSET=25800000\nCRASHTIME=1764100000\nCONFIG_KALLSYMS=y\nODD=thing\n\0gar
     }
 
     #[test]
+    fn required_keys_are_errors_when_missing() {
+        let info = Vmcoreinfo::parse(
+            b"OFFSET(printk_info.seq)=8\nSIZE(printk_info)=88\nSYMBOL(prb)=ffffffff82000000\n",
+        )
+        .unwrap();
+        assert_eq!(info.require_offset("printk_info.seq").unwrap(), 8);
+        assert_eq!(info.require_size("printk_info").unwrap(), 88);
+        assert_eq!(
+            info.require_symbol("prb").unwrap(),
+            VirtAddr(0xffff_ffff_8200_0000)
+        );
+        assert_eq!(info.offset("printk_info.ts_nsec"), None);
+        for e in [
+            info.require_offset("printk_info.ts_nsec").unwrap_err(),
+            info.require_size("prb_desc").unwrap_err(),
+            info.require_symbol("log_buf").map(|_| ()).unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::Vmcoreinfo(_)), "{e}");
+        }
+        assert_eq!(info.page_size_or_default(), 4096);
+        let info = Vmcoreinfo::parse(b"PAGESIZE=16384\n").unwrap();
+        assert_eq!(info.page_size_or_default(), 16384);
+    }
+
+    #[test]
     fn rejects_malformed_lines() {
         for bad in [
             "SYMBOL(x)=zz\n",

@@ -190,6 +190,187 @@ mod tests {
         page[(index * 8) as usize..(index * 8 + 8) as usize].copy_from_slice(&value.to_le_bytes());
     }
 
+    fn info(text: &str) -> Vmcoreinfo {
+        Vmcoreinfo::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_walker_comes_from_vmcoreinfo() {
+        let w = PageTableWalker::from_vmcoreinfo(&info(
+            "SYMBOL(swapper_pg_dir)=ffffffff8260a000\nSYMBOL(init_top_pgt)=ffffffff8260b000\n\
+             NUMBER(phys_base)=-2147483648\nNUMBER(pgtable_l5_enabled)=1\n",
+        ))
+        .unwrap();
+        // init_top_pgt wins; phys_base may be negative.
+        assert_eq!(w.top(), PhysAddr(0x260b000u64.wrapping_sub(0x8000_0000)));
+        assert_eq!(w.levels(), 5);
+        let w = PageTableWalker::from_vmcoreinfo(&info(
+            "SYMBOL(swapper_pg_dir)=ffffffff8260a000\nNUMBER(phys_base)=16777216\n\
+             NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=140737488355328\n",
+        ))
+        .unwrap();
+        assert_eq!(w.top(), PhysAddr(0x360a000));
+        assert_eq!(w.levels(), 4);
+        assert_eq!(w.entry_mask, ADDRESS_MASK & !(1 << 47));
+        for bad in [
+            "NUMBER(phys_base)=0\n",
+            "SYMBOL(swapper_pg_dir)=ffffffff8260a000\n",
+            "SYMBOL(swapper_pg_dir)=7fffffff8260a000\nNUMBER(phys_base)=0\n",
+        ] {
+            assert!(
+                matches!(
+                    PageTableWalker::from_vmcoreinfo(&info(bad)),
+                    Err(Error::Vmcoreinfo(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let w = PageTableWalker::from_vmcoreinfo(&info(
+            "SYMBOL(swapper_pg_dir)=ffffffff80000000\nNUMBER(phys_base)=4096\n",
+        ))
+        .unwrap();
+        assert_eq!(w.top(), PhysAddr(0x1000));
+    }
+
+    #[test]
+    fn each_level_names_the_missing_entry() {
+        for levels in [4u8, 5] {
+            let va: u64 = 0xffff_c900_1234_5678;
+            let idx = |l: u32| (va >> (12 + 9 * (l - 1))) & 511;
+            for missing in 1..=u32::from(levels) {
+                let mut p = Pages(HashMap::new());
+                let mut pfn = 1;
+                for l in (1..=u32::from(levels)).rev() {
+                    if l == missing {
+                        // An entry with everything but the present bit.
+                        set(&mut p, pfn, idx(l), ((pfn + 1) << 12) | 0x62);
+                        break;
+                    }
+                    set(&mut p, pfn, idx(l), ((pfn + 1) << 12) | 0x63);
+                    pfn += 1;
+                }
+                let w = PageTableWalker::new(PhysAddr(0x1000), levels, 0);
+                let want = match (missing, levels) {
+                    (5, _) => "PGD entry not present (5-level)",
+                    (4, _) => "P4D/PGD entry not present",
+                    (3, _) => "PUD entry not present",
+                    (2, _) => "PMD entry not present",
+                    _ => "PTE not present",
+                };
+                match w.translate(&p, VirtAddr(va)) {
+                    Err(Error::Unmapped { reason, addr }) => {
+                        assert_eq!((reason, addr), (want, VirtAddr(va)), "{levels} levels")
+                    }
+                    other => panic!("{levels} levels, level {missing}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_page_bits_count_only_at_pud_and_pmd() {
+        // PSE set in a P4D (4 levels) or PGD entry means nothing: the walk
+        // goes on down to the PTE.
+        let va: u64 = 0xffff_8880_0020_1000;
+        let idx = |l: u32| (va >> (12 + 9 * (l - 1))) & 511;
+        let mut p = Pages(HashMap::new());
+        set(&mut p, 1, idx(4), (2 << 12) | PSE | 0x63);
+        set(&mut p, 2, idx(3), (3 << 12) | 0x63);
+        set(&mut p, 3, idx(2), (4 << 12) | 0x63);
+        set(&mut p, 4, idx(1), (0x99 << 12) | PSE | 0x63);
+        let w = PageTableWalker::new(PhysAddr(0x1000), 4, 0);
+        assert_eq!(
+            w.translate(&p, VirtAddr(va)).unwrap(),
+            Translation {
+                phys: PhysAddr(0x99000),
+                page_size: 4096
+            }
+        );
+        // Cached: the same answer for another address in the page, even
+        // after the tables are gone.
+        p.0.clear();
+        assert_eq!(
+            w.translate(&p, VirtAddr(va + 0x123)).unwrap().phys,
+            PhysAddr(0x99123)
+        );
+        // A table the dump lacks is "unmapped"; other read errors pass
+        // through.
+        let w = PageTableWalker::new(PhysAddr(0x1000), 4, 0);
+        assert!(matches!(
+            w.translate(&p, VirtAddr(va)),
+            Err(Error::Unmapped {
+                reason: "page table not in dump",
+                ..
+            })
+        ));
+        struct Broken;
+        impl PhysicalMemory for Broken {
+            fn page_size(&self) -> u64 {
+                4096
+            }
+            fn read_phys(&self, addr: PhysAddr, _: &mut [u8]) -> Result<()> {
+                Err(Error::CorruptPage {
+                    pfn: addr.pfn(4096),
+                    what: "test".into(),
+                })
+            }
+        }
+        assert!(matches!(
+            w.translate(&Broken, VirtAddr(va)),
+            Err(Error::CorruptPage { .. })
+        ));
+        struct Excluding;
+        impl PhysicalMemory for Excluding {
+            fn page_size(&self) -> u64 {
+                4096
+            }
+            fn read_phys(&self, addr: PhysAddr, _: &mut [u8]) -> Result<()> {
+                Err(Error::Excluded(addr.pfn(4096)))
+            }
+        }
+        assert!(matches!(
+            w.translate(&Excluding, VirtAddr(va)),
+            Err(Error::Unmapped {
+                reason: "page table not in dump",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_translation_cache_keeps_65537_pages_before_it_starts_over() {
+        // One 1 GiB page maps every address below; the walker caches each
+        // 4 KiB page it translated. With the tables gone, only cached pages
+        // still translate.
+        let mut p = Pages(HashMap::new());
+        let base: u64 = 0xffff_8880_0000_0000;
+        let idx = |l: u32| (base >> (12 + 9 * (l - 1))) & 511;
+        set(&mut p, 1, idx(4), (2 << 12) | 0x63);
+        set(&mut p, 2, idx(3), 0x4000_0000 | PSE | 0x63);
+        let w = PageTableWalker::new(PhysAddr(0x1000), 4, 0);
+        for i in 0..=(1u64 << 16) {
+            let t = w.translate(&p, VirtAddr(base + (i << 12))).unwrap();
+            assert_eq!(t.phys, PhysAddr(0x4000_0000 + (i << 12)));
+        }
+        p.0.clear();
+        assert_eq!(
+            w.translate(&p, VirtAddr(base + 8)).unwrap().phys,
+            PhysAddr(0x4000_0008)
+        );
+        // Any smaller limit would have dropped the first page by now; a
+        // cache that starts over on every miss keeps only the last page.
+        let w = PageTableWalker::new(PhysAddr(0x1000), 4, 0);
+        set(&mut p, 1, idx(4), (2 << 12) | 0x63);
+        set(&mut p, 2, idx(3), 0x4000_0000 | PSE | 0x63);
+        w.translate(&p, VirtAddr(base)).unwrap();
+        w.translate(&p, VirtAddr(base + 4096)).unwrap();
+        p.0.clear();
+        assert!(
+            w.translate(&p, VirtAddr(base)).is_ok(),
+            "two pages are kept"
+        );
+    }
+
     #[test]
     fn walks_4k_2m_and_1g_pages_at_both_depths() {
         for levels in [4u8, 5] {

@@ -8,14 +8,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::Fixtures;
 use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, PhysAddr, VirtAddr};
 
-fn smallest(root: &Path, prefix: &str) -> PathBuf {
+fn smallest(fx: &Fixtures, prefix: &str) -> PathBuf {
     let mut best: Option<(u64, PathBuf)> = None;
-    for run in common::dump_runs(root) {
-        for (p, ..) in run.dumps() {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.starts_with(prefix) {
+    for run in fx.dump_runs() {
+        for d in run.dumps() {
+            let p = d.path;
+            if !d.name.starts_with(prefix) {
                 continue;
             }
             let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
@@ -57,13 +58,13 @@ fn exercise(dump: &Dump) -> usize {
 
 #[test]
 fn truncated_at_twenty_cut_points_is_named_truncated() {
-    let Some(root) = common::fixtures_root() else {
+    let Some(fx) = common::fixtures() else {
         return;
     };
     let tmp = std::env::temp_dir().join(format!("ksw-truncated-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     for prefix in ["dump.kdump-zlib", "dump.elf", "dump.flat"] {
-        let path = smallest(&root, prefix);
+        let path = smallest(&fx, prefix);
         let full = std::fs::read(&path).unwrap();
         let whole = Dump::open(&path).unwrap();
         assert!(whole.truncation().is_none());
@@ -111,10 +112,10 @@ fn truncated_at_twenty_cut_points_is_named_truncated() {
 
 #[test]
 fn flipped_header_bytes_give_errors_not_panics() {
-    let Some(root) = common::fixtures_root() else {
+    let Some(fx) = common::fixtures() else {
         return;
     };
-    let path = smallest(&root, "dump.kdump-zlib");
+    let path = smallest(&fx, "dump.kdump-zlib");
     let full = std::fs::read(&path).unwrap();
     // Every byte of the disk_dump_header's fixed part, and the sub-header.
     let mut rejected = 0;
@@ -152,7 +153,7 @@ fn flipped_header_bytes_give_errors_not_panics() {
     }
     assert!(rejected >= 20, "only {rejected} flips rejected");
     // The same for the ELF header.
-    let elf = std::fs::read(smallest(&root, "dump.elf")).unwrap();
+    let elf = std::fs::read(smallest(&fx, "dump.elf")).unwrap();
     for off in 0..64 {
         let mut bad = elf[..1 << 20].to_vec();
         bad[off] ^= 0xff;
@@ -191,10 +192,10 @@ fn victim(file: &[u8]) -> (u64, VirtAddr) {
 
 #[test]
 fn a_corrupt_page_descriptor_is_reported_for_that_page() {
-    let Some(root) = common::fixtures_root() else {
+    let Some(fx) = common::fixtures() else {
         return;
     };
-    let full = std::fs::read(smallest(&root, "dump.kdump-zlib")).unwrap();
+    let full = std::fs::read(smallest(&fx, "dump.kdump-zlib")).unwrap();
     let (pfn, at) = victim(&full);
     let desc = descriptor_offset(&full, pfn);
     for (field, value) in [(8usize, u32::MAX), (8, 0), (12, 0x21), (12, 0x40)] {
@@ -220,11 +221,11 @@ fn a_corrupt_page_descriptor_is_reported_for_that_page() {
 
 #[test]
 fn a_corrupt_compressed_page_is_reported_for_that_page() {
-    let Some(root) = common::fixtures_root() else {
+    let Some(fx) = common::fixtures() else {
         return;
     };
     for prefix in ["dump.kdump-zlib", "dump.kdump-lzo"] {
-        let full = std::fs::read(smallest(&root, prefix)).unwrap();
+        let full = std::fs::read(smallest(&fx, prefix)).unwrap();
         let (pfn, at) = victim(&full);
         let desc = descriptor_offset(&full, pfn);
         let off = u64::from_le_bytes(full[desc..desc + 8].try_into().unwrap()) as usize;

@@ -1,78 +1,60 @@
-//! kdump-compressed files written by the test itself, for the page
-//! compressions no producer on this machine makes: zstd (Debian's
-//! makedumpfile is built without it) and snappy (Debian's QEMU too).
+//! kdump-compressed files written by the test itself, only for what no
+//! outside producer on this machine makes (the rest is read from the host
+//! makedumpfile's own output in `makedumpfile.rs`):
 //!
-//! The page contents are real: they are read from a fixture dump (kernel
-//! text, data and direct-map pages of a crashed guest), then stored again,
-//! each page with a compression of its own, in a file laid out as
-//! makedumpfile writes it (header version 6). The reader must return the
-//! original bytes for every page, and "excluded" for excluded ones.
+//! * snappy and zstd pages: Debian's makedumpfile is built without them
+//!   (`makedumpfile -v`), and Debian's QEMU writes neither;
+//! * several page compressions mixed in one file (makedumpfile uses one
+//!   method per file);
+//! * header versions 1 to 5 and the old `DISKDUMP` signature
+//!   (makedumpfile 1.7 writes version 6 only);
+//! * a zstd page that decodes to the wrong size, and page-cache counts.
+//!
+//! The writer (`common::write_kdump`) follows makedumpfile's
+//! `diskdump_mod.h`. The page contents are real, and none of them comes
+//! from ksw: they are read from an unfiltered ELF vmcore of the fixtures
+//! by the test's own reader, and the page tables that make virtual reads
+//! work are found by the test's own page-table walk, from the VMCOREINFO
+//! the guest's `/proc/kcore` showed. The reader must return those bytes
+//! for every page, and "excluded" for excluded ones.
 
 mod common;
 
+use common::independent::{self, Phys, RawElf, Walker};
 use common::{Rng, SyntheticPage};
 use ksw_vmcore::kdump::Compression;
-use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, Pfn, PhysAddr};
+use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, Pfn};
 
 /// `(pfn, contents)` pairs.
 type RealPages = Vec<(u64, Vec<u8>)>;
 
-/// A VMCOREINFO for the synthetic file, and up to `n` real, distinct,
-/// non-zero pages from a fixture.
-fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
-    let root = common::fixtures_root()?;
-    let run = common::dump_runs(&root).into_iter().find(|r| {
-        r.dumps()
-            .iter()
-            .any(|(p, ..)| p.ends_with("dump.kdump-zlib"))
-    })?;
-    let dump = Dump::open(&run.dir.join("dump.kdump-zlib")).unwrap();
-    let info = dump.vmcoreinfo().unwrap();
-    // A VMCOREINFO that keeps the page-table keys, so virtual reads work too.
-    let mut vi = format!(
-        "OSRELEASE={}\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)={:x}\nNUMBER(phys_base)={}\nNUMBER(pgtable_l5_enabled)={}\n",
-        info.osrelease.as_deref().unwrap(),
-        info.symbol("swapper_pg_dir").unwrap().0,
-        info.number("phys_base").unwrap(),
-        info.number("pgtable_l5_enabled").unwrap_or(0),
-    )
-    .into_bytes();
-    vi.extend_from_slice(b"SYMBOL(init_uts_ns)=");
-    vi.extend_from_slice(format!("{:x}\n", info.symbol("init_uts_ns").unwrap().0).as_bytes());
-    vi.extend_from_slice(
-        format!(
-            "OFFSET(uts_namespace.name)={}\n",
-            info.offset("uts_namespace.name").unwrap()
-        )
-        .as_bytes(),
-    );
+/// The guest's VMCOREINFO, and up to `n` real, distinct, non-zero pages
+/// of an unfiltered ELF vmcore: first the page tables that map
+/// `init_uts_ns` and its page, then random ones. A missing fixture fails.
+fn real_pages(n: usize) -> (Vec<u8>, RealPages) {
+    let fx = common::fixtures().expect("fixture missing: no fixture root");
+    let (run, source) = fx
+        .unfiltered_elf_per_series()
+        .into_iter()
+        .next()
+        .expect("fixture missing: no unfiltered ELF vmcore with VMCOREINFO");
+    let raw = RawElf::open(&source.path);
+    let vmcoreinfo = independent::guest_vmcoreinfo(&run.dir);
+    let vi = independent::vmcoreinfo_map(&vmcoreinfo);
+    let walker = Walker::from_vmcoreinfo(&vmcoreinfo);
+    let uts = u64::from_str_radix(&vi["SYMBOL(init_uts_ns)"], 16).unwrap();
+    let (uts_phys, tables) = walker
+        .walk(&raw, uts)
+        .unwrap_or_else(|| panic!("{}: init_uts_ns is not mapped", source.path.display()));
+    let mut wanted = tables;
+    wanted.push(uts_phys >> 12);
+    let all = raw.pfns();
     let mut rng = Rng(42);
+    for _ in 0..50 * n {
+        wanted.push(all[rng.below(all.len() as u64) as usize]);
+    }
     let mut pages = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let max = dump.page_stats().max_pfn;
-    // The page tables and the uts page first, so a virtual read works.
-    let uts = info.symbol("init_uts_ns").unwrap();
-    let mut wanted: Vec<u64> = Vec::new();
-    let walker = dump.page_table_walker().unwrap();
-    let levels = walker.levels();
-    let mut table = walker.top().0;
-    wanted.push(table >> 12);
-    for level in (2..=levels).rev() {
-        let shift = 12 + 9 * (u32::from(level) - 1);
-        let idx = (uts.0 >> shift) & 511;
-        let mut e = [0u8; 8];
-        dump.read_phys(PhysAddr(table + idx * 8), &mut e).unwrap();
-        let entry = u64::from_le_bytes(e);
-        if entry & 0x80 != 0 {
-            break;
-        }
-        table = entry & 0x000f_ffff_ffff_f000;
-        wanted.push(table >> 12);
-    }
-    wanted.push(dump.translate(uts).unwrap().phys.0 >> 12);
-    for _ in 0..50 * n {
-        wanted.push(rng.below(max));
-    }
     for pfn in wanted {
         if pages.len() >= n {
             break;
@@ -81,19 +63,17 @@ fn real_pages(n: usize) -> Option<(Vec<u8>, RealPages)> {
             continue;
         }
         let mut page = vec![0u8; 4096];
-        if dump.read_phys(Pfn(pfn).to_phys(4096), &mut page).is_ok() && page.iter().any(|&b| b != 0)
-        {
+        if raw.read(pfn * 4096, &mut page).is_ok() && page.iter().any(|&b| b != 0) {
             pages.push((pfn, page));
         }
     }
-    Some((vi, pages))
+    drop(fx);
+    (vmcoreinfo, pages)
 }
 
 #[test]
 fn every_page_compression_reads_back_the_original_bytes() {
-    let Some((vmcoreinfo, pages)) = real_pages(400) else {
-        return;
-    };
+    let (vmcoreinfo, pages) = real_pages(400);
     assert!(pages.len() > 300);
     let methods = [0u32, 1, 2, 4, 0x20];
     let max_mapnr = pages.iter().map(|(p, _)| p + 1).max().unwrap() + 100;
@@ -150,9 +130,7 @@ fn every_page_compression_reads_back_the_original_bytes() {
 
 #[test]
 fn a_zstd_page_that_decodes_to_the_wrong_size_is_corrupt() {
-    let Some((vmcoreinfo, pages)) = real_pages(3) else {
-        return;
-    };
+    let (vmcoreinfo, pages) = real_pages(3);
     let (pfn, data) = &pages[2];
     let short = SyntheticPage {
         pfn: *pfn,
@@ -169,9 +147,7 @@ fn a_zstd_page_that_decodes_to_the_wrong_size_is_corrupt() {
 
 #[test]
 fn repeated_reads_come_from_the_page_cache() {
-    let Some((vmcoreinfo, pages)) = real_pages(20) else {
-        return;
-    };
+    let (vmcoreinfo, pages) = real_pages(20);
     let synthetic: Vec<SyntheticPage> = pages
         .iter()
         .map(|(p, d)| SyntheticPage {
@@ -196,9 +172,7 @@ fn repeated_reads_come_from_the_page_cache() {
 
 #[test]
 fn every_header_version_in_use_reads() {
-    let Some((vmcoreinfo, pages)) = real_pages(30) else {
-        return;
-    };
+    let (vmcoreinfo, pages) = real_pages(30);
     let synthetic: Vec<SyntheticPage> = pages
         .iter()
         .map(|(p, d)| SyntheticPage {

@@ -1,41 +1,274 @@
-//! Shared test support: finding the pipeline's fixtures, their ground
-//! truth, a small deterministic PRNG, and a writer for synthetic
-//! kdump-compressed files.
+//! Shared test support: the pipeline's fixture matrix and its ground
+//! truth, independent readers to compare ksw with (`independent`), a small
+//! deterministic PRNG, and a writer for synthetic kdump-compressed files.
 #![allow(dead_code)]
+
+pub mod independent;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use ksw_vmcore::{Dump, Error, KernelMemory, VirtAddr};
+use ksw_vmcore::{Dump, Error, KernelMemory, OpenOptions, VirtAddr};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The kernel series to check: `$KSW_SERIES` (default `6.1 6.12`). An
+/// empty list is an error, not a test of nothing.
+pub fn series() -> Vec<String> {
+    let text = std::env::var("KSW_SERIES").unwrap_or_else(|_| "6.1 6.12".into());
+    let series: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    assert!(
+        !series.is_empty(),
+        "KSW_SERIES is set but names no kernel series ({text:?})"
+    );
+    series
+}
+
+/// One run of the fixture matrix, as `standard_runs()` in
+/// testdata/pipeline/scenarios.py defines it.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub series: String,
+    pub name: String,
+    pub script: String,
+    pub mode: String,
+    pub raw_vmcore: bool,
+}
+
+impl Expected {
+    /// The dumps this run must have made.
+    pub fn dump_names(&self) -> Vec<&'static str> {
+        match self.mode.as_str() {
+            "kdump" => {
+                let mut v = vec!["dump.kdump-zlib", "dump.kdump-lzo", "dump.flat", "dump.elf"];
+                if self.raw_vmcore {
+                    v.push("vmcore.raw");
+                }
+                v
+            }
+            "qemu" => vec!["qemu.elf", "qemu.kdump-zlib.flat"],
+            _ => vec![],
+        }
+    }
+}
+
+/// The fixture matrix of every series in [`series`], read from the
+/// pipeline itself (`standard_runs()`), so the tests and the pipeline
+/// cannot disagree on which runs exist.
+pub fn expected_matrix() -> Vec<Expected> {
+    const PRINT: &str = "import json, sys\n\
+        sys.path.insert(0, 'testdata/pipeline')\n\
+        import scenarios\n\
+        print(json.dumps([[s, r.name, r.script, r.mode, bool(r.raw_vmcore)]\n\
+            for s in sys.argv[1:] for r in scenarios.standard_runs(s)]))";
+    let series = series();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(PRINT)
+        .args(&series)
+        .current_dir(repo_root())
+        .output()
+        .expect("run python3 to read the fixture matrix");
+    assert!(
+        out.status.success(),
+        "reading standard_runs() from testdata/pipeline/scenarios.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<(String, String, String, String, bool)> =
+        serde_json::from_slice(&out.stdout).expect("standard_runs() as JSON");
+    for s in &series {
+        assert!(
+            rows.iter().any(|r| &r.0 == s),
+            "standard_runs({s:?}) is empty"
+        );
+    }
+    rows.into_iter()
+        .map(|(series, name, script, mode, raw_vmcore)| Expected {
+            series,
+            name,
+            script,
+            mode,
+            raw_vmcore,
+        })
+        .collect()
+}
 
 /// The fixture root: `$KSW_FIXTURES`, else `~/.cache/ksw/fixtures`.
-/// Returns `None` (skip) only when it is missing and
-/// `KSW_ALLOW_MISSING_FIXTURES=1`; otherwise a missing root fails the test.
-pub fn fixtures_root() -> Option<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES")
+pub fn root_path() -> PathBuf {
+    std::env::var_os("KSW_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/root"));
             home.join(".cache/ksw/fixtures")
-        });
-    let usable = root.is_dir() && runs_under(&root).next().is_some();
-    if usable {
-        return Some(root);
+        })
+}
+
+/// The fixtures of the whole matrix. Tests check every run that exists;
+/// when this value is dropped at the end of a test, any run of the matrix
+/// that is missing fails that test ("fixture missing: ..."), so a partial
+/// matrix (say, 6.1 alone) never passes.
+pub struct Fixtures {
+    pub root: PathBuf,
+    runs: Vec<Run>,
+    missing: Vec<String>,
+}
+
+impl Fixtures {
+    /// Every run of the matrix that exists, in matrix order.
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
     }
-    if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
-        eprintln!(
-            "fixtures missing at {}; skipped because KSW_ALLOW_MISSING_FIXTURES=1",
+
+    /// The runs that made dumps (kdump and QEMU modes).
+    pub fn dump_runs(&self) -> Vec<&Run> {
+        self.runs
+            .iter()
+            .filter(|r| r.expected.mode != "none")
+            .collect()
+    }
+
+    /// How many dumps the present runs list.
+    pub fn dump_count(&self) -> usize {
+        self.runs.iter().map(|r| r.dumps().len()).sum()
+    }
+
+    /// The runs of the matrix that have no fixture.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+}
+
+impl Drop for Fixtures {
+    fn drop(&mut self) {
+        if !self.missing.is_empty() && !std::thread::panicking() {
+            panic!(
+                "fixture missing: {} under {} (the present runs were checked; make the rest with \
+                 `python3 testdata/pipeline all`)",
+                self.missing.join(", "),
+                self.root.display()
+            );
+        }
+    }
+}
+
+/// The fixture matrix under [`root_path`]. A manifest that does not parse,
+/// or that disagrees with the matrix, fails at once; missing runs fail when
+/// the returned [`Fixtures`] is dropped. `None` (skip) only when the whole
+/// root is missing and `KSW_ALLOW_MISSING_FIXTURES=1`.
+pub fn fixtures() -> Option<Fixtures> {
+    let root = root_path();
+    if !root.is_dir() {
+        if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
+            eprintln!(
+                "fixtures missing at {}; skipped because KSW_ALLOW_MISSING_FIXTURES=1",
+                root.display()
+            );
+            return None;
+        }
+        panic!(
+            "fixture missing: no fixture root at {} (set KSW_FIXTURES, or run `python3 \
+             testdata/pipeline all`; KSW_ALLOW_MISSING_FIXTURES=1 skips when the whole root is \
+             missing)",
             root.display()
         );
-        return None;
     }
-    panic!(
-        "no fixture dumps under {} (set KSW_FIXTURES, or run `python3 testdata/pipeline all`; \
-         set KSW_ALLOW_MISSING_FIXTURES=1 to skip)",
-        root.display()
-    );
+    let mut runs = Vec::new();
+    let mut missing = Vec::new();
+    for expected in expected_matrix() {
+        let dir = root.join(&expected.series).join(&expected.name);
+        let manifest_path = dir.join("manifest.json");
+        let label = format!("{}/{}", expected.series, expected.name);
+        let text = match std::fs::read_to_string(&manifest_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(label);
+                continue;
+            }
+            Err(e) => panic!("{}: {e}", manifest_path.display()),
+        };
+        let manifest: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: does not parse: {e}", manifest_path.display()));
+        let run = Run {
+            dir,
+            series: expected.series.clone(),
+            name: expected.name.clone(),
+            manifest,
+            expected,
+        };
+        run.check_against_matrix();
+        runs.push(run);
+    }
+    Some(Fixtures {
+        root,
+        runs,
+        missing,
+    })
+}
+
+impl Fixtures {
+    /// For each series, an unfiltered ELF vmcore that carries VMCOREINFO:
+    /// the raw `/proc/vmcore` copy where a run kept one, else a QEMU ELF
+    /// dump taken with `-device vmcoreinfo`. Fails if a series has none.
+    pub fn unfiltered_elf_per_series(&self) -> Vec<(&Run, DumpFile)> {
+        let mut out = Vec::new();
+        for series in series() {
+            let runs: Vec<&Run> = self
+                .dump_runs()
+                .into_iter()
+                .filter(|r| r.series == series && r.has_vmcoreinfo())
+                .collect();
+            let pick = runs
+                .iter()
+                .find_map(|r| r.dump("vmcore.raw").map(|d| (*r, d)))
+                .or_else(|| {
+                    runs.iter()
+                        .find_map(|r| r.dump("qemu.elf").map(|d| (*r, d)))
+                });
+            match pick {
+                Some(p) => out.push(p),
+                None if self
+                    .missing
+                    .iter()
+                    .any(|m| m.starts_with(&format!("{series}/"))) =>
+                {
+                    // The Drop check names the missing fixtures.
+                }
+                None => panic!("{series}: no unfiltered ELF vmcore with VMCOREINFO in the matrix"),
+            }
+        }
+        out
+    }
+}
+
+/// One dump a manifest lists.
+#[derive(Debug, Clone)]
+pub struct DumpFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub format: String,
+    pub compression: String,
+    /// Who wrote it: `makedumpfile -d 31`, `cp /proc/vmcore`,
+    /// `qemu dump-guest-memory`.
+    pub producer: String,
+}
+
+impl DumpFile {
+    /// An ELF file written by makedumpfile (`-E`): pages it filtered out
+    /// are inside segments but not in the file.
+    pub fn is_makedumpfile_elf(&self) -> bool {
+        self.format == "elf" && self.producer.starts_with("makedumpfile")
+    }
+
+    /// An unfiltered dump: `/proc/vmcore` as is, or QEMU's ELF.
+    pub fn is_unfiltered_elf(&self) -> bool {
+        self.name == "vmcore.raw" || self.name == "qemu.elf"
+    }
 }
 
 /// One pipeline run: `<root>/<series>/<run>/` with its manifest.
@@ -45,24 +278,61 @@ pub struct Run {
     pub series: String,
     pub name: String,
     pub manifest: serde_json::Value,
+    pub expected: Expected,
 }
 
 impl Run {
-    /// The dumps the manifest lists: (file, format, compression).
-    pub fn dumps(&self) -> Vec<(PathBuf, String, String)> {
+    fn check_against_matrix(&self) {
+        let label = self.label();
+        let field = |k: &str| self.manifest["run"][k].as_str().map(str::to_owned);
+        assert_eq!(
+            field("name").as_deref(),
+            Some(self.name.as_str()),
+            "{label}: manifest run name"
+        );
+        assert_eq!(
+            field("mode").as_deref(),
+            Some(self.expected.mode.as_str()),
+            "{label}: the manifest's mode is not the matrix's (a stale fixture?)"
+        );
+        let names: Vec<String> = self.dumps().into_iter().map(|d| d.name).collect();
+        for want in self.expected.dump_names() {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{label}: the manifest lists no {want} (it has {names:?})"
+            );
+        }
+        for d in self.dumps() {
+            assert!(
+                !d.format.is_empty() && !d.producer.is_empty(),
+                "{label}: {} has no format or producer in the manifest",
+                d.name
+            );
+        }
+    }
+
+    /// The dumps the manifest lists, by file name.
+    pub fn dumps(&self) -> Vec<DumpFile> {
         let mut out = Vec::new();
         if let Some(d) = self.manifest["dumps"].as_object() {
             for (name, v) in d {
-                let p = self.dir.join(name);
-                out.push((
-                    p,
-                    v["format"].as_str().unwrap_or("").to_owned(),
-                    v["compression"].as_str().unwrap_or("").to_owned(),
-                ));
+                let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+                out.push(DumpFile {
+                    path: self.dir.join(name),
+                    name: name.clone(),
+                    format: s("format"),
+                    compression: s("compression"),
+                    producer: s("producer"),
+                });
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// The dump with this file name.
+    pub fn dump(&self, name: &str) -> Option<DumpFile> {
+        self.dumps().into_iter().find(|d| d.name == name)
     }
 
     pub fn truth(&self, name: &str) -> String {
@@ -75,7 +345,7 @@ impl Run {
     }
 
     pub fn mode(&self) -> &str {
-        self.manifest["run"]["mode"].as_str().unwrap_or("")
+        &self.expected.mode
     }
 
     pub fn paging(&self) -> u8 {
@@ -97,63 +367,12 @@ impl Run {
     }
 }
 
-fn runs_under(root: &Path) -> impl Iterator<Item = Run> {
-    let mut runs = Vec::new();
-    let mut series: Vec<_> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    series.sort();
-    for s in series {
-        let mut dirs: Vec<_> = std::fs::read_dir(&s)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        dirs.sort();
-        for d in dirs {
-            let Ok(text) = std::fs::read_to_string(d.join("manifest.json")) else {
-                continue;
-            };
-            let Ok(manifest) = serde_json::from_str(&text) else {
-                continue;
-            };
-            runs.push(Run {
-                series: s
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                name: d
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                dir: d,
-                manifest,
-            });
-        }
-    }
-    runs.into_iter()
-}
-
-/// Every run that has at least one dump.
-pub fn dump_runs(root: &Path) -> Vec<Run> {
-    let runs: Vec<Run> = runs_under(root).filter(|r| !r.dumps().is_empty()).collect();
-    assert!(
-        !runs.is_empty(),
-        "no runs with dumps under {}",
-        root.display()
-    );
-    runs
-}
-
-/// Every run, with or without dumps.
-pub fn all_runs(root: &Path) -> Vec<Run> {
-    runs_under(root).collect()
+/// Opens a dump of `run` with ksw, with `--vmcoreinfo` where it needs one.
+pub fn open(run: &Run, path: &Path) -> Dump {
+    let options = OpenOptions {
+        vmcoreinfo_override: run.vmcoreinfo_override(),
+    };
+    Dump::open_with(path, &options).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `/proc/kallsyms` of the guest: vmlinux symbols only (no `[module]`),
