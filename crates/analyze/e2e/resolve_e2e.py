@@ -26,7 +26,6 @@ Exit status 1 when any check fails. The guest scenario is generated into
 a scratch directory; nothing in testdata/ is modified.
 """
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -35,44 +34,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "testdata/pipeline"))
+sys.path.insert(0, str(REPO / "testdata/tests"))
 import kernels  # noqa: E402
 import scenarios  # noqa: E402
 from common import splats  # noqa: E402
-
-TRUTH = re.compile(r"truth scenario=(\S+) victim=(\S+) local=(0x[0-9a-f]+) "
-                   r"len=(\d+) depth=(\d+) writer=(\S+)")
-# One catch report; the printk prefix ("[  1.2] ") is skipped by ".*?".
-REPORT = re.compile(
-    r"KStackWatch: Caught stack corruption =+\n"
-    r".*?kstackwatch: config: (?P<config>[^\n]*)\n"
-    r".*?kstackwatch: writer: (?P<writer>[^+\s]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[(?P<mod>\w+)\] "
-    r"ip=(?P<ip>0x[0-9a-f]+) comm=(?P<wcomm>\S+) pid=(?P<wpid>\d+) cpu=(?P<cpu>\d+)\n"
-    r".*?kstackwatch: watch: addr=(?P<addr>0x[0-9a-f]+) len=(?P<len>\d+) "
-    r"old=(?P<old>0x[0-9a-f]+) new=(?P<new>0x[0-9a-f]+)\n"
-    r".*?kstackwatch: victim: func=(?P<func>\S+) depth=(?P<depth>\d+) comm=(?P<vcomm>\S+) "
-    r"pid=(?P<vpid>\d+) armed_sp=(?P<sp>0x[0-9a-f]+)\n")
-
-
-def state(path):
-    """/proc/kstackwatch as the scenario saved it: key -> value."""
-    out = {}
-    for line in Path(path).read_text().splitlines():
-        k, _, v = line.partition(": ")
-        out[k] = v
-    return out
-
+# The test module's truth lines and the catch report, parsed as the
+# fixture tests parse them.
+from test_kstackwatch import reports, state, truths  # noqa: E402
 
 def check_case(name, scenario, resolved, dmesg, config, st):
     """Every problem with one case (empty: it passed)."""
     problems = []
     truth = {}
-    for t in TRUTH.findall(dmesg):
-        t = dict(zip(("scenario", "victim", "local", "len", "depth", "writer"), t))
+    for t in truths(dmesg):
         if t["scenario"] == scenario:
             truth[int(t["local"], 16)] = t
     if not truth:
         problems.append(f"no truth line for scenario {scenario}")
-    got = [m.groupdict() for m in REPORT.finditer(dmesg)]
+    got = reports(dmesg)
     if not got:
         problems.append("no catch report")
     # With many workers several victims are corrupted, and the first catch

@@ -200,7 +200,10 @@ fn kbuild_module_matches_gdb() {
     locate::check_module(&image, &release).expect("vermagic matches the headers' release");
     assert!(locate::check_module(&image, "6.12.0-bogus").is_err());
 
-    let answers = gdb_fbreg(&path, &["kswfix_victim".to_string()]);
+    let answers = common::oracle::parse_scopes(&common::oracle::gdb(
+        &path,
+        &["info scope kswfix_victim".to_string()],
+    ));
     let mut checked = 0;
     for (function, slots) in &answers {
         let layout = frame_layout(&[&file], function).expect("layout");
@@ -239,54 +242,4 @@ fn kbuild_module_matches_gdb() {
     )
     .expect("module canary");
     assert_eq!(canary.watch.watch_len, 8);
-}
-
-/// A function and gdb's `DW_OP_fbreg` slots in it: (name, offset, length).
-type Scope = (String, Vec<(String, i64, u64)>);
-
-fn gdb_fbreg(object: &Path, functions: &[String]) -> Vec<Scope> {
-    let mut cmd = std::process::Command::new("gdb");
-    cmd.args(["-batch", "-nx"]);
-    for f in functions {
-        cmd.arg("-ex").arg(format!("info scope {f}"));
-    }
-    cmd.arg(object);
-    let out = cmd.output().expect("gdb");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut result: Vec<Scope> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if let Some(rest) = line.strip_prefix("Scope for ") {
-            result.push((rest.trim_end_matches(':').to_string(), Vec::new()));
-            continue;
-        }
-        let Some(rest) = line.strip_prefix("Symbol ") else {
-            continue;
-        };
-        let Some((symbol, "is a complex DWARF expression:")) = rest.split_once(' ') else {
-            continue;
-        };
-        let (Some(op), Some(len)) = (lines.get(i + 1), lines.get(i + 2)) else {
-            continue;
-        };
-        let Some(offset) = op
-            .trim()
-            .strip_prefix("0: DW_OP_fbreg ")
-            .and_then(|o| o.parse().ok())
-        else {
-            continue;
-        };
-        let Some(length) = len
-            .strip_prefix(", length ")
-            .and_then(|l| l.strip_suffix('.'))
-            .and_then(|l| l.parse().ok())
-        else {
-            continue;
-        };
-        if let Some((_, slots)) = result.last_mut() {
-            slots.push((symbol.to_string(), offset, length));
-        }
-    }
-    result.retain(|(_, s)| !s.is_empty());
-    result
 }
