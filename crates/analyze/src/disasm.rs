@@ -74,7 +74,7 @@ pub(crate) struct Step {
     pub(crate) tracked_after: Option<i64>,
     pub(crate) writes: Vec<StackWrite>,
     /// For calls: argument registers (by position) holding CFA + k.
-    pub(crate) pointer_args: Vec<(usize, &'static str, i64)>,
+    pub(crate) pointer_args: Vec<(usize, crate::register::Register, i64)>,
     /// For direct calls: the target.
     pub(crate) call_target: Option<u64>,
     pub(crate) modifies_rsp: bool,
@@ -100,13 +100,14 @@ pub(crate) struct CanaryForms {
     pub(crate) relocated_guard_at: Vec<u64>,
 }
 
-const ARGUMENT_REGISTERS: [(Register, &str); 6] = [
-    (Register::RDI, "rdi"),
-    (Register::RSI, "rsi"),
-    (Register::RDX, "rdx"),
-    (Register::RCX, "rcx"),
-    (Register::R8, "r8"),
-    (Register::R9, "r9"),
+/// The argument registers in order, as decoded and as DWARF numbers them.
+const ARGUMENT_REGISTERS: [(Register, crate::register::Register); 6] = [
+    (Register::RDI, crate::register::Register::Rdi),
+    (Register::RSI, crate::register::Register::Rsi),
+    (Register::RDX, crate::register::Register::Rdx),
+    (Register::RCX, crate::register::Register::Rcx),
+    (Register::R8, crate::register::Register::R8),
+    (Register::R9, crate::register::Register::R9),
 ];
 
 const CALLER_SAVED: [Register; 9] = [
@@ -121,12 +122,21 @@ const CALLER_SAVED: [Register; 9] = [
     Register::R11,
 ];
 
+/// CFA − SP right after a stack realignment (`and $-N, %rsp`) when the
+/// caller asks to follow SP across it: the CFA is then no fixed distance
+/// from SP, and offsets after it are relative to this synthetic base (far
+/// from any real frame offset, so the two never mix up).
+pub(crate) const REALIGNED_BASE: i64 = 1 << 20;
+
 /// Decode and annotate the function whose bytes are `code` at `address`.
+/// With `follow_realignment`, SP is tracked across a stack realignment
+/// from [`REALIGNED_BASE`]; without it, CFA − SP is unknown after one.
 pub(crate) fn analyse(
     code: &[u8],
     address: u64,
     cfi: Option<&[CfaRow]>,
     canary: &CanaryForms,
+    follow_realignment: bool,
 ) -> Vec<Step> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut formatter = GasFormatter::new();
@@ -272,6 +282,12 @@ pub(crate) fn analyse(
                 before.map(|b| b.wrapping_sub(i64::from(instruction.stack_pointer_increment())));
         } else if modifies_rsp {
             after = sp_after_explicit(&instruction, before, rbp_k);
+            let realigns = instruction.mnemonic() == Mnemonic::And
+                && instruction.op0_kind() == OpKind::Register
+                && instruction.op0_register() == Register::RSP;
+            if follow_realignment && realigns && before.is_some() {
+                after = Some(REALIGNED_BASE);
+            }
         }
         if instruction.mnemonic() == Mnemonic::Mov
             && instruction.op0_kind() == OpKind::Register

@@ -8,11 +8,13 @@
 //! `.debug_aranges`; only that unit's abbreviations and DIEs are parsed.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, Operation, Reader as _, UnitOffset};
 
 use crate::elf::{ElfImage, RelocationView};
 use crate::error::{Error, Result};
+use crate::register::Register;
 
 /// The reader every gimli structure here is instantiated with.
 pub(crate) type Reader<'s> =
@@ -102,13 +104,22 @@ impl<'f> DebugSections<'f> {
     }
 }
 
-/// Where a variable lives over some pc range.
+/// Where a variable lives over some pc range, as its DWARF location
+/// expression says. Plain data: the CLI renders it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Place {
-    /// In memory at CFA + offset (`DW_OP_fbreg` with a CFA frame base).
+    /// In memory at frame base + offset (`DW_OP_fbreg`); the frame base
+    /// is the CFA for every function GCC builds for the x86_64 kernel.
     Stack {
         /// Offset from the canonical frame address.
         cfa_offset: i64,
+    },
+    /// In memory at a register's value + offset (`DW_OP_bregN`).
+    RegisterOffset {
+        /// The base register.
+        register: Register,
+        /// The offset added to it.
+        offset: i64,
     },
     /// In memory at a fixed address (a `static` local).
     Static {
@@ -117,13 +128,23 @@ pub enum Place {
     },
     /// In a register.
     Register {
-        /// The register's name.
-        register: String,
+        /// The register.
+        register: Register,
     },
-    /// Something else: a computed value, pieces, an entry value.
-    Other {
-        /// A short description.
-        what: String,
+    /// Split into pieces (registers, or partly optimised out).
+    Pieces,
+    /// Only its value at function entry is known (`DW_OP_entry_value`).
+    EntryValue,
+    /// A computed value with no memory behind it.
+    ComputedValue,
+    /// An empty expression: optimised out over this range.
+    OptimisedOut,
+    /// Any other DWARF expression.
+    Expression,
+    /// An expression gimli could not parse.
+    Unparsable {
+        /// gimli's description.
+        reason: String,
     },
 }
 
@@ -186,63 +207,189 @@ pub struct Function {
     pub variables: Vec<Variable>,
 }
 
+/// The DWARF of one image with its lookups memoised: `.debug_aranges`
+/// sorted once, each unit parsed at most once, and per unit the
+/// subprogram entry points and the line table decoded at most once. All
+/// lazily: nothing is read before the first question that needs it.
+pub(crate) struct DebugInfo<'s> {
+    sections: &'s DebugSections<'s>,
+    dwarf: gimli::Dwarf<Reader<'s>>,
+    /// `.debug_aranges` entries sorted by start address.
+    aranges: OnceCell<Aranges>,
+    /// Every unit header, in `.debug_info` order, with its parsed unit.
+    units: OnceCell<Vec<(gimli::UnitHeader<Reader<'s>>, OnceCell<CachedUnit<'s>>)>>,
+    /// Per unit (by position in `units`), its address ranges, for images
+    /// without aranges (common in `.ko` files).
+    unit_ranges: OnceCell<Vec<Vec<(u64, u64)>>>,
+}
+
+/// `.debug_aranges` as a sorted table.
+struct Aranges {
+    /// (begin, end, position in the section, unit offset), by `begin`.
+    entries: Vec<(u64, u64, usize, gimli::DebugInfoOffset)>,
+    /// The longest entry: how far back a lookup has to look.
+    longest: u64,
+}
+
+/// One parsed unit and what has been derived from it so far.
+pub(crate) struct CachedUnit<'s> {
+    unit: gimli::Unit<Reader<'s>>,
+    /// Subprogram entry pcs and DIEs, by pc (DIE order among equals).
+    subprograms: OnceCell<Vec<(u64, UnitOffset)>>,
+    /// The line table as address ranges.
+    lines: OnceCell<Option<LineTable<'s>>>,
+}
+
+/// A unit's line table: `[begin, end)` runs of one file and line.
+struct LineTable<'s> {
+    /// (begin, end, file index, line), by `begin` (row order among equals).
+    runs: Vec<(u64, u64, u64, u64)>,
+    /// The longest run.
+    longest: u64,
+    header: gimli::LineProgramHeader<Reader<'s>>,
+}
+
+impl<'s> DebugInfo<'s> {
+    /// The DWARF of `sections`, with nothing parsed yet.
+    pub(crate) fn new(sections: &'s DebugSections<'s>) -> Result<DebugInfo<'s>> {
+        Ok(DebugInfo {
+            sections,
+            dwarf: sections.dwarf()?,
+            aranges: OnceCell::new(),
+            units: OnceCell::new(),
+            unit_ranges: OnceCell::new(),
+        })
+    }
+
+    fn aranges(&self) -> Result<&Aranges> {
+        if let Some(a) = self.aranges.get() {
+            return Ok(a);
+        }
+        let e = |err| self.sections.err(err);
+        let mut entries = Vec::new();
+        let mut headers = self.dwarf.debug_aranges.headers();
+        while let Some(header) = headers.next().map_err(e)? {
+            let mut list = header.entries();
+            while let Some(entry) = list.next().map_err(e)? {
+                let range = entry.range();
+                if range.begin < range.end {
+                    let position = entries.len();
+                    entries.push((range.begin, range.end, position, header.debug_info_offset()));
+                }
+            }
+        }
+        entries.sort_by_key(|&(begin, _, position, _)| (begin, position));
+        let longest = entries.iter().map(|(b, e, _, _)| e - b).max().unwrap_or(0);
+        Ok(self.aranges.get_or_init(|| Aranges { entries, longest }))
+    }
+
+    fn units(&self) -> Result<&[(gimli::UnitHeader<Reader<'s>>, OnceCell<CachedUnit<'s>>)]> {
+        if let Some(u) = self.units.get() {
+            return Ok(u);
+        }
+        let mut units = Vec::new();
+        let mut headers = self.dwarf.units();
+        while let Some(header) = headers.next().map_err(|e| self.sections.err(e))? {
+            units.push((header, OnceCell::new()));
+        }
+        Ok(self.units.get_or_init(|| units))
+    }
+
+    /// The unit at position `index` of `.debug_info`, parsed once.
+    pub(crate) fn unit_by_index(&self, index: usize) -> Result<Option<UnitContext<'_, 's>>> {
+        self.unit_at_index(index)
+    }
+
+    fn unit_at_index(&self, index: usize) -> Result<Option<UnitContext<'_, 's>>> {
+        let Some((header, cell)) = self.units()?.get(index) else {
+            return Ok(None);
+        };
+        let cached = match cell.get() {
+            Some(c) => c,
+            None => {
+                let unit = self
+                    .dwarf
+                    .unit(header.clone())
+                    .map_err(|e| self.sections.err(e))?;
+                cell.get_or_init(|| CachedUnit {
+                    unit,
+                    subprograms: OnceCell::new(),
+                    lines: OnceCell::new(),
+                })
+            }
+        };
+        Ok(Some(UnitContext {
+            dwarf: &self.dwarf,
+            unit: &cached.unit,
+            cached,
+            sections: self.sections,
+        }))
+    }
+
+    /// Find the unit covering `address`, through `.debug_aranges` first and
+    /// then, if it has no entry, through each unit's ranges.
+    pub(crate) fn unit_for_address(&self, address: u64) -> Result<Option<UnitContext<'_, 's>>> {
+        let aranges = self.aranges()?;
+        let after = aranges
+            .entries
+            .partition_point(|(b, _, _, _)| *b <= address);
+        // The first entry in section order that covers `address`.
+        let found = aranges.entries[..after]
+            .iter()
+            .rev()
+            .take_while(|(b, _, _, _)| b.saturating_add(aranges.longest) > address)
+            .filter(|(_, e, _, _)| address < *e)
+            .min_by_key(|(_, _, position, _)| *position);
+        if let Some(&(_, _, _, offset)) = found {
+            let units = self.units()?;
+            if let Ok(index) = units.binary_search_by_key(&offset, |(h, _)| {
+                h.offset()
+                    .as_debug_info_offset()
+                    .unwrap_or(gimli::DebugInfoOffset(0))
+            }) {
+                return self.unit_at_index(index);
+            }
+            return Err(self.sections.err(gimli::Error::NoEntryAtGivenOffset));
+        }
+        // Fallback for images without aranges (common in .ko files).
+        let ranges = self.unit_ranges()?;
+        for (index, list) in ranges.iter().enumerate() {
+            if list.iter().any(|(b, e)| *b <= address && address < *e) {
+                return self.unit_at_index(index);
+            }
+        }
+        Ok(None)
+    }
+
+    fn unit_ranges(&self) -> Result<&[Vec<(u64, u64)>]> {
+        if let Some(r) = self.unit_ranges.get() {
+            return Ok(r);
+        }
+        let count = self.units()?.len();
+        let mut all = Vec::with_capacity(count);
+        for index in 0..count {
+            let mut list = Vec::new();
+            if let Some(unit) = self.unit_at_index(index)? {
+                let mut ranges = self
+                    .dwarf
+                    .unit_ranges(unit.unit)
+                    .map_err(|e| self.sections.err(e))?;
+                while let Some(range) = ranges.next().map_err(|e| self.sections.err(e))? {
+                    list.push((range.begin, range.end));
+                }
+            }
+            all.push(list);
+        }
+        Ok(self.unit_ranges.get_or_init(|| all))
+    }
+}
+
 /// One compilation unit, parsed, with the queries resolve needs.
 pub(crate) struct UnitContext<'d, 's> {
     pub(crate) dwarf: &'d gimli::Dwarf<Reader<'s>>,
-    pub(crate) unit: gimli::Unit<Reader<'s>>,
+    pub(crate) unit: &'d gimli::Unit<Reader<'s>>,
+    cached: &'d CachedUnit<'s>,
     sections: &'d DebugSections<'s>,
-}
-
-/// Find the unit covering `address`, through `.debug_aranges` first and
-/// then, if it has no entry, through each unit's ranges.
-pub(crate) fn unit_for_address<'d, 's>(
-    sections: &'d DebugSections<'s>,
-    dwarf: &'d gimli::Dwarf<Reader<'s>>,
-    address: u64,
-) -> Result<Option<UnitContext<'d, 's>>> {
-    let e = |err| sections.err(err);
-    let mut headers = dwarf.debug_aranges.headers();
-    while let Some(header) = headers.next().map_err(e)? {
-        let mut entries = header.entries();
-        while let Some(entry) = entries.next().map_err(e)? {
-            let range = entry.range();
-            if range.begin <= address && address < range.end {
-                let unit_header = dwarf
-                    .debug_info
-                    .header_from_offset(header.debug_info_offset())
-                    .map_err(e)?;
-                let unit = dwarf.unit(unit_header).map_err(e)?;
-                return Ok(Some(UnitContext {
-                    dwarf,
-                    unit,
-                    sections,
-                }));
-            }
-        }
-    }
-    // Fallback for images without aranges (common in .ko files).
-    let mut units = dwarf.units();
-    while let Some(unit_header) = units.next().map_err(e)? {
-        let unit = dwarf.unit(unit_header).map_err(e)?;
-        let mut ranges = dwarf.unit_ranges(&unit).map_err(e)?;
-        while let Some(range) = ranges.next().map_err(e)? {
-            if range.begin <= address && address < range.end {
-                return Ok(Some(UnitContext {
-                    dwarf,
-                    unit,
-                    sections,
-                }));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// A DWARF register number on x86_64, as its name.
-pub(crate) fn register_name(register: gimli::Register) -> String {
-    gimli::X86_64::register_name(register)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("r{}", register.0))
 }
 
 impl<'d, 's> UnitContext<'d, 's> {
@@ -261,7 +408,7 @@ impl<'d, 's> UnitContext<'d, 's> {
 
     /// A string attribute as text.
     fn string(&self, value: AttributeValue<Reader<'s>>) -> Option<String> {
-        let reader = self.dwarf.attr_string(&self.unit, value).ok()?;
+        let reader = self.dwarf.attr_string(self.unit, value).ok()?;
         reader.to_string_lossy().ok().map(|s| s.into_owned())
     }
 
@@ -322,6 +469,18 @@ impl<'d, 's> UnitContext<'d, 's> {
         Ok(self.unit.entry(offset).map_err(|e| self.e(e))?.tag())
     }
 
+    /// The top-level DIEs of the unit (children of its root), as offsets.
+    pub(crate) fn root_children(&self) -> Result<Vec<UnitOffset>> {
+        let mut tree = self.unit.entries_tree(None).map_err(|e| self.e(e))?;
+        let root = tree.root().map_err(|e| self.e(e))?;
+        let mut children = root.children();
+        let mut out = Vec::new();
+        while let Some(child) = children.next().map_err(|e| self.e(e))? {
+            out.push(child.entry().offset());
+        }
+        Ok(out)
+    }
+
     /// The children of the DIE at `offset`, as offsets.
     pub(crate) fn children_of(&self, offset: UnitOffset) -> Result<Vec<UnitOffset>> {
         let mut tree = self
@@ -337,8 +496,26 @@ impl<'d, 's> UnitContext<'d, 's> {
         Ok(out)
     }
 
-    /// The subprogram DIE whose entry pc is `address`.
+    /// The subprogram DIE whose entry pc is `address` (the first in DIE
+    /// order when several are).
     pub(crate) fn subprogram_at(&self, address: u64) -> Result<Option<UnitOffset>> {
+        let list = match self.cached.subprograms.get() {
+            Some(list) => list,
+            None => {
+                let list = self.subprogram_entries()?;
+                self.cached.subprograms.get_or_init(|| list)
+            }
+        };
+        let first = list.partition_point(|(pc, _)| *pc < address);
+        Ok(list
+            .get(first)
+            .filter(|(pc, _)| *pc == address)
+            .map(|(_, offset)| *offset))
+    }
+
+    /// Every subprogram's entry pc with its DIE, sorted by pc.
+    fn subprogram_entries(&self) -> Result<Vec<(u64, UnitOffset)>> {
+        let mut list = Vec::new();
         let mut cursor = self.unit.entries();
         while let Some((_, entry)) = cursor.next_dfs().map_err(|e| self.e(e))? {
             if entry.tag() != gimli::DW_TAG_subprogram {
@@ -348,9 +525,7 @@ impl<'d, 's> UnitContext<'d, 's> {
                 .attr_value(gimli::DW_AT_low_pc)
                 .map_err(|e| self.e(e))?
             {
-                if low == address {
-                    return Ok(Some(entry.offset()));
-                }
+                list.push((low, entry.offset()));
                 continue;
             }
             if entry
@@ -360,18 +535,18 @@ impl<'d, 's> UnitContext<'d, 's> {
             {
                 let mut ranges = self
                     .dwarf
-                    .die_ranges(&self.unit, entry)
+                    .die_ranges(self.unit, entry)
                     .map_err(|e| self.e(e))?;
                 if let Some(first) = ranges.next().map_err(|e| self.e(e))? {
                     // The entry pc is the lowest address of the first range
                     // (the hot part; `.cold` parts come later).
-                    if first.begin == address {
-                        return Ok(Some(entry.offset()));
-                    }
+                    list.push((first.begin, entry.offset()));
                 }
             }
         }
-        Ok(None)
+        // Stable: among equal pcs, DIE order is kept.
+        list.sort_by_key(|(pc, _)| *pc);
+        Ok(list)
     }
 
     /// A top-level subprogram DIE (definition or declaration) named `name`.
@@ -467,7 +642,7 @@ impl<'d, 's> UnitContext<'d, 's> {
                     let mut ranges = Vec::new();
                     let mut iter = self
                         .dwarf
-                        .die_ranges(&self.unit, entry)
+                        .die_ranges(self.unit, entry)
                         .map_err(|e| self.e(e))?;
                     while let Some(r) = iter.next().map_err(|e| self.e(e))? {
                         ranges.push((r.begin, r.end));
@@ -489,7 +664,7 @@ impl<'d, 's> UnitContext<'d, 's> {
     fn location_list(&self, value: AttributeValue<Reader<'s>>) -> Result<Location> {
         let Some(mut iter) = self
             .dwarf
-            .attr_locations(&self.unit, value)
+            .attr_locations(self.unit, value)
             .map_err(|e| self.e(e))?
         else {
             return Ok(Location::Absent);
@@ -510,8 +685,8 @@ impl<'d, 's> UnitContext<'d, 's> {
                 Ok(Some(op)) => list.push(op),
                 Ok(None) => break,
                 Err(e) => {
-                    return Place::Other {
-                        what: format!("unparsable expression ({e})"),
+                    return Place::Unparsable {
+                        reason: e.to_string(),
                     };
                 }
             }
@@ -520,62 +695,67 @@ impl<'d, 's> UnitContext<'d, 's> {
             [Operation::FrameOffset { offset }] => Place::Stack {
                 cfa_offset: *offset,
             },
+            [
+                Operation::RegisterOffset {
+                    register,
+                    offset,
+                    base_type,
+                },
+            ] if base_type.0 == 0 => Place::RegisterOffset {
+                register: Register::from(*register),
+                offset: *offset,
+            },
             [Operation::Address { address }] => Place::Static { address: *address },
             [Operation::Register { register }] => Place::Register {
-                register: register_name(*register),
+                register: Register::from(*register),
             },
-            [] => Place::Other {
-                what: "optimised out".to_string(),
-            },
+            [] => Place::OptimisedOut,
             ops => {
-                let what = if ops.iter().any(|o| matches!(o, Operation::Piece { .. })) {
-                    "split into pieces (registers or partly optimised out)"
+                if ops.iter().any(|o| matches!(o, Operation::Piece { .. })) {
+                    Place::Pieces
                 } else if ops
                     .iter()
                     .any(|o| matches!(o, Operation::EntryValue { .. }))
                 {
-                    "only its value at function entry is known"
+                    Place::EntryValue
                 } else if ops
                     .iter()
                     .any(|o| matches!(o, Operation::StackValue | Operation::ImplicitValue { .. }))
                 {
-                    "a computed value with no memory behind it"
+                    Place::ComputedValue
                 } else {
-                    "a DWARF expression that is not a plain stack slot"
-                };
-                Place::Other {
-                    what: what.to_string(),
+                    Place::Expression
                 }
             }
         }
     }
 
-    /// The source file and line of `address`, from this unit's line table.
+    /// The source file and line of `address`, from this unit's line table:
+    /// the row run covering it that starts last.
     pub(crate) fn line_of(&self, address: u64) -> Result<Option<(String, u64)>> {
-        let Some(program) = self.unit.line_program.clone() else {
-            return Ok(None);
-        };
-        let mut rows = program.rows();
-        let mut best: Option<(u64, u64, u64)> = None; // (address, file index, line)
-        let mut previous: Option<(u64, u64, u64)> = None;
-        while let Some((header, row)) = rows.next_row().map_err(|e| self.e(e))? {
-            let here = (
-                row.address(),
-                row.file_index(),
-                row.line().map_or(0, |l| l.get()),
-            );
-            if let Some(prev) = previous {
-                if prev.0 <= address && address < here.0 && best.is_none_or(|b| prev.0 >= b.0) {
-                    best = Some(prev);
-                }
+        let table = match self.cached.lines.get() {
+            Some(t) => t,
+            None => {
+                let t = self.line_table()?;
+                self.cached.lines.get_or_init(|| t)
             }
-            previous = if row.end_sequence() { None } else { Some(here) };
-            let _ = header;
-        }
-        let Some((_, file_index, line)) = best else {
+        };
+        let Some(table) = table else {
             return Ok(None);
         };
-        let header = rows.header();
+        let after = table.runs.partition_point(|(b, _, _, _)| *b <= address);
+        // Walking back from the last run that starts at or before
+        // `address`, the first that covers it starts last (and among runs
+        // starting at the same pc, comes last in row order).
+        let Some(&(_, _, file_index, line)) = table.runs[..after]
+            .iter()
+            .rev()
+            .take_while(|(b, _, _, _)| b.saturating_add(table.longest) > address)
+            .find(|(_, e, _, _)| address < *e)
+        else {
+            return Ok(None);
+        };
+        let header = &table.header;
         let Some(file) = header.file(file_index) else {
             return Ok(Some(("<unknown>".to_string(), line)));
         };
@@ -591,6 +771,37 @@ impl<'d, 's> UnitContext<'d, 's> {
             _ => name,
         };
         Ok(Some((path, line)))
+    }
+
+    /// Decode the unit's line program once into sorted runs.
+    fn line_table(&self) -> Result<Option<LineTable<'s>>> {
+        let Some(program) = self.unit.line_program.clone() else {
+            return Ok(None);
+        };
+        let mut rows = program.rows();
+        let mut runs = Vec::new();
+        let mut previous: Option<(u64, u64, u64)> = None; // (address, file index, line)
+        while let Some((_, row)) = rows.next_row().map_err(|e| self.e(e))? {
+            let here = (
+                row.address(),
+                row.file_index(),
+                row.line().map_or(0, |l| l.get()),
+            );
+            if let Some(prev) = previous {
+                if prev.0 < here.0 {
+                    runs.push((prev.0, here.0, prev.1, prev.2));
+                }
+            }
+            previous = if row.end_sequence() { None } else { Some(here) };
+        }
+        // Stable: among runs starting at the same pc, row order is kept.
+        runs.sort_by_key(|(b, _, _, _)| *b);
+        let longest = runs.iter().map(|(b, e, _, _)| e - b).max().unwrap_or(0);
+        Ok(Some(LineTable {
+            runs,
+            longest,
+            header: rows.header().clone(),
+        }))
     }
 }
 

@@ -11,12 +11,16 @@
 //! addresses and CFI all use those bases consistently. Offsets inside a
 //! function, the only thing a kprobe needs, do not depend on them.
 //!
+//! A loaded module's sections can be placed at the addresses found in
+//! memory instead ([`ElfImage::parse_loaded`]).
+//!
 //! Relocations of debug sections are applied lazily while gimli reads, by
 //! [`RelocationView`]: vmlinux built with `--emit-relocs` (Debian 6.1) keeps
 //! millions of `.rela.debug_info` entries, so they are binary-searched in the
 //! mapped file rather than loaded into a map.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,8 @@ use std::path::{Path, PathBuf};
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, Rela, SectionHeader, Sym};
 use object::{LittleEndian as LE, Object, ObjectSection};
+
+use ksw_vmcore::VirtAddr;
 
 use crate::error::{Error, Result};
 
@@ -117,6 +123,19 @@ pub struct ElfImage<'f> {
     section_bases: Vec<u64>,
     symbols: &'f [elf::Sym64<LE>],
     strings: object::read::StringTable<'f>,
+    /// The defined function symbols, built on first use.
+    functions: OnceCell<FunctionTable<'f>>,
+}
+
+/// The defined function symbols of an image, read once: in `.symtab`
+/// order, and as indices sorted by address for lookups by address.
+struct FunctionTable<'f> {
+    symbols: Vec<FunctionSymbol<'f>>,
+    /// Indices into `symbols`, by (address, `.symtab` order).
+    by_address: Vec<usize>,
+    /// The largest extent (`max(size, 1)`): how far back an address
+    /// lookup has to look.
+    longest: u64,
 }
 
 impl std::fmt::Debug for ElfImage<'_> {
@@ -184,8 +203,38 @@ impl<'f> ElfImage<'f> {
             section_bases,
             symbols: symtab.symbols(),
             strings: symtab.strings(),
+            functions: OnceCell::new(),
             file,
         })
+    }
+
+    /// Parse a `.ko` placed where the kernel loaded it: each named
+    /// allocated section at the address found in memory (the module's
+    /// section attributes), so that symbols, DWARF and CFI use run-time
+    /// addresses. Sections not named keep their synthetic bases; for a
+    /// vmlinux, whose addresses are fixed at link time, this is `parse`.
+    pub fn parse_loaded(
+        debug_file: &'f DebugFile,
+        placed: &[(&str, VirtAddr)],
+    ) -> Result<ElfImage<'f>> {
+        let mut image = ElfImage::parse(debug_file)?;
+        if image.kind == ImageKind::Relocatable {
+            for (name, address) in placed {
+                let Some(section) = image.file.section_by_name(name) else {
+                    continue;
+                };
+                let index = section.index().0;
+                let allocated = image
+                    .file
+                    .elf_section_table()
+                    .section(object::SectionIndex(index))
+                    .is_ok_and(|h| h.sh_flags(LE) & u64::from(elf::SHF_ALLOC) != 0);
+                if let (true, Some(base)) = (allocated, image.section_bases.get_mut(index)) {
+                    *base = address.get();
+                }
+            }
+        }
+        Ok(image)
     }
 
     /// The file's path.
@@ -230,29 +279,45 @@ impl<'f> ElfImage<'f> {
         std::str::from_utf8(bytes).ok()
     }
 
-    /// Defined function symbols whose name satisfies `wanted`.
+    /// The defined function symbols, read from `.symtab` on first use.
+    fn functions(&self) -> &FunctionTable<'f> {
+        self.functions.get_or_init(|| {
+            let symbols: Vec<FunctionSymbol<'f>> = self
+                .symbols
+                .iter()
+                .filter(|sym| sym.st_type() == elf::STT_FUNC && sym.st_shndx(LE) != elf::SHN_UNDEF)
+                .filter_map(|sym| {
+                    Some(FunctionSymbol {
+                        name: self.symbol_name(sym)?,
+                        address: self.symbol_address(sym),
+                        size: sym.st_size(LE),
+                        local: sym.st_bind() == elf::STB_LOCAL,
+                    })
+                })
+                .collect();
+            let mut by_address: Vec<usize> = (0..symbols.len()).collect();
+            by_address.sort_by_key(|&i| (symbols[i].address, i));
+            let longest = symbols.iter().map(|s| s.size.max(1)).max().unwrap_or(1);
+            FunctionTable {
+                symbols,
+                by_address,
+                longest,
+            }
+        })
+    }
+
+    /// Defined function symbols whose name satisfies `wanted`, in
+    /// `.symtab` order.
     pub fn function_symbols(
         &self,
         mut wanted: impl FnMut(&str) -> bool,
     ) -> Vec<FunctionSymbol<'f>> {
-        let mut found = Vec::new();
-        for sym in self.symbols {
-            if sym.st_type() != elf::STT_FUNC || sym.st_shndx(LE) == elf::SHN_UNDEF {
-                continue;
-            }
-            let Some(name) = self.symbol_name(sym) else {
-                continue;
-            };
-            if wanted(name) {
-                found.push(FunctionSymbol {
-                    name,
-                    address: self.symbol_address(sym),
-                    size: sym.st_size(LE),
-                    local: sym.st_bind() == elf::STB_LOCAL,
-                });
-            }
-        }
-        found
+        self.functions()
+            .symbols
+            .iter()
+            .filter(|s| wanted(s.name))
+            .cloned()
+            .collect()
     }
 
     /// The address of the first defined symbol called `name`, any type.
@@ -264,31 +329,25 @@ impl<'f> ElfImage<'f> {
             .map(|s| self.symbol_address(s))
     }
 
-    /// The function symbol covering `address`, preferring global names.
+    /// The function symbol covering `address`, preferring global names
+    /// (the first in `.symtab` order of those that cover it).
     pub fn function_containing(&self, address: u64) -> Option<FunctionSymbol<'f>> {
-        let mut best: Option<FunctionSymbol<'f>> = None;
-        for sym in self.symbols {
-            if sym.st_type() != elf::STT_FUNC || sym.st_shndx(LE) == elf::SHN_UNDEF {
-                continue;
-            }
-            let start = self.symbol_address(sym);
-            if address < start || address >= start.saturating_add(sym.st_size(LE).max(1)) {
-                continue;
-            }
-            let Some(name) = self.symbol_name(sym) else {
-                continue;
-            };
-            let candidate = FunctionSymbol {
-                name,
-                address: start,
-                size: sym.st_size(LE),
-                local: sym.st_bind() == elf::STB_LOCAL,
-            };
-            if best.as_ref().is_none_or(|b| b.local && !candidate.local) {
-                best = Some(candidate);
-            }
-        }
-        best
+        let table = self.functions();
+        let after = table
+            .by_address
+            .partition_point(|&i| table.symbols[i].address <= address);
+        let covering = table.by_address[..after]
+            .iter()
+            .rev()
+            .take_while(|&&i| table.symbols[i].address.saturating_add(table.longest) > address)
+            .copied()
+            .filter(|&i| {
+                let s = &table.symbols[i];
+                address < s.address.saturating_add(s.size.max(1))
+            });
+        // Global before static, then `.symtab` order.
+        let best = covering.min_by_key(|&i| (table.symbols[i].local, i))?;
+        table.symbols.get(best).cloned()
     }
 
     /// The bytes at `[address, address + len)` in an allocated section
@@ -557,5 +616,50 @@ impl gimli::read::Relocate<usize> for RelocationView<'_> {
             Some(v) => usize::try_from(v).map_err(|_| gimli::Error::UnsupportedOffset),
             None => Ok(value),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relocatable object placed at run-time addresses: symbols move
+    /// with their section, lookups by address follow, and the code bytes
+    /// are found at the new address.
+    #[test]
+    fn sections_placed_where_loaded_move_their_symbols() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let object = dir.path().join("victims.o");
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/victims.c");
+        let status = std::process::Command::new("gcc")
+            .args(["-O2", "-g", "-c", source, "-o"])
+            .arg(&object)
+            .status()
+            .expect("run gcc");
+        assert!(status.success());
+        let file = DebugFile::open(&object).expect("open");
+        let synthetic = ElfImage::parse(&file).expect("parse");
+        let victim = synthetic
+            .function_symbols(|n| n == "victim")
+            .pop()
+            .expect("victim");
+        let text_base = synthetic.alloc_section(".text").expect(".text").0;
+        let loaded_at = VirtAddr(0xffff_ffff_c012_3000);
+        let loaded = ElfImage::parse_loaded(&file, &[(".text", loaded_at)]).expect("parse");
+        let moved = loaded
+            .function_symbols(|n| n == "victim")
+            .pop()
+            .expect("victim");
+        assert_eq!(moved.address, victim.address - text_base + loaded_at.get());
+        assert_eq!(moved.size, victim.size);
+        assert_eq!(
+            loaded.function_containing(moved.address + 1),
+            Some(moved.clone())
+        );
+        assert_eq!(loaded.function_containing(victim.address), None);
+        assert_eq!(
+            loaded.bytes_at(moved.address, moved.size),
+            synthetic.bytes_at(victim.address, victim.size)
+        );
     }
 }

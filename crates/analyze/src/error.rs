@@ -5,7 +5,11 @@
 //! variable cannot be watched. Nothing here panics on bad input; malformed
 //! files become [`Error::Malformed`] or [`Error::Dwarf`].
 
+use std::fmt;
 use std::path::PathBuf;
+
+use crate::dwarf::Place;
+use crate::register::Register;
 
 /// A function that a name could refer to, listed when the name is ambiguous.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -18,6 +22,115 @@ pub struct Candidate {
     pub defined_in: String,
     /// Why this candidate is listed, or why it is not a probe target.
     pub note: String,
+}
+
+/// Why a variable has no stack slot a watch could use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum OffStack {
+    /// No location at any pc.
+    OptimisedOut,
+    /// A location list with no entries.
+    EmptyLocationList,
+    /// A `static` local, at a fixed address.
+    Static {
+        /// The address.
+        address: u64,
+    },
+    /// Only ever in one register.
+    RegisterOnly {
+        /// The register.
+        register: Register,
+    },
+    /// One location for the whole scope that is not a stack slot.
+    Elsewhere {
+        /// The location.
+        place: Place,
+    },
+    /// A location list none of whose places is in stack memory.
+    NeverInMemory {
+        /// Its distinct places, in list order.
+        places: Vec<Place>,
+    },
+    /// A location list that uses more than one stack slot.
+    SeveralSlots,
+    /// A location list that puts it in its slot only over part of the
+    /// function, so no probe point keeps it there until the return.
+    PartlyInSlot {
+        /// The pc ranges where it is in the slot, as offsets in the function.
+        ranges: Vec<(u64, u64)>,
+    },
+}
+
+impl fmt::Display for OffStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OffStack::OptimisedOut => write!(f, "it is optimised out: no location at any pc"),
+            OffStack::EmptyLocationList => {
+                write!(f, "it is optimised out: its location list is empty")
+            }
+            OffStack::Static { address } => write!(
+                f,
+                "it is a static variable at {address:#x}, not on the stack; watch it with an \
+                 ordinary data breakpoint (perf mem / hw_breakpoint) instead"
+            ),
+            OffStack::RegisterOnly { register } => write!(
+                f,
+                "it lives only in register %{}; registers cannot be watched",
+                register_text(*register)
+            ),
+            OffStack::Elsewhere { place } => write!(f, "its location is {}", place_text(place)),
+            OffStack::NeverInMemory { places } => {
+                let mut shown: Vec<String> = Vec::new();
+                for text in places.iter().map(place_text) {
+                    if !shown.contains(&text) {
+                        shown.push(text);
+                    }
+                }
+                let more = if shown.len() > 4 { ", …" } else { "" };
+                shown.truncate(4);
+                write!(
+                    f,
+                    "it never lives in stack memory (register-only: {}{more})",
+                    shown.join(", ")
+                )
+            }
+            OffStack::SeveralSlots => write!(f, "its location list uses several stack slots"),
+            OffStack::PartlyInSlot { ranges } => write!(
+                f,
+                "its location list puts it in the stack slot only over {} (and in registers \
+                 elsewhere); no probe point keeps it in the slot until the function returns",
+                ranges
+                    .iter()
+                    .map(|(b, e)| format!("+{b:#x}..+{e:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// A register's name in an error message.
+fn register_text(register: Register) -> String {
+    register
+        .name()
+        .map_or_else(|| format!("r{}", register.dwarf_number()), str::to_string)
+}
+
+/// A place in an error message.
+fn place_text(place: &Place) -> String {
+    match place {
+        Place::Stack { cfa_offset } => format!("stack CFA{cfa_offset:+}"),
+        Place::Static { address } => format!("static at {address:#x}"),
+        Place::Register { register } => format!("register %{}", register_text(*register)),
+        Place::RegisterOffset { .. } | Place::Expression => {
+            "a DWARF expression that is not a plain stack slot".to_string()
+        }
+        Place::Pieces => "split into pieces (registers or partly optimised out)".to_string(),
+        Place::EntryValue => "only its value at function entry is known".to_string(),
+        Place::ComputedValue => "a computed value with no memory behind it".to_string(),
+        Place::OptimisedOut => "optimised out".to_string(),
+        Place::Unparsable { reason } => format!("unparsable expression ({reason})"),
+    }
 }
 
 /// Errors of the debug-info layer.
@@ -44,6 +157,28 @@ pub enum Error {
         /// The paths tried, in order.
         searched: Vec<PathBuf>,
     },
+    /// A module directory holds no module files.
+    #[error("no .ko or .ko.xz files under {}", .dir.display())]
+    NoModuleFiles {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// None of the modules under a directory defines the function.
+    #[error("none of the {searched} modules under {} defines `{function}`", .dir.display())]
+    NotInModules {
+        /// The directory.
+        dir: PathBuf,
+        /// How many module files were searched.
+        searched: usize,
+        /// The function.
+        function: String,
+    },
+    /// Nothing to search: no file named and none found.
+    #[error(
+        "no debug files: pass --vmlinux, --module or --module-dir, or --release \
+         with the -dbg package installed"
+    )]
+    NoDebugFiles,
     /// The file is not an ELF file this crate understands.
     #[error("{path}: not a usable x86_64 ELF file: {reason}")]
     NotElf {
@@ -150,7 +285,7 @@ pub enum Error {
         /// The variable.
         name: String,
         /// Where it lives instead.
-        reason: String,
+        reason: OffStack,
     },
     /// The member/index path is wrong or goes through a pointer.
     #[error("bad variable path `{path}`: {reason}")]

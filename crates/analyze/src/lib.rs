@@ -20,24 +20,30 @@
 //!   that searches the filesystem; the rest takes paths).
 #![deny(missing_docs)]
 
+pub mod btf;
 mod cfi;
 mod disasm;
 mod dwarf;
 pub mod elf;
 mod error;
 mod index;
+pub mod kernel;
 pub mod locate;
 mod orc;
+mod register;
 mod resolve;
+pub mod symbolize;
 mod types;
+pub mod unwind;
 pub mod watch;
 
 pub use dwarf::{DebugSections, Location, Place};
 pub use elf::{DebugFile, ElfImage, ImageKind};
-pub use error::{Candidate, Error, Result};
+pub use error::{Candidate, Error, OffStack, Result};
+pub use register::Register;
 pub use resolve::{
-    ExpectedHit, FrameLayout, FrameSlot, Resolution, ResolveRequest, cfa_to_sp_after, frame_layout,
-    resolve,
+    ExpectedHit, FrameLayout, FrameSlot, Resolution, ResolveRequest, StackLocation,
+    VariableLocation, cfa_to_sp_after, frame_layout, resolve,
 };
-pub use types::{PathStep, VariablePath};
+pub use types::{MemberPath, PathStep, VariablePath, member_at};
 pub use watch::Watch;

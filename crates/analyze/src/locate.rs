@@ -1,4 +1,7 @@
-//! Where a kernel's debug files are, and whether a file is the right one.
+//! Where a kernel's debug files are, and whether a file is the right one:
+//! the whole discovery policy ([`debug_files_for`]: vmlinux by release or
+//! build ID, modules by name, by directory, or by search of the release's
+//! module directories for the one that defines a function).
 //!
 //! This is the only module that searches the filesystem; everything else
 //! takes paths. Every search takes a `root` (normally `/`) so that an
@@ -233,6 +236,155 @@ pub fn check_module(image: &ElfImage<'_>, release: &str) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Where to look for debug files, as the user said it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    /// The filesystem root the standard places are under (normally `/`).
+    pub root: PathBuf,
+    /// The kernel release to find files for; `None`: the running kernel's,
+    /// unless files are named explicitly.
+    pub release: Option<String>,
+    /// An explicit vmlinux.
+    pub vmlinux: Option<PathBuf>,
+    /// Explicit module files (`.ko`, `.ko.xz`).
+    pub modules: Vec<PathBuf>,
+    /// A directory whose modules are searched for the function.
+    pub module_dir: Option<PathBuf>,
+}
+
+impl Search {
+    /// Whether no file or directory was named.
+    fn names_nothing(&self) -> bool {
+        self.vmlinux.is_none() && self.modules.is_empty() && self.module_dir.is_none()
+    }
+
+    /// What the files must match: the release asked for, else the running
+    /// kernel when nothing was named, else nothing.
+    pub fn expected(&self) -> Expected {
+        match &self.release {
+            Some(release) => Expected {
+                release: Some(release.clone()),
+                build_id: None,
+            },
+            None if self.names_nothing() => running_kernel(),
+            None => Expected::default(),
+        }
+    }
+}
+
+/// The debug files to resolve `function` against, vmlinux first, each
+/// checked against the kernel asked for:
+/// - the vmlinux named, or found for the release (required when nothing
+///   else is named; tried when a release is given with modules);
+/// - when the function is not in vmlinux and no module was named, the
+///   modules under the release's standard module directories that define
+///   it (debug copies first, one per module name);
+/// - the modules named;
+/// - the modules under `module_dir` that define it.
+pub fn debug_files_for(search: &Search, function: &str) -> Result<Vec<DebugFile>> {
+    let expected = search.expected();
+    let mut files = Vec::new();
+    let vmlinux_path = match &search.vmlinux {
+        Some(path) => Some(path.clone()),
+        None if search.modules.is_empty() && search.module_dir.is_none() => {
+            Some(find_vmlinux(&search.root, &expected)?)
+        }
+        None if search.release.is_some() => find_vmlinux(&search.root, &expected).ok(),
+        None => None,
+    };
+    let mut module_release = expected.release.clone();
+    let mut in_vmlinux = false;
+    if let Some(path) = vmlinux_path {
+        let file = DebugFile::open(&path)?;
+        {
+            let image = ElfImage::parse(&file)?;
+            check_vmlinux(&image, &expected)?;
+            module_release = module_release.or_else(|| image.kernel_release());
+        }
+        in_vmlinux = defines(&file, function);
+        files.push(file);
+    }
+    // Not in vmlinux and no module named: look through the release's
+    // standard module directories (debug copies first) for the modules
+    // that define it.
+    if !in_vmlinux && search.modules.is_empty() && search.module_dir.is_none() {
+        if let Some(release) = &module_release {
+            let mut seen = Vec::new();
+            for dir in module_dirs(&search.root, release) {
+                for path in module_files(&dir) {
+                    let stem = module_stem(&path);
+                    if seen.contains(&stem) {
+                        continue;
+                    }
+                    let Ok(file) = open(&path) else {
+                        continue;
+                    };
+                    if defines(&file, function) {
+                        check_module(&ElfImage::parse(&file)?, release)?;
+                        seen.push(stem);
+                        files.push(file);
+                    }
+                }
+            }
+        }
+    }
+    for path in &search.modules {
+        let file = open(path)?;
+        if let Some(release) = &expected.release {
+            check_module(&ElfImage::parse(&file)?, release)?;
+        }
+        files.push(file);
+    }
+    if let Some(dir) = &search.module_dir {
+        let mut searched = 0;
+        for path in module_files(dir) {
+            searched += 1;
+            let file = open(&path)?;
+            if defines(&file, function) {
+                if let Some(release) = &expected.release {
+                    check_module(&ElfImage::parse(&file)?, release)?;
+                }
+                files.push(file);
+            }
+        }
+        if searched == 0 {
+            return Err(Error::NoModuleFiles { dir: dir.clone() });
+        }
+        if files.is_empty() {
+            return Err(Error::NotInModules {
+                dir: dir.clone(),
+                searched,
+                function: function.to_string(),
+            });
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::NoDebugFiles);
+    }
+    Ok(files)
+}
+
+/// `ext4` for `.../ext4.ko` and `.../ext4.ko.xz`.
+fn module_stem(path: &Path) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.trim_end_matches(".xz")
+        .trim_end_matches(".ko")
+        .replace('-', "_")
+}
+
+/// Whether a file defines a function called `name` or a copy of it
+/// (`name.isra.0`); `false` for a file that is not a usable ELF image.
+fn defines(file: &DebugFile, name: &str) -> bool {
+    let Ok(image) = ElfImage::parse(file) else {
+        return false;
+    };
+    !image
+        .function_symbols(|n| {
+            n == name || (n.starts_with(name) && n.as_bytes().get(name.len()) == Some(&b'.'))
+        })
+        .is_empty()
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 
 use gimli::UnitOffset;
 
-use crate::dwarf::UnitContext;
+use crate::dwarf::{DebugInfo, DebugSections, UnitContext};
+use crate::elf::{DebugFile, ElfImage};
 use crate::error::{Error, Result};
 
 /// One step of a variable path.
@@ -502,6 +503,186 @@ impl UnitContext<'_, '_> {
     }
 }
 
+/// A member holding an offset: its name (`None` for an anonymous struct
+/// or union), offset, type and size.
+type Covering = (Option<String>, u64, UnitOffset, u64);
+
+/// The member an offset falls in: the path to it from the start of the
+/// type, and where in it the offset is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPath {
+    /// Member and index steps (`hdr`, `cookie`; `name`, `[8]`).
+    pub steps: Vec<PathStep>,
+    /// The innermost object's offset from the start of the type.
+    pub start: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl MemberPath {
+    /// The steps as C (`hdr.cookie`, `name[8]`); empty for the type itself.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for step in &self.steps {
+            match step {
+                PathStep::Member(name) => {
+                    if !text.is_empty() {
+                        text.push('.');
+                    }
+                    text.push_str(name);
+                }
+                PathStep::Index(i) => text.push_str(&format!("[{i}]")),
+            }
+        }
+        text
+    }
+}
+
+/// The member path of byte `offset` in the type `type_name` (`struct
+/// open_flags`, `union bpf_attr`, a typedef name) as the first unit of
+/// `file` that defines it describes it: `hdr.cookie`, `name[8]`. `None`
+/// when no unit defines the type, or the offset is in padding or past its
+/// end. Scans units in order until one defines the type.
+pub fn member_at(file: &DebugFile, type_name: &str, offset: u64) -> Result<Option<MemberPath>> {
+    let image = ElfImage::parse(file)?;
+    let sections = DebugSections::load(&image)?;
+    let info = DebugInfo::new(&sections)?;
+    let mut index = 0;
+    while let Some(unit) = info.unit_by_index(index)? {
+        if let Some(ty) = unit.type_named(type_name)? {
+            return unit.member_at(ty, offset);
+        }
+        index += 1;
+    }
+    Ok(None)
+}
+
+impl UnitContext<'_, '_> {
+    /// The member or element of the type at `ty` that holds byte `offset`,
+    /// down to a scalar (or a pointer); anonymous structs and unions are
+    /// looked through without a step. `None` when the offset is in
+    /// padding or past the end.
+    pub(crate) fn member_at(&self, ty: UnitOffset, offset: u64) -> Result<Option<MemberPath>> {
+        let mut path = MemberPath {
+            steps: Vec::new(),
+            start: 0,
+            size: 0,
+        };
+        let Some(size) = self.type_size(ty)? else {
+            return Ok(None);
+        };
+        if offset >= size {
+            return Ok(None);
+        }
+        path.size = size;
+        let mut current = ty;
+        let mut remaining = offset;
+        for _ in 0..64 {
+            match self.shape(current)? {
+                Shape::Aggregate(aggregate) => match self.member_covering(aggregate, remaining)? {
+                    Some((name, member_offset, member_type, member_size)) => {
+                        if let Some(name) = name {
+                            path.steps.push(PathStep::Member(name));
+                        }
+                        path.start += member_offset;
+                        path.size = member_size;
+                        remaining -= member_offset;
+                        current = member_type;
+                    }
+                    None => return Ok(None),
+                },
+                Shape::Array { element, dims } => {
+                    let Some(element) = element else {
+                        return Ok(Some(path));
+                    };
+                    let Some(element_size) = self.type_size(element)?.filter(|s| *s > 0) else {
+                        return Ok(Some(path));
+                    };
+                    // Row-major: each dimension's stride is the product of
+                    // the ones after it.
+                    let mut stride = dims
+                        .iter()
+                        .skip(1)
+                        .fold(element_size, |acc, d| acc.saturating_mul(d.unwrap_or(0)));
+                    for (i, _) in dims.iter().enumerate() {
+                        if stride == 0 {
+                            return Ok(Some(path));
+                        }
+                        let index = remaining / stride;
+                        path.steps.push(PathStep::Index(index));
+                        path.start += index * stride;
+                        path.size = stride;
+                        remaining -= index * stride;
+                        stride = dims
+                            .get(i + 1)
+                            .map_or(stride, |d| stride / d.unwrap_or(1).max(1));
+                    }
+                    current = element;
+                }
+                Shape::Pointer | Shape::Other => return Ok(Some(path)),
+            }
+        }
+        Ok(Some(path))
+    }
+
+    /// The member of the aggregate at `aggregate` whose bytes hold
+    /// `offset`.
+    fn member_covering(&self, aggregate: UnitOffset, offset: u64) -> Result<Option<Covering>> {
+        for child in self.children_of(aggregate)? {
+            if self.tag_of(child)? != gimli::DW_TAG_member {
+                continue;
+            }
+            let Some(member_type) = self.ref_of(child, gimli::DW_AT_type)? else {
+                continue;
+            };
+            let start = match self.udata_of(child, gimli::DW_AT_data_member_location)? {
+                Some(o) => o,
+                None => self
+                    .udata_of(child, gimli::DW_AT_data_bit_offset)?
+                    .map_or(0, |b| b / 8),
+            };
+            let size = match self.udata_of(child, gimli::DW_AT_bit_size)? {
+                // A bit-field: the bytes its bits touch.
+                Some(bits) => {
+                    let first_bit = self
+                        .udata_of(child, gimli::DW_AT_data_bit_offset)?
+                        .unwrap_or(start * 8);
+                    (first_bit % 8 + bits).div_ceil(8)
+                }
+                None => self.type_size(member_type)?.unwrap_or(0),
+            };
+            if start <= offset && offset < start.saturating_add(size) {
+                return Ok(Some((self.name_of(child)?, start, member_type, size)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A named type defined at the top of this unit: `struct NAME`,
+    /// `union NAME`, `enum NAME` or a typedef `NAME` (with a size, so not
+    /// a declaration).
+    pub(crate) fn type_named(&self, name: &str) -> Result<Option<UnitOffset>> {
+        let (tags, bare): (&[gimli::DwTag], &str) = if let Some(n) = name.strip_prefix("struct ") {
+            (&[gimli::DW_TAG_structure_type], n)
+        } else if let Some(n) = name.strip_prefix("union ") {
+            (&[gimli::DW_TAG_union_type], n)
+        } else if let Some(n) = name.strip_prefix("enum ") {
+            (&[gimli::DW_TAG_enumeration_type], n)
+        } else {
+            (&[gimli::DW_TAG_typedef, gimli::DW_TAG_base_type], name)
+        };
+        for child in self.root_children()? {
+            if !tags.contains(&self.tag_of(child)?) {
+                continue;
+            }
+            if self.name_of(child)?.as_deref() == Some(bare) && self.type_size(child)?.is_some() {
+                return Ok(Some(child));
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,5 +715,47 @@ mod tests {
         }
         let err = VariablePath::parse("ctx->field").expect_err("pointer path");
         assert!(err.to_string().contains("pointer"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+
+    /// Offsets in `struct req` of the fixture (gcc's DWARF), where
+    /// `struct hdr { u16 len, kind }` and
+    /// `struct req { int id; struct hdr hdr; char name[12]; long tail; }`.
+    #[test]
+    fn finds_the_member_path_of_an_offset() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let object = dir.path().join("victims.o");
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/victims.c");
+        let status = std::process::Command::new("gcc")
+            .args(["-O2", "-g", "-c", source, "-o"])
+            .arg(&object)
+            .status()
+            .expect("run gcc");
+        assert!(status.success());
+        let file = DebugFile::open(&object).expect("open");
+        let at = |offset| {
+            member_at(&file, "struct req", offset)
+                .expect("DWARF")
+                .map(|p| (p.text(), p.start, p.size))
+        };
+        assert_eq!(at(0), Some(("id".into(), 0, 4)));
+        assert_eq!(at(4), Some(("hdr.len".into(), 4, 2)));
+        assert_eq!(at(5), Some(("hdr.len".into(), 4, 2)));
+        assert_eq!(at(6), Some(("hdr.kind".into(), 6, 2)));
+        assert_eq!(at(16), Some(("name[8]".into(), 16, 1)));
+        assert_eq!(at(20), None, "padding before `tail`");
+        assert_eq!(at(24), Some(("tail".into(), 24, 8)));
+        assert_eq!(at(32), None, "past the end");
+        assert_eq!(
+            member_at(&file, "struct hdr", 2)
+                .expect("DWARF")
+                .map(|p| p.text()),
+            Some("kind".into())
+        );
+        assert_eq!(member_at(&file, "struct nothing", 0).expect("DWARF"), None);
     }
 }

@@ -26,8 +26,11 @@ pub(crate) enum Command {
     Analyze(DumpArgs),
     /// Turn a function's local variable into a kstackwatch watch string.
     Resolve(ResolveArgs),
-    /// Print the stack trace of a task or CPU in a dump.
-    Bt(DumpArgs),
+    /// Print the stack trace of a task or CPU in a dump, from its memory
+    /// alone (kallsyms, BTF and ORC read out of the dump).
+    Bt(BtArgs),
+    /// List the tasks in a dump: pid, tgid, CPU, state, task_struct, comm.
+    Tasks(DumpArgs),
     /// Inspect the running kernel through /proc/kcore.
     Live,
 }
@@ -41,6 +44,7 @@ impl Command {
             Command::Analyze(_) => "analyze",
             Command::Resolve(_) => "resolve",
             Command::Bt(_) => "bt",
+            Command::Tasks(_) => "tasks",
             Command::Live => "live",
         }
     }
@@ -59,6 +63,42 @@ pub(crate) struct DumpArgs {
     /// `-device vmcoreinfo`) or to override the dump's own.
     #[arg(long, value_name = "FILE")]
     pub(crate) vmcoreinfo: Option<PathBuf>,
+}
+
+/// Arguments of `ksw bt`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BtArgs {
+    /// The dump file (ELF vmcore, kdump-compressed, flattened) or
+    /// /proc/kcore.
+    pub(crate) dump: PathBuf,
+    /// What CPU N ran at the crash (default: the panic CPU).
+    #[arg(long, value_name = "N", conflicts_with_all = ["pid", "task", "all"])]
+    pub(crate) cpu: Option<u32>,
+    /// The task with this PID.
+    #[arg(long, value_name = "N", conflicts_with_all = ["task", "all"])]
+    pub(crate) pid: Option<i32>,
+    /// The task whose task_struct is at this (hexadecimal) address.
+    #[arg(long, value_name = "ADDR", conflicts_with = "all")]
+    pub(crate) task: Option<String>,
+    /// Every task.
+    #[arg(long, conflicts_with = "catch")]
+    pub(crate) all: bool,
+    /// The writer at kstackwatch catch SEQ (default: the newest), from the
+    /// registers in its catch record.
+    #[arg(long, value_name = "SEQ", num_args = 0..=1, default_missing_value = "0",
+          conflicts_with_all = ["cpu", "pid", "task"])]
+    pub(crate) catch: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A file holding VMCOREINFO text (see `ksw info`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmcoreinfo: Option<PathBuf>,
+    /// The debug vmlinux of the dump's build (its -dbg package): adds
+    /// file:line and inlined functions to vmlinux frames. The frames
+    /// themselves come from the dump either way.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmlinux: Option<PathBuf>,
 }
 
 /// Arguments of `ksw resolve`.
@@ -114,6 +154,8 @@ mod tests {
             &["ksw", "analyze", "d"],
             &["ksw", "resolve", "f", "v"],
             &["ksw", "bt", "d"],
+            &["ksw", "bt", "d", "--pid", "1"],
+            &["ksw", "tasks", "d", "--json"],
             &["ksw", "live"],
         ] {
             let cli = Cli::try_parse_from(args).expect("planned command parses");

@@ -5,6 +5,7 @@
 //! success, 1 when a command ran but found a problem in its input, 2 on a
 //! usage error or a command this build does not provide.
 
+mod bt;
 mod dmesg;
 mod flags;
 mod info;
@@ -32,6 +33,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Info(args) => Some(info::run(args)?),
         Command::Dmesg(args) => Some(dmesg::run(args)?),
         Command::Resolve(args) => Some(resolve::run(args)?),
+        Command::Bt(args) => Some(bt::run(args)?),
+        Command::Tasks(args) => Some(bt::run_tasks(args)?),
         _ => None,
     };
     if let Some(text) = output {

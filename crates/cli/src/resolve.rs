@@ -1,15 +1,19 @@
 //! `ksw resolve FUNC VAR`: find the debug files, ask the library for a
 //! watch, and render it as a table or as JSON.
 //!
-//! Debug-file discovery happens here (the CLI edge) through
-//! `ksw_analyze::locate`; the library only ever gets paths.
+//! Debug-file discovery is `ksw_analyze::locate`'s; this file turns the
+//! flags into its `Search` and renders what comes back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use ksw_analyze::locate::{self, Expected};
-use ksw_analyze::{DebugFile, ElfImage, FrameLayout, Resolution, ResolveRequest};
+use ksw_analyze::locate::{self, Search};
+use ksw_analyze::{
+    DebugFile, ExpectedHit, FrameLayout, FrameSlot, OffStack, Place, Register, Resolution,
+    ResolveRequest, StackLocation, VariableLocation, Watch,
+};
+use serde::Serialize;
 
 use crate::flags::ResolveArgs;
 
@@ -20,7 +24,8 @@ pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<String> {
     if args.list {
         let layout = ksw_analyze::frame_layout(&refs, &args.function)?;
         return if args.json {
-            let mut text = serde_json::to_string_pretty(&layout).context("encoding JSON")?;
+            let mut text = serde_json::to_string_pretty(&LayoutJson::from(&layout))
+                .context("encoding JSON")?;
             text.push('\n');
             Ok(text)
         } else {
@@ -36,7 +41,8 @@ pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<String> {
     };
     let resolution = ksw_analyze::resolve(&refs, &request)?;
     if args.json {
-        let mut text = serde_json::to_string_pretty(&resolution).context("encoding JSON")?;
+        let mut text = serde_json::to_string_pretty(&ResolutionJson::from(&resolution))
+            .context("encoding JSON")?;
         text.push('\n');
         Ok(text)
     } else {
@@ -44,125 +50,17 @@ pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<String> {
     }
 }
 
-/// The vmlinux and modules to search, checked against the kernel asked for.
+/// The vmlinux and modules to search, found and checked by
+/// `ksw_analyze::locate` from the flags.
 fn open_debug_files(args: &ResolveArgs) -> anyhow::Result<Vec<DebugFile>> {
-    let explicit_release = args.release.is_some();
-    let expected = match &args.release {
-        Some(release) => Expected {
-            release: Some(release.clone()),
-            build_id: None,
-        },
-        None if args.vmlinux.is_none() && args.module.is_empty() && args.module_dir.is_none() => {
-            locate::running_kernel()
-        }
-        None => Expected::default(),
+    let search = Search {
+        root: args.root.clone(),
+        release: args.release.clone(),
+        vmlinux: args.vmlinux.clone(),
+        modules: args.module.clone(),
+        module_dir: args.module_dir.clone(),
     };
-    let mut files = Vec::new();
-    let vmlinux_path = match &args.vmlinux {
-        Some(path) => Some(path.clone()),
-        None if args.module.is_empty() && args.module_dir.is_none() => {
-            Some(locate::find_vmlinux(&args.root, &expected)?)
-        }
-        None if explicit_release => locate::find_vmlinux(&args.root, &expected).ok(),
-        None => None,
-    };
-    let mut module_release = expected.release.clone();
-    let mut in_vmlinux = false;
-    if let Some(path) = vmlinux_path {
-        let file = DebugFile::open(&path)?;
-        {
-            let image = ElfImage::parse(&file)?;
-            locate::check_vmlinux(&image, &expected)?;
-            module_release = module_release.or_else(|| image.kernel_release());
-        }
-        in_vmlinux = defines(&file, &args.function);
-        files.push(file);
-    }
-    // Not in vmlinux and no module named: look through the release's
-    // standard module directories (debug copies first) for the modules
-    // that define it.
-    if !in_vmlinux && args.module.is_empty() && args.module_dir.is_none() {
-        if let Some(release) = &module_release {
-            let mut seen = Vec::new();
-            for dir in locate::module_dirs(&args.root, release) {
-                for path in locate::module_files(&dir) {
-                    let stem = module_stem(&path);
-                    if seen.contains(&stem) {
-                        continue;
-                    }
-                    let Ok(file) = locate::open(&path) else {
-                        continue;
-                    };
-                    if defines(&file, &args.function) {
-                        locate::check_module(&ElfImage::parse(&file)?, release)?;
-                        seen.push(stem);
-                        files.push(file);
-                    }
-                }
-            }
-        }
-    }
-    for path in &args.module {
-        files.push(open_module(path, expected.release.as_deref())?);
-    }
-    if let Some(dir) = &args.module_dir {
-        let mut searched = 0;
-        for path in locate::module_files(dir) {
-            searched += 1;
-            let file = locate::open(&path)?;
-            if defines(&file, &args.function) {
-                if let Some(release) = &expected.release {
-                    locate::check_module(&ElfImage::parse(&file)?, release)?;
-                }
-                files.push(file);
-            }
-        }
-        if searched == 0 {
-            bail!("no .ko or .ko.xz files under {}", dir.display());
-        }
-        if files.is_empty() {
-            bail!(
-                "none of the {searched} modules under {} defines `{}`",
-                dir.display(),
-                args.function
-            );
-        }
-    }
-    if files.is_empty() {
-        bail!(
-            "no debug files: pass --vmlinux, --module or --module-dir, or --release \
-             with the -dbg package installed"
-        );
-    }
-    Ok(files)
-}
-
-fn open_module(path: &Path, release: Option<&str>) -> anyhow::Result<DebugFile> {
-    let file = locate::open(path)?;
-    if let Some(release) = release {
-        locate::check_module(&ElfImage::parse(&file)?, release)?;
-    }
-    Ok(file)
-}
-
-/// `ext4` for `.../ext4.ko` and `.../ext4.ko.xz`.
-fn module_stem(path: &Path) -> String {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.trim_end_matches(".xz")
-        .trim_end_matches(".ko")
-        .replace('-', "_")
-}
-
-/// Whether a module defines a function called `name` or a copy of it.
-fn defines(file: &DebugFile, name: &str) -> bool {
-    let Ok(image) = ElfImage::parse(file) else {
-        return false;
-    };
-    !image
-        .function_symbols(|n| {
-            n == name || (n.starts_with(name) && n.as_bytes().get(name.len()) == Some(&b'.'))
-        })
-        .is_empty()
+    Ok(locate::debug_files_for(&search, &args.function)?)
 }
 
 /// The explanation table, with both watch strings first.
@@ -194,16 +92,21 @@ fn render(r: &Resolution) -> String {
         "variable",
         format!("{}: {} ({} bytes)", r.variable, r.type_name, r.object_size),
     );
-    row("location", r.location.clone());
+    row("location", stack_location_text(&r.location));
+    // A realigned frame's offsets are from SP after the realignment.
+    let base = match r.location.cfa_offset() {
+        None => "the realigned SP",
+        Some(_) => "CFA",
+    };
     row(
         "watched bytes",
         format!(
-            "[{}, {}) of the object, at CFA{:+}",
+            "[{}, {}) of the object, at {base}{:+}",
             r.watched_part.0, r.watched_part.1, r.cfa_offset
         ),
     );
     row(
-        "CFA − SP",
+        &format!("{base} − SP").replace("the realigned SP − SP", "realigned SP − SP"),
         format!(
             "{} after the probed instruction ({})",
             r.cfa_to_sp, r.cfa_source
@@ -282,15 +185,195 @@ fn render_layout(layout: &FrameLayout) -> String {
     )
 }
 
-/// The library's reasons, shortened for a table cell.
-fn short_location(text: &str) -> String {
-    if let Some(inner) = text.strip_prefix("it never lives in stack memory (register-only: ") {
-        return format!("not on the stack: {}", inner.trim_end_matches(')'));
+/// A slot as DWARF (or the prologue, for the canary) states it.
+fn stack_location_text(location: &StackLocation) -> String {
+    match *location {
+        StackLocation::FrameBase { cfa_offset } => {
+            format!("DW_OP_fbreg {cfa_offset} (CFA{cfa_offset:+})")
+        }
+        StackLocation::LocationList {
+            cfa_offset: Some(cfa_offset),
+            ..
+        } => format!("location list; stack CFA{cfa_offset:+} over part of the function"),
+        StackLocation::LocationList {
+            sp_offset: Some(sp_offset),
+            ..
+        } => format!("location list; stack SP{sp_offset:+} over part of the function"),
+        StackLocation::LocationList { .. } => "location list; stack".to_string(),
+        StackLocation::RegisterBased {
+            register,
+            offset,
+            cfa_offset,
+        } => {
+            let cfa = cfa_offset.map_or(String::new(), |c| format!(", CFA{c:+}"));
+            format!(
+                "DW_OP_breg{} {offset} (%{}{offset:+}{cfa})",
+                register.dwarf_number(),
+                register_text(register)
+            )
+        }
+        StackLocation::Canary {
+            cfa_offset,
+            store_offset,
+        } => format!("CFA{cfa_offset:+} (stored at +{store_offset:#x})"),
     }
-    if let Some(rest) = text.strip_prefix("it is optimised out") {
-        return format!("optimised out{}", rest.split(':').next().unwrap_or(""));
+}
+
+/// Where a local lives, or the library's reason it is not on the stack.
+fn variable_location_text(location: &VariableLocation) -> String {
+    match location {
+        VariableLocation::Stack(slot) => stack_location_text(slot),
+        VariableLocation::NotOnStack(reason) => reason.to_string(),
     }
-    text.to_string()
+}
+
+/// [`variable_location_text`], shortened for a table cell.
+fn short_location(location: &VariableLocation) -> String {
+    match location {
+        VariableLocation::NotOnStack(OffStack::NeverInMemory { places }) => {
+            // As the table always showed it: without trailing parentheses
+            // (which also drops the last place's own closing one).
+            format!(
+                "not on the stack: {}",
+                places_text(places).trim_end_matches(')')
+            )
+        }
+        VariableLocation::NotOnStack(OffStack::OptimisedOut | OffStack::EmptyLocationList) => {
+            "optimised out".to_string()
+        }
+        other => variable_location_text(other),
+    }
+}
+
+/// Distinct places, at most four, with `…` for more.
+fn places_text(places: &[Place]) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for text in places.iter().map(place_text) {
+        if !shown.contains(&text) {
+            shown.push(text);
+        }
+    }
+    let more = if shown.len() > 4 { ", …" } else { "" };
+    shown.truncate(4);
+    format!("{}{more}", shown.join(", "))
+}
+
+/// One DWARF location.
+fn place_text(place: &Place) -> String {
+    match place {
+        Place::Stack { cfa_offset } => format!("stack CFA{cfa_offset:+}"),
+        Place::Static { address } => format!("static at {address:#x}"),
+        Place::Register { register } => format!("register %{}", register_text(*register)),
+        Place::RegisterOffset { .. } | Place::Expression => {
+            "a DWARF expression that is not a plain stack slot".to_string()
+        }
+        Place::Pieces => "split into pieces (registers or partly optimised out)".to_string(),
+        Place::EntryValue => "only its value at function entry is known".to_string(),
+        Place::ComputedValue => "a computed value with no memory behind it".to_string(),
+        Place::OptimisedOut => "optimised out".to_string(),
+        Place::Unparsable { reason } => format!("unparsable expression ({reason})"),
+    }
+}
+
+fn register_text(register: Register) -> String {
+    register
+        .name()
+        .map_or_else(|| format!("r{}", register.dwarf_number()), str::to_string)
+}
+
+/// [`Resolution`] as JSON: its fields in order, the location as text.
+#[derive(Serialize)]
+struct ResolutionJson<'a> {
+    watch: &'a Watch,
+    key_value: &'a str,
+    positional: Option<&'a str>,
+    object: &'a str,
+    symbol: &'a str,
+    function_address: u64,
+    unit: &'a str,
+    variable: &'a str,
+    type_name: &'a str,
+    object_size: u64,
+    watched_part: (u64, u64),
+    location: String,
+    cfa_offset: i64,
+    cfa_to_sp: i64,
+    cfa_source: &'a str,
+    probe_instruction: &'a str,
+    probe_source: Option<&'a str>,
+    probe_reason: &'a str,
+    expected_hits: &'a [ExpectedHit],
+    caveats: &'a [String],
+}
+
+impl<'a> From<&'a Resolution> for ResolutionJson<'a> {
+    fn from(r: &'a Resolution) -> ResolutionJson<'a> {
+        ResolutionJson {
+            watch: &r.watch,
+            key_value: &r.key_value,
+            positional: r.positional.as_deref(),
+            object: &r.object,
+            symbol: &r.symbol,
+            function_address: r.function_address,
+            unit: &r.unit,
+            variable: &r.variable,
+            type_name: &r.type_name,
+            object_size: r.object_size,
+            watched_part: r.watched_part,
+            location: stack_location_text(&r.location),
+            cfa_offset: r.cfa_offset,
+            cfa_to_sp: r.cfa_to_sp,
+            cfa_source: &r.cfa_source,
+            probe_instruction: &r.probe_instruction,
+            probe_source: r.probe_source.as_deref(),
+            probe_reason: &r.probe_reason,
+            expected_hits: &r.expected_hits,
+            caveats: &r.caveats,
+        }
+    }
+}
+
+/// [`FrameLayout`] as JSON, each location as text.
+#[derive(Serialize)]
+struct LayoutJson<'a> {
+    symbol: &'a str,
+    function_address: u64,
+    unit: &'a str,
+    variables: Vec<SlotJson<'a>>,
+}
+
+/// [`FrameSlot`] as JSON.
+#[derive(Serialize)]
+struct SlotJson<'a> {
+    name: &'a str,
+    parameter: bool,
+    cfa_offset: Option<i64>,
+    size: Option<u64>,
+    type_name: &'a str,
+    location: String,
+    in_block: bool,
+    inlined_from: Option<&'a str>,
+}
+
+impl<'a> From<&'a FrameLayout> for LayoutJson<'a> {
+    fn from(layout: &'a FrameLayout) -> LayoutJson<'a> {
+        let slot = |v: &'a FrameSlot| SlotJson {
+            name: &v.name,
+            parameter: v.parameter,
+            cfa_offset: v.cfa_offset,
+            size: v.size,
+            type_name: &v.type_name,
+            location: variable_location_text(&v.location),
+            in_block: v.in_block,
+            inlined_from: v.inlined_from.as_deref(),
+        };
+        LayoutJson {
+            symbol: &layout.symbol,
+            function_address: layout.function_address,
+            unit: &layout.unit,
+            variables: layout.variables.iter().map(slot).collect(),
+        }
+    }
 }
 
 fn file_name(path: &str) -> String {

@@ -16,29 +16,47 @@
 //! non-negative offset is an absolute per-CPU address and a negative one
 //! means `relative_base - 1 - offset`.
 
-use std::collections::HashMap;
-
 use crate::addr::VirtAddr;
 use crate::error::{Error, Result};
 use crate::memory::KernelMemory;
 use crate::vmcoreinfo::Vmcoreinfo;
 
-/// One kernel symbol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelSymbol {
+/// One kernel symbol, borrowed from the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSymbol<'a> {
     /// The name.
-    pub name: String,
+    pub name: &'a str,
     /// The runtime address.
     pub address: VirtAddr,
     /// The `nm`-style type character.
     pub kind: char,
 }
 
-/// The decoded kallsyms table.
+/// One entry: where its name is in [`Kallsyms::names`].
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    address: u64,
+    name_start: u32,
+    name_len: u16,
+    kind: u8,
+}
+
+/// The decoded kallsyms table: all names in one string, entries in table
+/// order, and an open-addressing hash index by name (no per-symbol
+/// allocation: a kernel has some 150,000 symbols).
 #[derive(Debug, Clone)]
 pub struct Kallsyms {
-    symbols: Vec<KernelSymbol>,
-    by_name: HashMap<String, usize>,
+    names: String,
+    entries: Vec<Entry>,
+    /// Slots of entry index + 1 (0 = empty), a power of two long.
+    by_name: Vec<u32>,
+}
+
+/// FNV-1a: cheap, and good enough for symbol names.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// More symbols than any kernel has; guards against a corrupt count.
@@ -85,20 +103,21 @@ impl Kallsyms {
             buf: Vec::new(),
             pos: 0,
         };
-        let mut symbols = Vec::with_capacity(num as usize);
+        let mut entries = Vec::with_capacity(num as usize);
+        let mut all_names = String::new();
+        let mut text = Vec::with_capacity(64);
         for &offset in offsets.iter() {
             let mut len = usize::from(names.byte()?);
             if len & 0x80 != 0 {
                 len = (len & 0x7f) | (usize::from(names.byte()?) << 7);
             }
-            let mut text = Vec::with_capacity(32);
+            text.clear();
             for _ in 0..len {
                 let t = names.byte()?;
                 text.extend_from_slice(&tokens[usize::from(t)]);
             }
-            let (kind, name) = match text.split_first() {
-                Some((&k, rest)) => (char::from(k), String::from_utf8_lossy(rest).into_owned()),
-                None => return Err(Error::Corrupt("empty kallsyms name".into())),
+            let Some((&kind, name)) = text.split_first() else {
+                return Err(Error::Corrupt("empty kallsyms name".into()));
             };
             let address = if absolute_percpu {
                 if offset >= 0 {
@@ -109,37 +128,95 @@ impl Kallsyms {
             } else {
                 base.wrapping_add(offset as u32 as u64)
             };
-            symbols.push(KernelSymbol {
-                name,
-                address: VirtAddr(address),
+            let name = String::from_utf8_lossy(name);
+            let name_start = u32::try_from(all_names.len())
+                .map_err(|_| Error::Corrupt("kallsyms names exceed 4 GiB".into()))?;
+            let name_len = u16::try_from(name.len())
+                .map_err(|_| Error::Corrupt(format!("a kallsyms name of {} bytes", name.len())))?;
+            all_names.push_str(&name);
+            entries.push(Entry {
+                address,
+                name_start,
+                name_len,
                 kind,
             });
         }
-        let mut by_name = HashMap::with_capacity(symbols.len());
-        for (i, s) in symbols.iter().enumerate() {
-            by_name.entry(s.name.clone()).or_insert(i);
+        let mut t = Kallsyms {
+            names: all_names,
+            entries,
+            by_name: Vec::new(),
+        };
+        let slots = (t.entries.len() * 2).next_power_of_two().max(16);
+        let mut by_name = vec![0u32; slots];
+        for i in 0..t.entries.len() {
+            let name = t.name(i);
+            let mut slot = name_hash(name) as usize & (slots - 1);
+            loop {
+                match by_name[slot] {
+                    0 => {
+                        by_name[slot] = i as u32 + 1;
+                        break;
+                    }
+                    // the first of equal names keeps the slot
+                    j if t.name(j as usize - 1) == name => break,
+                    _ => slot = (slot + 1) & (slots - 1),
+                }
+            }
         }
-        Ok(Kallsyms { symbols, by_name })
+        t.by_name = by_name;
+        Ok(t)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let e = &self.entries[i];
+        let start = e.name_start as usize;
+        self.names
+            .get(start..start + usize::from(e.name_len))
+            .unwrap_or("")
+    }
+
+    /// Symbol `i` in table order.
+    pub fn get(&self, i: usize) -> Option<KernelSymbol<'_>> {
+        let e = self.entries.get(i)?;
+        Some(KernelSymbol {
+            name: self.name(i),
+            address: VirtAddr(e.address),
+            kind: char::from(e.kind),
+        })
     }
 
     /// The address of the first symbol called `name`.
     pub fn address_of(&self, name: &str) -> Option<VirtAddr> {
-        self.by_name.get(name).map(|&i| self.symbols[i].address)
+        let mask = self.by_name.len().checked_sub(1)?;
+        let mut slot = name_hash(name) as usize & mask;
+        loop {
+            match *self.by_name.get(slot)? {
+                0 => return None,
+                j if self.name(j as usize - 1) == name => {
+                    return Some(VirtAddr(self.entries[j as usize - 1].address));
+                }
+                _ => slot = (slot + 1) & mask,
+            }
+        }
     }
 
     /// All symbols, in table order (sorted by address for text).
-    pub fn symbols(&self) -> &[KernelSymbol] {
-        &self.symbols
+    pub fn symbols(&self) -> impl ExactSizeIterator<Item = KernelSymbol<'_>> + '_ {
+        (0..self.entries.len()).map(|i| KernelSymbol {
+            name: self.name(i),
+            address: VirtAddr(self.entries[i].address),
+            kind: char::from(self.entries[i].kind),
+        })
     }
 
     /// Number of symbols.
     pub fn len(&self) -> usize {
-        self.symbols.len()
+        self.entries.len()
     }
 
     /// True if the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
+        self.entries.is_empty()
     }
 }
 

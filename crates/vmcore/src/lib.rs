@@ -40,5 +40,5 @@ pub mod x86_64;
 pub use addr::{FileOffset, Pfn, PhysAddr, VirtAddr};
 pub use dump::{Dump, DumpFormat, OpenOptions};
 pub use error::{Error, Result};
-pub use memory::{KernelMemory, PhysicalMemory};
+pub use memory::{KernelMemory, PhysicalMemory, RegionMemory};
 pub use vmcoreinfo::Vmcoreinfo;

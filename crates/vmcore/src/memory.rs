@@ -51,3 +51,62 @@ pub trait KernelMemory {
         Ok(v)
     }
 }
+
+impl<T: KernelMemory + ?Sized> KernelMemory for &T {
+    fn read_virt(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<()> {
+        (**self).read_virt(addr, buf)
+    }
+}
+
+impl<T: KernelMemory + ?Sized> KernelMemory for std::sync::Arc<T> {
+    fn read_virt(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<()> {
+        (**self).read_virt(addr, buf)
+    }
+}
+
+impl<T: KernelMemory + ?Sized> KernelMemory for Box<T> {
+    fn read_virt(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<()> {
+        (**self).read_virt(addr, buf)
+    }
+}
+
+/// Kernel memory made of a few byte regions at chosen virtual addresses:
+/// for tests of the code above this crate, which then needs no dump. A
+/// read that leaves the regions fails with [`crate::Error::Unmapped`].
+#[derive(Debug, Clone, Default)]
+pub struct RegionMemory {
+    regions: Vec<(VirtAddr, Vec<u8>)>,
+}
+
+impl RegionMemory {
+    /// Memory with no regions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `bytes` at `addr` (a later region wins where they overlap).
+    pub fn with(mut self, addr: VirtAddr, bytes: Vec<u8>) -> Self {
+        self.regions.push((addr, bytes));
+        self
+    }
+
+    fn byte(&self, addr: u64) -> Option<u8> {
+        self.regions.iter().rev().find_map(|(at, bytes)| {
+            let off = addr.checked_sub(at.0)?;
+            bytes.get(usize::try_from(off).ok()?).copied()
+        })
+    }
+}
+
+impl KernelMemory for RegionMemory {
+    fn read_virt(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<()> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = addr.0.wrapping_add(i as u64);
+            *b = self.byte(a).ok_or(crate::error::Error::Unmapped {
+                addr: VirtAddr(a),
+                reason: "outside the test regions",
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -140,7 +140,7 @@ fn kallsyms_decoded_from_memory_match_the_guests_proc_kallsyms() {
         let mut compared = 0;
         let mut wrong = Vec::new();
         for s in syms.symbols() {
-            if let Some(&(addr, kind)) = truth.get(&s.name) {
+            if let Some(&(addr, kind)) = truth.get(s.name) {
                 compared += 1;
                 if addr != s.address.0 || kind != s.kind {
                     wrong.push(format!(

@@ -1,0 +1,294 @@
+//! A model of the crashed (or running) kernel, read out of its memory.
+//!
+//! Nothing here needs a vmlinux: symbols come from kallsyms, struct
+//! layouts from the kernel's own BTF (between `__start_BTF` and
+//! `__stop_BTF`), unwind tables from the kernel's ORC sections, and the
+//! per-CPU state from `__per_cpu_offset`. Debug files are an optional
+//! upgrade on top (source lines, variables), not a requirement.
+//!
+//! - [`symbols`]: address → `name+off/size [module]`;
+//! - [`layout`]: every struct offset the model reads, from BTF;
+//! - [`tasks`]: the task list;
+//! - [`stacks`]: which stack an address is on (task, IRQ, exception);
+//! - [`orc_table`]: the kernel's ORC tables, for [`crate::unwind`];
+//! - [`modules`]: the loaded modules, their symbols and ORC tables;
+//! - [`catch_log`]: kstackwatch's catch ring, when it is loaded.
+
+pub mod catch_log;
+pub mod layout;
+pub mod modules;
+pub mod orc_table;
+pub mod stacks;
+pub mod symbols;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use ksw_vmcore::cpu::CpuState;
+use ksw_vmcore::{Dump, KernelMemory, VirtAddr};
+
+use crate::btf::Btf;
+
+pub use layout::KernelLayout;
+pub use modules::{Module, ModuleState};
+pub use orc_table::OrcTable;
+pub use stacks::{StackKind, StackMap};
+pub use symbols::{SymbolHit, SymbolTable};
+pub use tasks::{Task, TaskState};
+
+/// Why the kernel model could not be built or read.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Reading the dump failed.
+    #[error("{what}: {source}")]
+    Memory {
+        /// What was being read.
+        what: String,
+        /// The reader's error.
+        source: ksw_vmcore::Error,
+    },
+    /// A symbol the model needs is not in kallsyms.
+    #[error("symbol {0} is not in the kernel's kallsyms")]
+    NoSymbol(String),
+    /// The kernel's BTF could not be read.
+    #[error("the kernel's BTF: {0}")]
+    Btf(String),
+    /// A struct member the model needs is missing from BTF.
+    #[error("kernel layout: {0}")]
+    Layout(String),
+    /// A kernel data structure is inconsistent (a list that loops, a
+    /// count out of range).
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Results of this module.
+pub type Result<T> = std::result::Result<T, KernelError>;
+
+/// The largest BTF a kernel is believed to have.
+const MAX_BTF: u64 = 64 << 20;
+/// `THREAD_SIZE` on x86_64 without KASAN (16 KiB), also the IRQ stack size.
+pub const THREAD_SIZE: u64 = 16 << 10;
+
+/// The kernel, as read from memory.
+pub struct KernelModel<'m> {
+    mem: &'m dyn KernelMemory,
+    dump: &'m Dump,
+    symbols: SymbolTable<'m>,
+    btf: Arc<Btf>,
+    layout: KernelLayout,
+    orc: OrcTable,
+    stacks: StackMap,
+    per_cpu_offsets: Vec<u64>,
+    modules: Vec<Module>,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for KernelModel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelModel")
+            .field("symbols", &self.symbols.len())
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m> KernelModel<'m> {
+    /// Reads the model from a dump (or `/proc/kcore`).
+    pub fn from_dump(dump: &'m Dump) -> Result<Self> {
+        let mem: &dyn KernelMemory = dump;
+        let kallsyms = dump.kallsyms().map_err(|e| KernelError::Memory {
+            what: "kallsyms".into(),
+            source: e,
+        })?;
+        let mut symbols = SymbolTable::from_kallsyms(kallsyms);
+        let sym = |name: &str| -> Result<u64> {
+            dump.symbol(name)
+                .map(|a| a.0)
+                .map_err(|_| KernelError::NoSymbol(name.into()))
+        };
+        let btf = Arc::new(read_btf(mem, sym("__start_BTF")?, sym("__stop_BTF")?)?);
+        let layout = KernelLayout::from_btf(&btf)?;
+        // vmlinux's table covers its text, init text and exit text
+        let text_end = ["_etext", "_einittext", "__exittext_end"]
+            .iter()
+            .filter_map(|n| sym(n).ok())
+            .max()
+            .unwrap_or(0);
+        let mut orc = OrcTable::from_memory(
+            mem,
+            sym("__start_orc_unwind_ip")?,
+            sym("__stop_orc_unwind_ip")?,
+            sym("__start_orc_unwind")?,
+            text_end,
+            layout.orc_layout,
+        )?;
+        let nr_cpus = read(mem, "nr_cpu_ids", |m| {
+            m.read_u32(VirtAddr(sym("nr_cpu_ids")?)).map_err(Into::into)
+        })?;
+        let nr_cpus = nr_cpus.min(8192);
+        let pco = sym("__per_cpu_offset")?;
+        let mut per_cpu_offsets = Vec::new();
+        for cpu in 0..u64::from(nr_cpus) {
+            per_cpu_offsets.push(read(mem, "__per_cpu_offset", |m| {
+                m.read_u64(VirtAddr(pco + cpu * 8)).map_err(Into::into)
+            })?);
+        }
+        let stacks = StackMap::from_memory(mem, &layout, &per_cpu_offsets, &|n| sym(n).ok())?;
+        // modules add symbols and unwind tables; a module that cannot be
+        // read is named, not fatal
+        let mut warnings = Vec::new();
+        let modules = match sym("modules").and_then(|head| modules::walk(mem, &layout.module, head))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!("modules: {e}"));
+                Vec::new()
+            }
+        };
+        let mut module_symbols = Vec::new();
+        for m in &modules {
+            match modules::symbols(mem, &layout.module, m) {
+                Ok(s) => module_symbols.push((m.name.clone(), s)),
+                Err(e) => warnings.push(format!("module {}: {e}", m.name)),
+            }
+            if let Some((ip, entries, n)) = m.orc
+                && let Err(e) = orc.add(mem, ip, entries, n, m.text.clone())
+            {
+                warnings.push(format!("module {}'s ORC table: {e}", m.name));
+            }
+        }
+        symbols.add_modules(module_symbols);
+        Ok(Self {
+            mem,
+            dump,
+            symbols,
+            btf,
+            layout,
+            orc,
+            stacks,
+            per_cpu_offsets,
+            modules,
+            warnings,
+        })
+    }
+
+    /// The loaded modules.
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
+    /// What could not be read while building the model (a module's
+    /// symbols, say); the rest of the model is still good.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The memory the model reads.
+    pub fn memory(&self) -> &'m dyn KernelMemory {
+        self.mem
+    }
+
+    /// The dump.
+    pub fn dump(&self) -> &'m Dump {
+        self.dump
+    }
+
+    /// The symbol table.
+    pub fn symbols(&self) -> &SymbolTable<'m> {
+        &self.symbols
+    }
+
+    /// The kernel's BTF.
+    pub fn btf(&self) -> &Arc<Btf> {
+        &self.btf
+    }
+
+    /// The struct offsets in use.
+    pub fn layout(&self) -> &KernelLayout {
+        &self.layout
+    }
+
+    /// The ORC tables.
+    pub fn orc(&self) -> &OrcTable {
+        &self.orc
+    }
+
+    /// The stacks of every CPU.
+    pub fn stacks(&self) -> &StackMap {
+        &self.stacks
+    }
+
+    /// `__per_cpu_offset[]`.
+    pub fn per_cpu_offsets(&self) -> &[u64] {
+        &self.per_cpu_offsets
+    }
+
+    /// Each CPU's registers saved at the crash (empty for `/proc/kcore`).
+    pub fn crash_registers(&self) -> Result<Vec<CpuState>> {
+        self.dump.cpus().map_err(|e| KernelError::Memory {
+            what: "crash_notes".into(),
+            source: e,
+        })
+    }
+
+    /// The CPU that panicked, if the dump says.
+    pub fn panic_cpu(&self) -> Option<u32> {
+        self.dump.panic_cpu().ok().flatten()
+    }
+
+    /// Every task (each thread of each process), from `init_task`, and
+    /// what could not be read on the way.
+    pub fn tasks(&self) -> Result<(Vec<Task>, Vec<String>)> {
+        let init = self
+            .symbols
+            .address_of("init_task")
+            .ok_or_else(|| KernelError::NoSymbol("init_task".into()))?;
+        tasks::walk(self.mem, &self.layout, init)
+    }
+
+    /// The address of the task running on each CPU (`current`).
+    pub fn current_tasks(&self) -> Vec<Option<u64>> {
+        self.stacks.current_tasks().to_vec()
+    }
+}
+
+/// Reads something, naming it in the error.
+fn read<T>(
+    mem: &dyn KernelMemory,
+    what: &str,
+    f: impl FnOnce(&dyn KernelMemory) -> Result<T>,
+) -> Result<T> {
+    f(mem).map_err(|e| match e {
+        KernelError::Memory { source, .. } => KernelError::Memory {
+            what: what.into(),
+            source,
+        },
+        other => other,
+    })
+}
+
+impl From<ksw_vmcore::Error> for KernelError {
+    fn from(source: ksw_vmcore::Error) -> Self {
+        KernelError::Memory {
+            what: "kernel memory".into(),
+            source,
+        }
+    }
+}
+
+fn read_btf(mem: &dyn KernelMemory, start: u64, stop: u64) -> Result<Btf> {
+    let len = stop
+        .checked_sub(start)
+        .filter(|&l| l > 0 && l <= MAX_BTF)
+        .ok_or_else(|| {
+            KernelError::Btf(format!("__start_BTF..__stop_BTF is {start:#x}..{stop:#x}"))
+        })?;
+    let bytes = mem
+        .read_vec(VirtAddr(start), len as usize)
+        .map_err(|e| KernelError::Memory {
+            what: "the kernel's BTF".into(),
+            source: e,
+        })?;
+    Btf::parse(bytes).map_err(|e| KernelError::Btf(e.to_string()))
+}

@@ -1,0 +1,260 @@
+//! Loaded modules, from the kernel's `modules` list.
+//!
+//! For each: its name, state, memory regions (6.1's `core_layout` and
+//! `init_layout`; 6.4+'s `mem[MOD_*]`), its own symbol table
+//! (`mod->kallsyms`: ELF symbols with sizes, and the kernel's type letter
+//! per symbol) and its ORC table (`mod->arch`). All offsets come from BTF
+//! ([`super::layout::ModuleLayout`]).
+
+use std::collections::HashSet;
+
+use ksw_vmcore::{KernelMemory, VirtAddr};
+
+use super::layout::{ModuleLayout, ModuleRegions};
+use super::{KernelError, Result};
+
+/// More modules than a kernel loads; a longer list is corrupt.
+const MAX_MODULES: usize = 8192;
+/// More symbols than one module has.
+const MAX_MODULE_SYMBOLS: u32 = 1 << 20;
+
+/// A module's life-cycle state (`enum module_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModuleState {
+    /// Initialised and running.
+    Live,
+    /// Being loaded: its init function may be running.
+    Coming,
+    /// Being unloaded.
+    Going,
+    /// Not yet set up.
+    Unformed,
+    /// A value this build does not know.
+    Unknown(u32),
+}
+
+/// One memory region of a module.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleRegion {
+    /// `text`, `data`, `rodata`, `ro_after_init`, `init_text`, ...
+    pub name: &'static str,
+    /// Its start.
+    pub base: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// One loaded module.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Module {
+    /// The `struct module` address.
+    pub address: u64,
+    /// The name.
+    pub name: String,
+    /// The state.
+    pub state: ModuleState,
+    /// Memory regions.
+    pub regions: Vec<ModuleRegion>,
+    /// Text ranges `[start, end)` (core and, while loaded, init).
+    pub text: Vec<(u64, u64)>,
+    /// `mod->arch.orc_unwind_ip`, `orc_unwind`, `num_orcs`.
+    #[serde(skip)]
+    pub orc: Option<(u64, u64, u64)>,
+}
+
+/// The region names of 6.4+'s `enum mod_mem_type`, in order.
+const MOD_MEM_TYPES: [&str; 7] = [
+    "text",
+    "data",
+    "rodata",
+    "ro_after_init",
+    "init_text",
+    "init_data",
+    "init_rodata",
+];
+
+fn mem_err(what: String) -> impl FnOnce(ksw_vmcore::Error) -> KernelError {
+    move |source| KernelError::Memory { what, source }
+}
+
+/// The loaded modules, from the list at `modules` (the list head).
+pub fn walk(mem: &dyn KernelMemory, l: &ModuleLayout, head: u64) -> Result<Vec<Module>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut node = head;
+    loop {
+        let next = mem
+            .read_u64(VirtAddr(node))
+            .map_err(mem_err(format!("the module list at {node:#x}")))?;
+        if next == head {
+            return Ok(out);
+        }
+        if !seen.insert(next) || out.len() >= MAX_MODULES {
+            return Err(KernelError::Corrupt(format!(
+                "the module list loops at {next:#x}"
+            )));
+        }
+        out.push(read_module(mem, l, next - l.list)?);
+        node = next;
+    }
+}
+
+fn read_module(mem: &dyn KernelMemory, l: &ModuleLayout, at: u64) -> Result<Module> {
+    let e = || mem_err(format!("struct module at {at:#x}"));
+    let name = mem.read_vec(VirtAddr(at + l.name), 56).map_err(e())?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let state = match mem.read_u32(VirtAddr(at + l.state)).map_err(e())? {
+        0 => ModuleState::Live,
+        1 => ModuleState::Coming,
+        2 => ModuleState::Going,
+        3 => ModuleState::Unformed,
+        v => ModuleState::Unknown(v),
+    };
+    let mut regions = Vec::new();
+    let mut text = Vec::new();
+    match l.regions {
+        ModuleRegions::Layouts {
+            core,
+            init,
+            base,
+            size,
+            text_size,
+        } => {
+            for (prefix, o) in [("", core), ("init_", init)] {
+                let b = mem.read_u64(VirtAddr(at + o + base)).map_err(e())?;
+                let s = u64::from(mem.read_u32(VirtAddr(at + o + size)).map_err(e())?);
+                let t = u64::from(mem.read_u32(VirtAddr(at + o + text_size)).map_err(e())?);
+                if b != 0 && s != 0 {
+                    regions.push(ModuleRegion {
+                        name: if prefix.is_empty() { "core" } else { "init" },
+                        base: b,
+                        size: s,
+                    });
+                    text.push((b, b + t));
+                }
+            }
+        }
+        ModuleRegions::Memory {
+            mem: m,
+            elem,
+            base,
+            size,
+        } => {
+            for (i, name) in MOD_MEM_TYPES.iter().enumerate() {
+                let o = at + m + i as u64 * elem;
+                let b = mem.read_u64(VirtAddr(o + base)).map_err(e())?;
+                let s = u64::from(mem.read_u32(VirtAddr(o + size)).map_err(e())?);
+                if b != 0 && s != 0 {
+                    regions.push(ModuleRegion {
+                        name,
+                        base: b,
+                        size: s,
+                    });
+                    if name.ends_with("text") {
+                        text.push((b, b + s));
+                    }
+                }
+            }
+        }
+    }
+    let n = u64::from(mem.read_u32(VirtAddr(at + l.num_orcs)).map_err(e())?);
+    let ip = mem.read_u64(VirtAddr(at + l.orc_ip)).map_err(e())?;
+    let entries = mem.read_u64(VirtAddr(at + l.orc)).map_err(e())?;
+    Ok(Module {
+        address: at,
+        name: String::from_utf8_lossy(&name[..end]).into_owned(),
+        state,
+        regions,
+        text,
+        orc: (n > 0 && ip != 0 && entries != 0).then_some((ip, entries, n)),
+    })
+}
+
+/// A module's symbols from `mod->kallsyms`: (name, address, size). Only
+/// symbols with an address inside the module's regions are kept (the
+/// table also holds undefined and absolute ones). The size is the one the
+/// kernel prints: up to the next symbol of the module, or to the end of
+/// the region for the last (not the ELF `st_size`).
+pub fn symbols(
+    mem: &dyn KernelMemory,
+    l: &ModuleLayout,
+    module: &Module,
+) -> Result<Vec<(String, u64, u64)>> {
+    let e = || mem_err(format!("module {}'s kallsyms", module.name));
+    let ks = mem
+        .read_u64(VirtAddr(module.address + l.kallsyms))
+        .map_err(e())?;
+    if ks == 0 {
+        return Ok(Vec::new());
+    }
+    let symtab = mem.read_u64(VirtAddr(ks)).map_err(e())?;
+    let num = mem.read_u32(VirtAddr(ks + 8)).map_err(e())?;
+    let strtab = mem.read_u64(VirtAddr(ks + 16)).map_err(e())?;
+    if num > MAX_MODULE_SYMBOLS {
+        return Err(KernelError::Corrupt(format!(
+            "module {} claims {num} symbols",
+            module.name
+        )));
+    }
+    let raw = mem
+        .read_vec(VirtAddr(symtab), num as usize * 24)
+        .map_err(e())?;
+    let inside = |a: u64| {
+        module
+            .regions
+            .iter()
+            .any(|r| a >= r.base && a < r.base + r.size)
+    };
+    let mut out = Vec::new();
+    for sym in raw.chunks_exact(24) {
+        let name_off = u64::from(u32::from_le_bytes([sym[0], sym[1], sym[2], sym[3]]));
+        let value = u64::from_le_bytes(sym[8..16].try_into().unwrap_or_default());
+        let size = u64::from_le_bytes(sym[16..24].try_into().unwrap_or_default());
+        if name_off == 0 || !inside(value) {
+            continue;
+        }
+        let name = read_cstr(mem, strtab + name_off).map_err(e())?;
+        // unnamed and mapping symbols ($x, $d) are not symbols to the kernel
+        if !name.is_empty() && !name.starts_with('$') {
+            out.push((name, value, size));
+        }
+    }
+    out.sort_by_key(|s| s.1);
+    let ends: Vec<u64> = out
+        .iter()
+        .map(|s| {
+            module
+                .regions
+                .iter()
+                .find(|r| s.1 >= r.base && s.1 < r.base + r.size)
+                .map_or(s.1 + s.2, |r| r.base + r.size)
+        })
+        .collect();
+    for i in 0..out.len() {
+        let end = ends[i];
+        let next = out[i + 1..]
+            .iter()
+            .map(|s| s.1)
+            .find(|&a| a > out[i].1 && a < end);
+        out[i].2 = next.unwrap_or(end) - out[i].1;
+    }
+    Ok(out)
+}
+
+fn read_cstr(mem: &dyn KernelMemory, at: u64) -> ksw_vmcore::Result<String> {
+    let mut out = Vec::new();
+    let mut a = at;
+    while out.len() < 512 {
+        // never read past the page the string may end on
+        let n = (32 - (a % 32)).min(4096 - (a % 4096)) as usize;
+        let b = mem.read_vec(VirtAddr(a), n)?;
+        if let Some(p) = b.iter().position(|&c| c == 0) {
+            out.extend_from_slice(&b[..p]);
+            break;
+        }
+        out.extend_from_slice(&b);
+        a += n as u64;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

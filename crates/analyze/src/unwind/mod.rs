@@ -1,0 +1,475 @@
+//! Stack traces: ORC rules applied over kernel memory, across exception
+//! frames, with every stop named.
+//!
+//! [`orc`] holds the pure rules; this module drives them: it finds the
+//! entry for each pc in the kernel's own tables ([`crate::kernel`]), reads
+//! stack words through [`KernelMemory`], labels the stack each frame is on,
+//! and stops with a [`StopReason`] instead of ever looping or guessing
+//! silently.
+//!
+//! Starting points: a CPU's registers saved at the crash
+//! ([`start_from_registers`]), a sleeping task's `inactive_task_frame`
+//! ([`start_from_task`]), or any `pt_regs` a caller has (a kstackwatch
+//! catch record).
+
+pub mod orc;
+pub mod sp_track;
+
+use ksw_vmcore::{KernelMemory, VirtAddr};
+
+use crate::kernel::{KernelModel, StackKind, SymbolHit, Task};
+use orc::{OrcFrameKind, OrcStepError, PtRegs, RegsFrame, StackWords, UnwindRegs};
+
+/// Frames beyond this many are not followed.
+pub const MAX_FRAMES: usize = 256;
+
+/// One frame of a trace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Frame {
+    /// The pc: exact for the first frame and after an exception, else a
+    /// return address.
+    pub pc: u64,
+    /// The stack pointer in this frame.
+    pub sp: u64,
+    /// True when `pc` is exact rather than a return address.
+    pub exact: bool,
+    /// The symbol of `pc` (of `pc - 1` for a return address, but with
+    /// the offset of `pc` itself, as the kernel prints it).
+    pub symbol: Option<SymbolHit>,
+    /// The stack this frame is on.
+    pub stack: StackKind,
+    /// The address of the `pt_regs` this frame was entered through.
+    pub regs_at: Option<u64>,
+    /// True when the caller was found by tracking SP through the
+    /// function's code, because ORC has no rule at this pc.
+    pub derived: bool,
+    /// With debug info: the inline chain at `pc`, innermost first (see
+    /// [`crate::symbolize`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<crate::symbolize::SourcePosition>,
+}
+
+/// Why a walk ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum StopReason {
+    /// The kernel's end-of-stack marker: the trace is complete.
+    EndOfStack,
+    /// A `pt_regs` from user mode: the kernel part is complete.
+    UserMode {
+        /// The user-mode pc.
+        pc: u64,
+        /// The user-mode sp.
+        sp: u64,
+    },
+    /// No ORC entry covers this pc (not kernel text, or a module whose
+    /// table is not loaded).
+    NoUnwindInfo {
+        /// The pc.
+        pc: u64,
+    },
+    /// The ORC entry here says "undefined".
+    UndefinedUnwindInfo {
+        /// The pc.
+        pc: u64,
+    },
+    /// The ORC entry could not be decoded.
+    BadUnwindInfo {
+        /// The pc.
+        pc: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A stack word could not be read (excluded page, unmapped, not on a
+    /// known stack).
+    UnreadableStack {
+        /// The address.
+        addr: u64,
+    },
+    /// The rule needs a register only a full `pt_regs` gives.
+    RegisterUnknown {
+        /// The pc.
+        pc: u64,
+    },
+    /// The caller's sp is not above this frame's on the same stack, or a
+    /// stack was entered twice: the chain loops or is corrupt.
+    NotProgressing {
+        /// This frame's sp.
+        sp: u64,
+        /// The caller's sp.
+        next_sp: u64,
+    },
+    /// The return address is not in kernel text.
+    NotKernelText {
+        /// The address.
+        pc: u64,
+    },
+    /// [`MAX_FRAMES`] frames.
+    TooManyFrames,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EndOfStack => write!(f, "end of stack"),
+            Self::UserMode { pc, sp } => write!(f, "user mode (pc {pc:#x}, sp {sp:#x})"),
+            Self::NoUnwindInfo { pc } => write!(f, "no ORC entry covers {pc:#x}"),
+            Self::UndefinedUnwindInfo { pc } => write!(f, "the ORC entry for {pc:#x} is undefined"),
+            Self::BadUnwindInfo { pc, detail } => write!(f, "bad ORC entry for {pc:#x}: {detail}"),
+            Self::UnreadableStack { addr } => write!(f, "stack word at {addr:#x} cannot be read"),
+            Self::RegisterUnknown { pc } => {
+                write!(f, "the rule at {pc:#x} needs a register no pt_regs gave")
+            }
+            Self::NotProgressing { sp, next_sp } => {
+                write!(
+                    f,
+                    "the stack goes the wrong way (sp {sp:#x} -> {next_sp:#x})"
+                )
+            }
+            Self::NotKernelText { pc } => write!(f, "return address {pc:#x} is not kernel text"),
+            Self::TooManyFrames => write!(f, "more than {MAX_FRAMES} frames"),
+        }
+    }
+}
+
+/// A stack trace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Trace {
+    /// The frames, innermost first.
+    pub frames: Vec<Frame>,
+    /// Why the walk ended.
+    pub stop: StopReason,
+}
+
+/// Where a walk starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// The registers.
+    pub regs: UnwindRegs,
+    /// The CPU whose IRQ and exception stacks apply, if known.
+    pub cpu: Option<u32>,
+    /// The task's stack bounds, if known.
+    pub task_stack: Option<(u64, u64)>,
+}
+
+/// A start from a full register set (a CPU's `crash_notes`, a catch
+/// record's `pt_regs`).
+pub fn start_from_registers(
+    regs: PtRegs,
+    cpu: Option<u32>,
+    task_stack: Option<(u64, u64)>,
+) -> Start {
+    Start {
+        regs: UnwindRegs {
+            ip: regs.0[PtRegs::IP],
+            sp: regs.0[PtRegs::SP],
+            bp: regs.0[PtRegs::BP],
+            exact_ip: true,
+            regs: RegsFrame::Full(0, regs),
+        },
+        cpu,
+        task_stack,
+    }
+}
+
+/// A start from a task that is not running: the frame `__switch_to_asm`
+/// left at `thread.sp`.
+pub fn start_from_task(model: &KernelModel<'_>, task: &Task) -> Result<Start, ksw_vmcore::Error> {
+    let l = model.layout();
+    let mem = model.memory();
+    let bp = mem.read_u64(VirtAddr(task.saved_sp + l.frame_bp))?;
+    let ip = mem.read_u64(VirtAddr(task.saved_sp + l.frame_ret_addr))?;
+    // a task that never ran resumes at ret_from_fork: an exact pc
+    let forked = ["ret_from_fork_asm", "ret_from_fork"]
+        .iter()
+        .any(|n| model.symbols().address_of(n) == Some(ip));
+    Ok(Start {
+        regs: UnwindRegs {
+            ip,
+            sp: task.saved_sp + l.frame_size,
+            bp,
+            exact_ip: forked,
+            regs: RegsFrame::None,
+        },
+        cpu: Some(task.cpu),
+        task_stack: Some(task.stack_range()),
+    })
+}
+
+struct Words<'a>(&'a dyn KernelMemory);
+
+impl StackWords for Words<'_> {
+    fn word(&self, addr: u64) -> Option<u64> {
+        self.0.read_u64(VirtAddr(addr)).ok()
+    }
+    fn bytes(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        self.0.read_vec(VirtAddr(addr), len).ok()
+    }
+}
+
+/// Walks the stack from `start`.
+pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
+    let words = Words(model.memory());
+    let mut state = start.regs;
+    let mut frames = Vec::new();
+    let mut left: Vec<(u64, u64)> = Vec::new();
+    let (mut kind, mut bounds) = model
+        .stacks()
+        .classify(state.sp, start.cpu, start.task_stack);
+    let mut regs_at = None;
+    let stop = loop {
+        if frames.len() >= MAX_FRAMES {
+            break StopReason::TooManyFrames;
+        }
+        let pc = state.lookup_ip();
+        let symbol = model.symbols().lookup(pc).map(|mut s| {
+            // the kernel prints the offset of the address itself
+            s.offset += state.ip - pc;
+            s
+        });
+        if symbol.is_none() && frames.is_empty() && !is_kernel(state.ip) {
+            break StopReason::NotKernelText { pc: state.ip };
+        }
+        let func = symbol
+            .as_ref()
+            .map(|s| (pc - (s.offset - (state.ip - pc)), s.size));
+        frames.push(Frame {
+            pc: state.ip,
+            sp: state.sp,
+            exact: state.exact_ip,
+            symbol,
+            stack: kind.clone(),
+            regs_at,
+            derived: false,
+            source: Vec::new(),
+        });
+        let mut entry = match model.orc().find(pc) {
+            None => break StopReason::NoUnwindInfo { pc: state.ip },
+            Some(Err(e)) => {
+                break StopReason::BadUnwindInfo {
+                    pc: state.ip,
+                    detail: e.to_string(),
+                };
+            }
+            Some(Ok(e)) => e,
+        };
+        match entry.kind {
+            OrcFrameKind::EndOfStack => break StopReason::EndOfStack,
+            OrcFrameKind::Undefined => match func.and_then(|f| derived_entry(model, f, pc)) {
+                Some(e) => {
+                    if let Some(f) = frames.last_mut() {
+                        f.derived = true;
+                    }
+                    entry = e;
+                }
+                None => break StopReason::UndefinedUnwindInfo { pc: state.ip },
+            },
+            _ => {}
+        }
+        let next = match orc::step(&entry, &state, &words) {
+            Ok(n) => n,
+            Err(OrcStepError::Unreadable(addr)) => break StopReason::UnreadableStack { addr },
+            Err(OrcStepError::RegisterUnknown(_)) => {
+                break StopReason::RegisterUnknown { pc: state.ip };
+            }
+            Err(OrcStepError::BadRule(r)) => {
+                break StopReason::BadUnwindInfo {
+                    pc: state.ip,
+                    detail: format!("rule {r:?}"),
+                };
+            }
+        };
+        if let RegsFrame::Full(_, r) | RegsFrame::Partial(_, r) = next.regs
+            && r.user_mode()
+        {
+            break StopReason::UserMode {
+                pc: next.ip,
+                sp: next.sp,
+            };
+        }
+        let (next_kind, next_bounds) =
+            model
+                .stacks()
+                .classify(next.sp, start.cpu, start.task_stack);
+        if next_bounds == bounds {
+            if next.sp <= state.sp {
+                break StopReason::NotProgressing {
+                    sp: state.sp,
+                    next_sp: next.sp,
+                };
+            }
+        } else {
+            // each stack is left at most once
+            if let Some(b) = bounds {
+                left.push(b);
+            }
+            if next_bounds.is_some_and(|b| left.contains(&b)) {
+                break StopReason::NotProgressing {
+                    sp: state.sp,
+                    next_sp: next.sp,
+                };
+            }
+        }
+        if !is_kernel(next.ip) {
+            break StopReason::NotKernelText { pc: next.ip };
+        }
+        regs_at = match next.regs {
+            RegsFrame::Full(a, _) | RegsFrame::Partial(a, _) => Some(a),
+            RegsFrame::None => None,
+        };
+        (kind, bounds) = (next_kind, next_bounds);
+        state = next;
+    };
+    Trace { frames, stop }
+}
+
+/// A call-frame rule for `pc` in the function `(start, size)`, from SP
+/// tracking over its code (see [`sp_track`]).
+fn derived_entry(
+    model: &KernelModel<'_>,
+    (start, size): (u64, u64),
+    pc: u64,
+) -> Option<orc::OrcEntry> {
+    if size == 0 || size > 1 << 16 {
+        return None;
+    }
+    let code = model
+        .memory()
+        .read_vec(VirtAddr(start), size as usize)
+        .ok()?;
+    let cfa = sp_track::cfa_offset_at(&code, start, pc)?;
+    Some(orc::OrcEntry {
+        sp_offset: i16::try_from(cfa).ok()?,
+        bp_offset: 0,
+        sp_reg: orc::OrcReg::Sp,
+        bp_reg: orc::OrcReg::Undefined,
+        kind: OrcFrameKind::Call,
+        signal: false,
+    })
+}
+
+fn is_kernel(addr: u64) -> bool {
+    addr >= 0xffff_8000_0000_0000
+}
+
+/// Where a trace's first registers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceOrigin {
+    /// The CPU's registers saved at the crash (`crash_notes`).
+    CrashRegisters,
+    /// The frame the task left when it was switched out.
+    SwitchFrame,
+    /// The writer's registers in a kstackwatch catch record, at the
+    /// instruction after the caught store.
+    CatchRecord,
+    /// The task was running, but its CPU saved no registers: the frame
+    /// it left when last switched out, which may be stale.
+    StaleSwitchFrame,
+}
+
+/// A trace of one task or CPU, with what it is of.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskTrace {
+    /// The task, when known.
+    pub task: Option<Task>,
+    /// The CPU, for a running task.
+    pub cpu: Option<u32>,
+    /// Where the first registers came from.
+    pub origin: TraceOrigin,
+    /// The trace.
+    pub trace: Trace,
+}
+
+/// Why no trace could be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The dump has no registers for this CPU.
+    #[error("CPU {0} saved no registers in this dump (it is not in crash_notes)")]
+    NoRegisters(u32),
+    /// The kernel model failed.
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+    /// The task's saved frame could not be read.
+    #[error("task {pid}'s saved frame: {source}")]
+    SavedFrame {
+        /// The task.
+        pid: i32,
+        /// The reader's error.
+        source: ksw_vmcore::Error,
+    },
+}
+
+/// The trace of what `cpu` ran at the crash, from its saved registers.
+pub fn trace_cpu(model: &KernelModel<'_>, cpu: u32) -> Result<TaskTrace, TraceError> {
+    let regs = model
+        .crash_registers()?
+        .into_iter()
+        .find(|c| c.cpu == cpu)
+        .ok_or(TraceError::NoRegisters(cpu))?;
+    let current = model.current_tasks().get(cpu as usize).copied().flatten();
+    // read `current` itself: the task list may be cut by an excluded page
+    let task = current.and_then(|a| Task::read(model.memory(), model.layout(), a).ok());
+    let mut pt = [0u64; 21];
+    pt.copy_from_slice(&regs.registers.0[..21]);
+    let start = start_from_registers(PtRegs(pt), Some(cpu), task.as_ref().map(Task::stack_range));
+    Ok(TaskTrace {
+        task,
+        cpu: Some(cpu),
+        origin: TraceOrigin::CrashRegisters,
+        trace: unwind(model, start),
+    })
+}
+
+/// The trace of `task`: from its CPU's crash registers if it was running
+/// there, else from the frame it left when switched out.
+pub fn trace_task(model: &KernelModel<'_>, task: &Task) -> Result<TaskTrace, TraceError> {
+    let running_on = model
+        .current_tasks()
+        .iter()
+        .position(|&c| c == Some(task.address))
+        .map(|c| c as u32);
+    if let Some(cpu) = running_on {
+        match trace_cpu(model, cpu) {
+            Ok(t) => return Ok(t),
+            Err(TraceError::NoRegisters(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let start = start_from_task(model, task).map_err(|e| TraceError::SavedFrame {
+        pid: task.pid,
+        source: e,
+    })?;
+    let origin = if running_on.is_some() || task.on_cpu {
+        TraceOrigin::StaleSwitchFrame
+    } else {
+        TraceOrigin::SwitchFrame
+    };
+    Ok(TaskTrace {
+        task: Some(task.clone()),
+        cpu: running_on,
+        origin,
+        trace: unwind(model, start),
+    })
+}
+
+/// The writer's trace at a kstackwatch catch, from the record's `pt_regs`
+/// (saved by the `#DB` handler: the instruction after the store).
+pub fn trace_catch(
+    model: &KernelModel<'_>,
+    catch: &kstackwatch_contract::record::Catch,
+) -> TaskTrace {
+    let r = &catch.regs;
+    let regs = PtRegs([
+        r.r15, r.r14, r.r13, r.r12, r.bp, r.bx, r.r11, r.r10, r.r9, r.r8, r.ax, r.cx, r.dx, r.si,
+        r.di, r.orig_ax, r.ip, r.cs, r.flags, r.sp, r.ss,
+    ]);
+    let task = Task::read(model.memory(), model.layout(), catch.writer_task).ok();
+    let start = start_from_registers(regs, Some(catch.cpu), task.as_ref().map(Task::stack_range));
+    TaskTrace {
+        task,
+        cpu: Some(catch.cpu),
+        origin: TraceOrigin::CatchRecord,
+        trace: unwind(model, start),
+    }
+}

@@ -1,0 +1,514 @@
+//! `ksw bt` against the kernel's own `Call Trace`: the sysrq fixtures'
+//! consoles hold the trace `panic()` printed; `ksw bt` rebuilds it from the
+//! dump's memory alone (kallsyms, BTF, ORC; no vmlinux), and must list the
+//! same functions in the same order, down to the same user-mode registers.
+//! Fixtures as in `info_dmesg.rs`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixtures() -> Option<PathBuf> {
+    let root = std::env::var_os("KSW_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/ksw/fixtures")
+        });
+    if root.join("6.1/sysrq/manifest.json").exists() {
+        return Some(root);
+    }
+    if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
+        return None;
+    }
+    panic!(
+        "fixtures missing under {} (run `python3 testdata/pipeline all`)",
+        root.display()
+    );
+}
+
+/// The panic's trace on the console: the task line, the functions (the
+/// kernel's `?` guesses left out) and the user-mode RIP and RSP.
+struct ConsoleTrace {
+    cpu: u64,
+    pid: i64,
+    comm: String,
+    functions: Vec<String>,
+    user_rip: u64,
+    user_rsp: u64,
+}
+
+fn console_trace(console: &str) -> ConsoleTrace {
+    let start = console
+        .find("Kernel panic - not syncing")
+        .expect("a panic on the console");
+    let text = &console[start..];
+    let task = regex::Regex::new(r"CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (\S+)").unwrap();
+    let c = task.captures(text).expect("the panic's task line");
+    let frame = regex::Regex::new(r"^\[[ \d.]+\]  ([A-Za-z_][\w.]*)\+0x").unwrap();
+    let mut functions = Vec::new();
+    let mut lines = text.lines().skip_while(|l| !l.contains("Call Trace:"));
+    for l in lines.by_ref() {
+        if l.contains("RIP: 0033:") {
+            break;
+        }
+        if let Some(f) = frame.captures(l) {
+            functions.push(f[1].to_string());
+        }
+    }
+    let rip = regex::Regex::new(r"RIP: 0033:0x([0-9a-f]+)").unwrap();
+    let rsp = regex::Regex::new(r"RSP: 002b:([0-9a-f]+)").unwrap();
+    ConsoleTrace {
+        cpu: c[1].parse().unwrap(),
+        pid: c[2].parse().unwrap(),
+        comm: c[3].to_string(),
+        functions,
+        user_rip: u64::from_str_radix(&rip.captures(text).expect("user RIP")[1], 16).unwrap(),
+        user_rsp: u64::from_str_radix(&rsp.captures(text).expect("user RSP")[1], 16).unwrap(),
+    }
+}
+
+#[test]
+fn panic_cpu_trace_matches_the_kernels_own() {
+    let Some(root) = fixtures() else { return };
+    let mut checked = 0;
+    for series in ["6.1", "6.12"] {
+        for (run, dumps) in [
+            (
+                "sysrq",
+                &["dump.kdump-zlib", "dump.kdump-lzo", "dump.flat", "dump.elf"][..],
+            ),
+            ("sysrq-l4", &["dump.kdump-zlib"][..]),
+        ] {
+            let dir = root.join(series).join(run);
+            let console = std::fs::read_to_string(dir.join("console.log")).unwrap();
+            let want = console_trace(&console);
+            // the console's trace starts inside panic() (dump_stack); the
+            // saved registers start inside __crash_kexec: compare from panic
+            let from = want
+                .functions
+                .iter()
+                .position(|f| f == "panic")
+                .expect("panic in the trace");
+            let want_fns = &want.functions[from..];
+            for dump in dumps {
+                let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+                    .args(["bt", "--json"])
+                    .arg(dir.join(dump))
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{series}/{run}/{dump}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let t = &v[0];
+                assert_eq!(
+                    t["task"]["pid"].as_i64(),
+                    Some(want.pid),
+                    "{series}/{run}/{dump}"
+                );
+                assert_eq!(t["task"]["comm"].as_str(), Some(want.comm.as_str()));
+                assert_eq!(t["cpu"].as_u64(), Some(want.cpu));
+                assert_eq!(t["origin"], "crash-registers");
+                let got: Vec<String> = t["trace"]["frames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["symbol"]["name"].as_str().unwrap_or("?").to_string())
+                    .collect();
+                let at = got
+                    .iter()
+                    .position(|f| f == "panic")
+                    .unwrap_or_else(|| panic!("{series}/{dump}: no panic in {got:?}"));
+                assert_eq!(&got[at..], want_fns, "{series}/{run}/{dump}");
+                assert!(
+                    got[..at].iter().all(|f| f.contains("crash_kexec")),
+                    "{series}/{dump}: frames above panic are the kexec path: {got:?}"
+                );
+                for f in t["trace"]["frames"].as_array().unwrap() {
+                    assert_eq!(f["stack"], "task", "{series}/{dump}: {f}");
+                }
+                let stop = &t["trace"]["stop"];
+                assert_eq!(stop["reason"], "user-mode", "{series}/{dump}: {stop}");
+                assert_eq!(stop["pc"].as_u64(), Some(want.user_rip));
+                assert_eq!(stop["sp"].as_u64(), Some(want.user_rsp));
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 10);
+}
+
+#[test]
+fn sleeping_tasks_unwind_to_the_end_of_their_stack() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dump = root.join(series).join("sysrq-qemu/qemu.elf");
+        let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .args(["bt", "--all", "--json"])
+            .arg(&dump)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{series}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let traces = v.as_array().unwrap();
+        assert!(traces.len() > 30, "{series}: {} tasks", traces.len());
+        let mut complete = 0;
+        for t in traces.iter().filter(|t| t["origin"] == "switch-frame") {
+            let names: Vec<&str> = t["trace"]["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["symbol"]["name"].as_str())
+                .collect();
+            // every switched-out task stopped in the scheduler
+            assert!(
+                names.first().is_some_and(|n| n.contains("schedule")),
+                "{series}: {t}"
+            );
+            let stop = t["trace"]["stop"]["reason"].as_str().unwrap();
+            if stop == "end-of-stack" || stop == "user-mode" {
+                complete += 1;
+            } else {
+                panic!(
+                    "{series}: task {} stopped with {stop}: {names:?}",
+                    t["task"]["pid"]
+                );
+            }
+        }
+        assert!(complete > 30, "{series}: {complete} complete traces");
+    }
+}
+
+#[test]
+fn a_missing_task_or_cpu_is_named() {
+    let Some(root) = fixtures() else { return };
+    let dump = root.join("6.1/sysrq/dump.kdump-zlib");
+    for (args, want) in [
+        (&["--pid", "999999"][..], "no task with pid 999999"),
+        (&["--cpu", "7"][..], "CPU 7 saved no registers"),
+        (&["--task", "zz"][..], "not a hexadecimal address"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .arg("bt")
+            .arg(&dump)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// A kernel-printed trace: (segment, `name+off/size [module]`) per frame,
+/// `?` guesses left out; the `RIP:` line of an exception frame opens the
+/// segment that follows it (the interrupted context).
+fn kernel_trace(text: &str) -> Vec<(String, String)> {
+    let marker = regex::Regex::new(r"^\[[ \d.]+\]  <(/?)([#\w]+)>$").unwrap();
+    let frame = regex::Regex::new(
+        r"^\[[ \d.]+\]  ([A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[\w+\])?)$",
+    )
+    .unwrap();
+    let rip =
+        regex::Regex::new(r"RIP: 0010:([A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[\w+\])?)")
+            .unwrap();
+    let mut out = Vec::new();
+    let mut segment = String::new();
+    let mut pending = None;
+    for l in text
+        .lines()
+        .skip_while(|l| !l.contains("Call Trace:"))
+        .skip(1)
+    {
+        if let Some(m) = marker.captures(l) {
+            if &m[1] == "/" {
+                if &m[2] == "TASK" {
+                    break;
+                }
+            } else {
+                segment = m[2].to_string();
+                if let Some(f) = pending.take() {
+                    out.push((segment.clone(), f));
+                }
+            }
+        } else if let Some(f) = frame.captures(l) {
+            out.push((segment.clone(), f[1].to_string()));
+        } else if let Some(r) = rip.captures(l) {
+            pending = Some(r[1].to_string());
+        } else if l.contains("RIP: 0033:") {
+            break;
+        }
+    }
+    out
+}
+
+/// `ksw bt --json` frames as (segment, `name+off/size [module]`).
+fn ksw_frames(trace: &serde_json::Value) -> Vec<(String, String)> {
+    trace["trace"]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = &f["symbol"];
+            let mut text = format!(
+                "{}+{:#x}/{:#x}",
+                s["name"].as_str().unwrap_or("?"),
+                s["offset"].as_u64().unwrap_or(0),
+                s["size"].as_u64().unwrap_or(0)
+            );
+            if let Some(m) = s["module"].as_str() {
+                text += &format!(" [{m}]");
+            }
+            let stack = match &f["stack"] {
+                serde_json::Value::String(k) => k.to_uppercase(),
+                v => format!("#{}", v["exception"].as_str().unwrap_or("?")),
+            };
+            (stack, text)
+        })
+        .collect()
+}
+
+fn ksw_json(args: &[&str], dump: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .args(args)
+        .arg("--json")
+        .arg(dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} {}: {}",
+        dump.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn catch_record_trace_is_the_reports_task_part() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("kstackwatch-panic");
+        let console = std::fs::read_to_string(dir.join("console.log")).unwrap();
+        let report = &console[console.find("KStackWatch").expect("a catch report")..];
+        let want: Vec<(String, String)> = kernel_trace(report)
+            .into_iter()
+            .filter(|(s, _)| s == "TASK")
+            .collect();
+        assert!(want.len() >= 3, "{series}: {want:?}");
+        let v = ksw_json(&["bt", "--catch"], &dir.join("dump.kdump-zlib"));
+        assert_eq!(v[0]["origin"], "catch-record");
+        assert_eq!(ksw_frames(&v[0]), want, "{series}");
+        assert_eq!(v[0]["trace"]["stop"]["reason"], "end-of-stack");
+    }
+}
+
+#[test]
+fn panic_in_db_context_crosses_into_the_task_stack() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dump = root.join(series).join("kstackwatch-panic-irqoff/qemu.elf");
+        // the panic happened in #DB (NMI-like) context, so its trace is
+        // only in the dump's log
+        let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .arg("dmesg")
+            .arg(&dump)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        let panic = &log[log
+            .find("Kernel panic - not syncing")
+            .expect("panic in the log")..];
+        let want = kernel_trace(panic);
+        let from = want
+            .iter()
+            .position(|(_, f)| f.starts_with("panic+"))
+            .expect("panic in the trace")
+            + 1;
+        let want = &want[from..];
+        assert!(
+            want.iter().any(|(s, _)| s == "#DB") && want.iter().any(|(s, _)| s == "TASK"),
+            "{series}: {want:?}"
+        );
+        let v = ksw_json(&["bt"], &dump);
+        let got = ksw_frames(&v[0]);
+        let at = got
+            .iter()
+            .position(|(_, f)| f.starts_with("panic+"))
+            .expect("panic in ksw's trace")
+            + 1;
+        assert_eq!(&got[at..], want, "{series}");
+    }
+}
+
+/// The debug vmlinux of a series, if the pipeline unpacked it.
+fn debug_vmlinux(series: &str) -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+    let cache = std::env::var_os("KSW_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache/ksw"));
+    let dir = cache
+        .join("kernels")
+        .join(series)
+        .join("root/usr/lib/debug/boot");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run `python3 testdata/pipeline kernel {series}`)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinux-"))
+        })
+        .unwrap_or_else(|| panic!("no vmlinux-* in {}", dir.display()))
+}
+
+/// binutils' addr2line on `pcs` (link-time addresses): per address, the
+/// inline chain innermost first as (function, file:line).
+fn binutils_addr2line(vmlinux: &std::path::Path, pcs: &[u64]) -> Vec<Vec<(String, String)>> {
+    let out = Command::new("addr2line")
+        .arg("-e")
+        .arg(vmlinux)
+        .args(["-f", "-i", "-a"])
+        .args(pcs.iter().map(|p| format!("{p:#x}")))
+        .output()
+        .expect("run addr2line (binutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut all: Vec<Vec<(String, String)>> = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        if l.starts_with("0x") {
+            all.push(Vec::new());
+        } else if let (Some(cur), Some(pos)) = (all.last_mut(), lines.next()) {
+            cur.push((
+                l.to_string(),
+                pos.split(" (discriminator")
+                    .next()
+                    .unwrap_or(pos)
+                    .to_string(),
+            ));
+        }
+    }
+    all
+}
+
+#[test]
+fn vmlinux_adds_lines_and_inlines_but_never_changes_the_frames() {
+    let Some(root) = fixtures() else { return };
+    let mut compared = 0;
+    for series in ["6.1", "6.12"] {
+        let vmlinux = debug_vmlinux(series);
+        for dump in [
+            root.join(series).join("sysrq/dump.kdump-zlib"),
+            root.join(series).join("sysrq-qemu/qemu.elf"),
+        ] {
+            let bare = ksw_json(&["bt", "--all"], &dump);
+            let vm = vmlinux.to_str().unwrap();
+            let rich = ksw_json(&["bt", "--all", "--vmlinux", vm], &dump);
+            let info = ksw_json(&["info"], &dump);
+            let kaslr = u64::from_str_radix(
+                info["kaslr_offset"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("0x"),
+                16,
+            )
+            .unwrap();
+            let (bare, rich) = (bare.as_array().unwrap(), rich.as_array().unwrap());
+            assert_eq!(bare.len(), rich.len());
+            for (b, r) in bare.iter().zip(rich) {
+                let strip = |t: &serde_json::Value| {
+                    let mut t = t.clone();
+                    for f in t["trace"]["frames"].as_array_mut().unwrap() {
+                        f.as_object_mut().unwrap().remove("source");
+                    }
+                    t
+                };
+                assert_eq!(
+                    strip(b),
+                    strip(r),
+                    "{}: physical frames differ with --vmlinux",
+                    dump.display()
+                );
+                // every vmlinux frame's chain is binutils addr2line's
+                let frames: Vec<&serde_json::Value> = r["trace"]["frames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|f| f["symbol"]["module"].is_null() && !f["symbol"].is_null())
+                    .collect();
+                let pcs: Vec<u64> = frames
+                    .iter()
+                    .map(|f| {
+                        f["pc"].as_u64().unwrap()
+                            - kaslr
+                            - u64::from(!f["exact"].as_bool().unwrap())
+                    })
+                    .collect();
+                let truth = binutils_addr2line(&vmlinux, &pcs);
+                for (f, want) in frames.iter().zip(truth) {
+                    let got: Vec<(String, String)> = f["source"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|p| {
+                                    (
+                                        p["function"].as_str().unwrap_or("??").to_string(),
+                                        format!(
+                                            "{}:{}",
+                                            p["file"].as_str().unwrap_or("??"),
+                                            p["line"].as_u64().unwrap_or(0)
+                                        ),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    // assembly has no DWARF subprogram: binutils then
+                    // names the function from the ELF symbol table, which
+                    // is kallsyms' name of the frame
+                    let symbol = f["symbol"]["name"].as_str().unwrap_or("");
+                    let got: Vec<(String, String)> = got
+                        .into_iter()
+                        .zip(&want)
+                        .map(|((gf, gl), (wf, _))| {
+                            if gf == "??" && wf == symbol {
+                                (wf.clone(), gl)
+                            } else {
+                                (gf, gl)
+                            }
+                        })
+                        .collect();
+                    assert_eq!(got, want, "{}: {}", dump.display(), f["symbol"]);
+                    compared += 1;
+                }
+            }
+        }
+        // the wrong build is refused, naming both build IDs
+        let other = debug_vmlinux(if series == "6.1" { "6.12" } else { "6.1" });
+        let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .args(["bt", "--vmlinux"])
+            .arg(&other)
+            .arg(root.join(series).join("sysrq/dump.kdump-zlib"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is not this dump's kernel") && err.matches("build ID").count() >= 1,
+            "{err}"
+        );
+    }
+    assert!(compared > 500, "{compared} frames compared");
+    eprintln!("{compared} frames agree with binutils addr2line");
+}
