@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kernels  # noqa: E402
+import matrix  # noqa: E402
 import scenarios  # noqa: E402
 from common import CACHE, REPO, StepError, host_packages, log, run  # noqa: E402
 
@@ -102,7 +103,7 @@ def main():
                         "and count the failures (measurement, not a test)")
     sr.add_argument("--kernel", default="6.12", choices=sorted(kernels.PINS))
     sr.add_argument("--boots", type=int, default=30)
-    sr.add_argument("--variant", action="append", choices=scenarios.STRESS_VARIANTS,
+    sr.add_argument("--variant", action="append", choices=matrix.STRESS_VARIANTS,
                     help="boot only these (default: all)")
     k = sub.add_parser("kernel", help="fetch and unpack a kernel series")
     k.add_argument("series", choices=sorted(kernels.PINS))
@@ -125,21 +126,21 @@ def main():
             print(kernels.fetch(args.series))
             return 0
         if args.cmd == "stress-rate":
-            summary = scenarios.stress_rate(args.kernel, args.boots,
-                                            args.variant or scenarios.STRESS_VARIANTS)
+            summary = matrix.stress_rate(args.kernel, args.boots,
+                                            args.variant or matrix.STRESS_VARIANTS)
             print(json.dumps(summary, indent=1))
             return 0
         if args.cmd == "run":
-            runs = [x for x in scenarios.standard_runs(args.kernel)
+            runs = [x for x in matrix.standard_runs(args.kernel)
                     if x.name == args.name]
             if not runs:
-                names = ", ".join(x.name for x in scenarios.standard_runs(args.kernel))
+                names = ", ".join(x.name for x in matrix.standard_runs(args.kernel))
                 raise StepError(f"unknown run {args.name!r}; known: {names}")
             _build_binaries(runs)
             print(scenarios.execute(args.kernel, runs[0], force=args.force))
             return 0
         for series in args.kernel or sorted(kernels.PINS):
-            runs = scenarios.standard_runs(series)
+            runs = matrix.standard_runs(series)
             _build_binaries(runs)
             for x in runs:
                 scenarios.execute(series, x, force=args.force)

@@ -4,7 +4,10 @@
 # config; runs whose name ends in -param (or -qemu) use the module
 # parameter panic_on_catch=1 instead. In runs whose name ends in -irqoff
 # the writer keeps IRQs off for two seconds after its write: the panic
-# must come at once, from the #DB, not when IRQs are back.
+# must come at once, from the #DB, not when IRQs are back. In runs whose
+# name ends in -init the catch happens inside a module's init function
+# (kstackwatch_test_init.ko's writer, IRQs off, in its .init.text), so the
+# panic CPU's stack runs from the #DB through .init.text to do_init_module.
 . /ksw/kstackwatch-lib.sh
 echo "ksw-scenario: $KSW_SCENARIO on $(uname -r)"
 case "$KSW_SCENARIO" in
@@ -15,6 +18,10 @@ case "$KSW_SCENARIO" in
 	mkdir -p "$OUT/cases"
 	cat /proc/kstackwatch_test > "$OUT/configs.txt"
 	cfg="$(ksw_cfg silent kv)"
+	;;
+*-init)
+	ksw_load
+	cfg="$(ksw_cfg initcall kv) ph=1"
 	;;
 *)
 	ksw_load
@@ -30,5 +37,8 @@ case "$KSW_SCENARIO" in
 *-irqoff) trigger="silent irqoff" ;;
 esac
 ksw_before_panic
-echo "$trigger" > /proc/kstackwatch_test
+case "$KSW_SCENARIO" in
+*-init) insmod /ksw/modules/kstackwatch_test_init.ko ;;
+*) echo "$trigger" > /proc/kstackwatch_test ;;
+esac
 echo "ksw-scenario: still alive after the catch"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "pipeline"))
 
 import dumpfmt  # noqa: E402
-import scenarios  # noqa: E402
+import matrix  # noqa: E402
 from common import CACHE, splats  # noqa: E402
 
 FIXTURES = Path(os.environ.get("KSW_FIXTURES", CACHE / "fixtures"))
@@ -76,7 +76,7 @@ def kcore_vmcoreinfo(d):
 class Matrix(unittest.TestCase):
     def runs(self):
         for series in SERIES:
-            for run in scenarios.standard_runs(series):
+            for run in matrix.standard_runs(series):
                 yield series, run
 
     def test_console_and_ground_truth_agree(self):
@@ -198,7 +198,7 @@ class LiveKcore(unittest.TestCase):
 
     def test_binary_ran_in_guest(self):
         for series in SERIES:
-            run = next(r for r in scenarios.standard_runs(series) if r.mode == "none")
+            run = next(r for r in matrix.standard_runs(series) if r.mode == "none")
             with self.subTest(series=series):
                 d, _ = fixture(series, run)
                 for cmd in ("info", "dmesg"):
@@ -233,8 +233,8 @@ class Splats(unittest.TestCase):
 
     def test_no_splat_in_the_non_kstackwatch_runs(self):
         for series in SERIES:
-            kstackwatch = {r.name for r in scenarios.kstackwatch_runs(series)}
-            runs = [r for r in scenarios.standard_runs(series) if r.name not in kstackwatch]
+            kstackwatch = {r.name for r in matrix.kstackwatch_runs(series)}
+            runs = [r for r in matrix.standard_runs(series) if r.name not in kstackwatch]
             self.assertEqual({r.script for r in runs}, {"sysrq", "live-kcore"})
             for run in runs:
                 d, _ = fixture(series, run)

@@ -274,7 +274,8 @@ class Catches(unittest.TestCase):
 # Every kstackwatch run of the matrix, and the splats each one expects by
 # name (none so far).
 RUNS = ("kstackwatch", "kstackwatch-panic", "kstackwatch-panic-qemu",
-        "kstackwatch-panic-irqoff", "kstackwatch-stress", "kstackwatch-bench",
+        "kstackwatch-panic-irqoff", "kstackwatch-panic-init", "kstackwatch-stress",
+        "kstackwatch-bench",
         "kstackwatch-bench-4cpu", "kstackwatch-lockdown", "kstackwatch-lockdown-boot")
 EXPECTED_SPLATS = {}
 

@@ -43,6 +43,7 @@ const SCENARIOS: &[(&str, &str, Option<&str>, Option<u16>)] = &[
     ("mthread", "test_mthread_victim", Some("buf[2]"), None),
     ("overflow", "test_overflow_victim", None, None),
     ("loop", "test_loop_victim", Some("local"), None),
+    ("initcall", "test_initcall_victim", Some("local"), None),
 ];
 
 /// `key=value` pairs of a config line.

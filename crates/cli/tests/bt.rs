@@ -314,37 +314,68 @@ fn catch_record_trace_is_the_reports_task_part() {
 fn panic_in_db_context_crosses_into_the_task_stack() {
     let Some(root) = fixtures() else { return };
     for series in ["6.1", "6.12"] {
-        let dump = root.join(series).join("kstackwatch-panic-irqoff/qemu.elf");
-        // the panic happened in #DB (NMI-like) context, so its trace is
-        // only in the dump's log
-        let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
-            .arg("dmesg")
-            .arg(&dump)
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stdout);
-        let panic = &log[log
-            .find("Kernel panic - not syncing")
-            .expect("panic in the log")..];
-        let want = kernel_trace(panic);
-        let from = want
-            .iter()
-            .position(|(_, f)| f.starts_with("panic+"))
-            .expect("panic in the trace")
-            + 1;
-        let want = &want[from..];
-        assert!(
-            want.iter().any(|(s, _)| s == "#DB") && want.iter().any(|(s, _)| s == "TASK"),
-            "{series}: {want:?}"
-        );
-        let v = ksw_json(&["bt"], &dump);
-        let got = ksw_frames(&v[0]);
-        let at = got
-            .iter()
-            .position(|(_, f)| f.starts_with("panic+"))
-            .expect("panic in ksw's trace")
-            + 1;
-        assert_eq!(&got[at..], want, "{series}");
+        for (run, dump) in [
+            ("kstackwatch-panic-irqoff", "qemu.elf"),
+            ("kstackwatch-panic-init", "dump.kdump-zlib"),
+        ] {
+            let dump = root.join(series).join(run).join(dump);
+            // the panic happened in #DB (NMI-like) context, so its trace
+            // may be only in the dump's log
+            let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+                .arg("dmesg")
+                .arg(&dump)
+                .output()
+                .unwrap();
+            let log = String::from_utf8_lossy(&out.stdout);
+            let panic = &log[log
+                .find("Kernel panic - not syncing")
+                .expect("panic in the log")..];
+            let want = kernel_trace(panic);
+            let from = want
+                .iter()
+                .position(|(_, f)| f.starts_with("panic+"))
+                .expect("panic in the trace")
+                + 1;
+            let want = &want[from..];
+            assert!(
+                want.iter().any(|(s, _)| s == "#DB") && want.iter().any(|(s, _)| s == "TASK"),
+                "{series}/{run}: {want:?}"
+            );
+            let v = ksw_json(&["bt"], &dump);
+            let got = ksw_frames(&v[0]);
+            let at = got
+                .iter()
+                .position(|(_, f)| f.starts_with("panic+"))
+                .expect("panic in ksw's trace")
+                + 1;
+            assert_eq!(&got[at..], want, "{series}/{run}");
+            if run.ends_with("-init") {
+                // through the coming module's .init.text to the loader
+                let task: Vec<&str> = got
+                    .iter()
+                    .filter(|(s, _)| s == "TASK")
+                    .map(|(_, f)| f.as_str())
+                    .collect();
+                let pos = |p: &str| task.iter().position(|f| f.starts_with(p));
+                let order = [
+                    "ksw_test_init_writer+",
+                    "test_initcall_victim+",
+                    "ksw_test_init_init+",
+                    "do_one_initcall+",
+                    "do_init_module+",
+                ];
+                let found: Vec<Option<usize>> = order.iter().map(|p| pos(p)).collect();
+                assert!(
+                    found.iter().all(Option::is_some) && found.windows(2).all(|w| w[0] < w[1]),
+                    "{series}: {task:?}"
+                );
+                assert!(
+                    task[0].ends_with("[kstackwatch_test_init]"),
+                    "{series}: {task:?}"
+                );
+                assert_eq!(v[0]["trace"]["stop"]["reason"], "user-mode", "{series}");
+            }
+        }
     }
 }
 

@@ -28,6 +28,9 @@
  *   drhold [S]              no kstackwatch: four perf watchpoints on words
  *                           nobody writes, held S seconds
  *
+ * The initcall scenario is run by loading kstackwatch_test_init.ko: its
+ * init function calls test_initcall_victim() with a writer of its own.
+ *
  * Reading the file lists, for every scenario, a kstackwatch config in
  * both grammars ("NAME kv CONFIG" and "NAME pos CONFIG").  The probe
  * offset comes from a marker instruction inside each victim function and
@@ -58,9 +61,10 @@
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 
+#include "ksw_test.h"
+
 #define KSW_TEST_VICTIM		0x1111deadbeef0000ULL
 #define KSW_TEST_BUGGY		0x2222cafef00d0000ULL
-#define KSW_TEST_CORRUPT	0xabcdabcdabcdabcdULL
 #define KSW_TEST_MAX_DEPTH	6
 #define KSW_TEST_BUF_WORDS	8
 #define KSW_TEST_CANARY_SCAN	16
@@ -97,6 +101,7 @@ enum ksw_scenario {
 	KSW_IRQ,
 	KSW_IRQOFF,
 	KSW_EXITPATH,
+	KSW_INITCALL,
 	KSW_NR_SCENARIOS,
 };
 
@@ -939,6 +944,29 @@ static void ksw_test_drhold(unsigned int secs)
 		atomic_read(&ksw_irqentry_hits));
 }
 
+/* ---- initcall: the writer is another module's init code ---- */
+
+/*
+ * kstackwatch_test_init.ko's init function calls this with a writer in
+ * its own .init.text, so that a catch there happens while a module is
+ * still coming: its stack runs through .init.text to do_init_module.
+ */
+noinline __noipa int test_initcall_victim(void (*write)(u64 *slot))
+{
+	u64 local = KSW_TEST_VICTIM;
+	unsigned long sp, ip;
+
+	ksw_mark(&sp, &ip);
+	if (ksw_calibrate(KSW_INITCALL, sp, ip, (unsigned long)&local))
+		return 0;
+	ksw_truth("initcall", "test_initcall_victim", &local, 0,
+		  "ksw_test_init_writer");
+	write(&local);
+	ksw_verdict("initcall", &local, KSW_TEST_VICTIM);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(test_initcall_victim);
+
 /* ---- control ---- */
 
 static void ksw_test_describe(void)
@@ -946,7 +974,7 @@ static void ksw_test_describe(void)
 	static const char * const names[KSW_NR_SCENARIOS] = {
 		"fire", "canary", "recursion", "silent", "mthread",
 		"overflow", "loop", "bench", "exit", "irq", "irqoff",
-		"exitpath",
+		"exitpath", "initcall",
 	};
 	static const char * const funcs[KSW_NR_SCENARIOS] = {
 		"test_watch_fire", "test_canary_overflow",
@@ -954,7 +982,7 @@ static void ksw_test_describe(void)
 		"test_mthread_victim", "test_overflow_victim",
 		"test_loop_victim", "test_bench_victim", "test_exit_victim",
 		"test_irq_victim", "test_irqoff_victim",
-		"test_exitpath_victim",
+		"test_exitpath_victim", "test_initcall_victim",
 	};
 	static void * const addrs[KSW_NR_SCENARIOS] = {
 		test_watch_fire, test_canary_overflow,
@@ -962,6 +990,7 @@ static void ksw_test_describe(void)
 		test_mthread_victim, test_overflow_victim, test_loop_victim,
 		test_bench_victim, test_exit_victim, test_irq_victim,
 		test_irqoff_victim, test_exitpath_victim,
+		test_initcall_victim,
 	};
 	int i;
 
@@ -991,6 +1020,7 @@ static void ksw_test_calibrate(void)
 	test_irq_victim(0);
 	test_irqoff_victim();
 	ksw_test_exitpath();
+	test_initcall_victim(NULL);
 	ksw_calibrating = false;
 }
 

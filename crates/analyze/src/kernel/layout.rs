@@ -136,6 +136,8 @@ pub struct KernelLayout {
     /// The exception stacks inside `struct cea_exception_stacks`: name
     /// (`DF`, `NMI`, `DB`, `MCE`, `VC`, `VC2`), offset and size.
     pub exception_stacks: Vec<(String, u64, u64)>,
+    /// `rq.idle`: each CPU's idle task (not on the task list).
+    pub rq_idle: u64,
     /// 6.2+: `pcpu_hot.current_task` and `pcpu_hot.hardirq_stack_ptr`
     /// (before, they are per-CPU variables of their own).
     pub pcpu_hot: Option<(u64, u64)>,
@@ -235,6 +237,7 @@ impl KernelLayout {
             task_signal: r.off("task_struct", "signal")?,
             task_thread_node: r.off("task_struct", "thread_node")?,
             signal_thread_head: r.off("signal_struct", "thread_head")?,
+            rq_idle: r.off("rq", "idle")?,
             frame_bp: r.off("inactive_task_frame", "bp")?,
             frame_ret_addr: r.off("inactive_task_frame", "ret_addr")?,
             frame_size: btf.size_of(frame).map_err(layout_err)?,

@@ -31,7 +31,7 @@ use crate::btf::Btf;
 
 pub use layout::KernelLayout;
 pub use modules::{Module, ModuleState};
-pub use orc_table::OrcTable;
+pub use orc_table::{OrcFastLookup, OrcTable};
 pub use stacks::{StackKind, StackMap};
 pub use symbols::{SymbolHit, SymbolTable};
 pub use tasks::{Task, TaskState};
@@ -77,7 +77,7 @@ pub struct KernelModel<'m> {
     symbols: SymbolTable<'m>,
     btf: Arc<Btf>,
     layout: KernelLayout,
-    orc: OrcTable,
+    orc: OrcTable<'m>,
     stacks: StackMap,
     per_cpu_offsets: Vec<u64>,
     modules: Vec<Module>,
@@ -115,12 +115,29 @@ impl<'m> KernelModel<'m> {
             .filter_map(|n| sym(n).ok())
             .max()
             .unwrap_or(0);
+        let fast = match (
+            sym("orc_lookup"),
+            sym("orc_lookup_end"),
+            sym("_stext"),
+            sym("_etext"),
+        ) {
+            (Ok(table), Ok(end), Ok(text_start), Ok(text_end)) if end > table => {
+                Some(OrcFastLookup {
+                    table,
+                    blocks: (end - table) / 4,
+                    text_start,
+                    text_end,
+                })
+            }
+            _ => None,
+        };
         let mut orc = OrcTable::from_memory(
             mem,
             sym("__start_orc_unwind_ip")?,
             sym("__stop_orc_unwind_ip")?,
             sym("__start_orc_unwind")?,
             text_end,
+            fast,
             layout.orc_layout,
         )?;
         let nr_cpus = read(mem, "nr_cpu_ids", |m| {
@@ -153,7 +170,7 @@ impl<'m> KernelModel<'m> {
                 Err(e) => warnings.push(format!("module {}: {e}", m.name)),
             }
             if let Some((ip, entries, n)) = m.orc
-                && let Err(e) = orc.add(mem, ip, entries, n, m.text.clone())
+                && let Err(e) = orc.add(ip, entries, n, m.text.clone())
             {
                 warnings.push(format!("module {}'s ORC table: {e}", m.name));
             }
@@ -210,7 +227,7 @@ impl<'m> KernelModel<'m> {
     }
 
     /// The ORC tables.
-    pub fn orc(&self) -> &OrcTable {
+    pub fn orc(&self) -> &OrcTable<'m> {
         &self.orc
     }
 
@@ -237,14 +254,32 @@ impl<'m> KernelModel<'m> {
         self.dump.panic_cpu().ok().flatten()
     }
 
-    /// Every task (each thread of each process), from `init_task`, and
-    /// what could not be read on the way.
+    /// Every task (each thread of each process, from `init_task`, and
+    /// each CPU's idle task), and what could not be read on the way.
     pub fn tasks(&self) -> Result<(Vec<Task>, Vec<String>)> {
         let init = self
             .symbols
             .address_of("init_task")
             .ok_or_else(|| KernelError::NoSymbol("init_task".into()))?;
-        tasks::walk(self.mem, &self.layout, init)
+        let (mut tasks, mut warnings) = tasks::walk(self.mem, &self.layout, init)?;
+        // the idle tasks of CPUs other than 0 are on no list but their
+        // runqueue's (`rq->idle`)
+        if let Some(rq) = self.symbols.address_of("runqueues") {
+            for (cpu, off) in self.per_cpu_offsets.iter().enumerate() {
+                let at = VirtAddr(rq.wrapping_add(*off) + self.layout.rq_idle);
+                match self.mem.read_u64(at) {
+                    Ok(idle) if idle != 0 && !tasks.iter().any(|t| t.address == idle) => {
+                        match Task::read(self.mem, &self.layout, idle) {
+                            Ok(t) => tasks.push(t),
+                            Err(e) => warnings.push(format!("CPU {cpu}'s idle task: {e}")),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warnings.push(format!("CPU {cpu}'s runqueue: {e}")),
+                }
+            }
+        }
+        Ok((tasks, warnings))
     }
 
     /// The address of the task running on each CPU (`current`).

@@ -95,16 +95,19 @@ pub fn walk(mem: &dyn KernelMemory, l: &ModuleLayout, head: u64) -> Result<Vec<M
                 "the module list loops at {next:#x}"
             )));
         }
-        out.push(read_module(mem, l, next - l.list)?);
+        // `next` may be garbage: wrap, and let the read fail
+        out.push(read_module(mem, l, next.wrapping_sub(l.list))?);
         node = next;
     }
 }
 
 fn read_module(mem: &dyn KernelMemory, l: &ModuleLayout, at: u64) -> Result<Module> {
     let e = || mem_err(format!("struct module at {at:#x}"));
-    let name = mem.read_vec(VirtAddr(at + l.name), 56).map_err(e())?;
+    // addresses inside a module that may be garbage: wrap, never overflow
+    let field = |o: u64| VirtAddr(at.wrapping_add(o));
+    let name = mem.read_vec(field(l.name), 56).map_err(e())?;
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    let state = match mem.read_u32(VirtAddr(at + l.state)).map_err(e())? {
+    let state = match mem.read_u32(field(l.state)).map_err(e())? {
         0 => ModuleState::Live,
         1 => ModuleState::Coming,
         2 => ModuleState::Going,
@@ -122,16 +125,19 @@ fn read_module(mem: &dyn KernelMemory, l: &ModuleLayout, at: u64) -> Result<Modu
             text_size,
         } => {
             for (prefix, o) in [("", core), ("init_", init)] {
-                let b = mem.read_u64(VirtAddr(at + o + base)).map_err(e())?;
-                let s = u64::from(mem.read_u32(VirtAddr(at + o + size)).map_err(e())?);
-                let t = u64::from(mem.read_u32(VirtAddr(at + o + text_size)).map_err(e())?);
+                let b = mem.read_u64(field(o.wrapping_add(base))).map_err(e())?;
+                let s = u64::from(mem.read_u32(field(o.wrapping_add(size))).map_err(e())?);
+                let t = u64::from(
+                    mem.read_u32(field(o.wrapping_add(text_size)))
+                        .map_err(e())?,
+                );
                 if b != 0 && s != 0 {
                     regions.push(ModuleRegion {
                         name: if prefix.is_empty() { "core" } else { "init" },
                         base: b,
                         size: s,
                     });
-                    text.push((b, b + t));
+                    text.push((b, b.saturating_add(t)));
                 }
             }
         }
@@ -142,9 +148,9 @@ fn read_module(mem: &dyn KernelMemory, l: &ModuleLayout, at: u64) -> Result<Modu
             size,
         } => {
             for (i, name) in MOD_MEM_TYPES.iter().enumerate() {
-                let o = at + m + i as u64 * elem;
-                let b = mem.read_u64(VirtAddr(o + base)).map_err(e())?;
-                let s = u64::from(mem.read_u32(VirtAddr(o + size)).map_err(e())?);
+                let o = m.wrapping_add(i as u64 * elem);
+                let b = mem.read_u64(field(o.wrapping_add(base))).map_err(e())?;
+                let s = u64::from(mem.read_u32(field(o.wrapping_add(size))).map_err(e())?);
                 if b != 0 && s != 0 {
                     regions.push(ModuleRegion {
                         name,
@@ -152,15 +158,15 @@ fn read_module(mem: &dyn KernelMemory, l: &ModuleLayout, at: u64) -> Result<Modu
                         size: s,
                     });
                     if name.ends_with("text") {
-                        text.push((b, b + s));
+                        text.push((b, b.saturating_add(s)));
                     }
                 }
             }
         }
     }
-    let n = u64::from(mem.read_u32(VirtAddr(at + l.num_orcs)).map_err(e())?);
-    let ip = mem.read_u64(VirtAddr(at + l.orc_ip)).map_err(e())?;
-    let entries = mem.read_u64(VirtAddr(at + l.orc)).map_err(e())?;
+    let n = u64::from(mem.read_u32(field(l.num_orcs)).map_err(e())?);
+    let ip = mem.read_u64(field(l.orc_ip)).map_err(e())?;
+    let entries = mem.read_u64(field(l.orc)).map_err(e())?;
     Ok(Module {
         address: at,
         name: String::from_utf8_lossy(&name[..end]).into_owned(),
@@ -183,14 +189,14 @@ pub fn symbols(
 ) -> Result<Vec<(String, u64, u64)>> {
     let e = || mem_err(format!("module {}'s kallsyms", module.name));
     let ks = mem
-        .read_u64(VirtAddr(module.address + l.kallsyms))
+        .read_u64(VirtAddr(module.address.wrapping_add(l.kallsyms)))
         .map_err(e())?;
     if ks == 0 {
         return Ok(Vec::new());
     }
     let symtab = mem.read_u64(VirtAddr(ks)).map_err(e())?;
-    let num = mem.read_u32(VirtAddr(ks + 8)).map_err(e())?;
-    let strtab = mem.read_u64(VirtAddr(ks + 16)).map_err(e())?;
+    let num = mem.read_u32(VirtAddr(ks.wrapping_add(8))).map_err(e())?;
+    let strtab = mem.read_u64(VirtAddr(ks.wrapping_add(16))).map_err(e())?;
     if num > MAX_MODULE_SYMBOLS {
         return Err(KernelError::Corrupt(format!(
             "module {} claims {num} symbols",
@@ -204,7 +210,7 @@ pub fn symbols(
         module
             .regions
             .iter()
-            .any(|r| a >= r.base && a < r.base + r.size)
+            .any(|r| a >= r.base && a < r.base.saturating_add(r.size))
     };
     let mut out = Vec::new();
     for sym in raw.chunks_exact(24) {
@@ -214,7 +220,7 @@ pub fn symbols(
         if name_off == 0 || !inside(value) {
             continue;
         }
-        let name = read_cstr(mem, strtab + name_off).map_err(e())?;
+        let name = read_cstr(mem, strtab.wrapping_add(name_off)).map_err(e())?;
         // unnamed and mapping symbols ($x, $d) are not symbols to the kernel
         if !name.is_empty() && !name.starts_with('$') {
             out.push((name, value, size));
@@ -227,8 +233,8 @@ pub fn symbols(
             module
                 .regions
                 .iter()
-                .find(|r| s.1 >= r.base && s.1 < r.base + r.size)
-                .map_or(s.1 + s.2, |r| r.base + r.size)
+                .find(|r| s.1 >= r.base && s.1 < r.base.saturating_add(r.size))
+                .map_or(s.1.saturating_add(s.2), |r| r.base.saturating_add(r.size))
         })
         .collect();
     for i in 0..out.len() {
@@ -254,7 +260,7 @@ fn read_cstr(mem: &dyn KernelMemory, at: u64) -> ksw_vmcore::Result<String> {
             break;
         }
         out.extend_from_slice(&b);
-        a += n as u64;
+        a = a.wrapping_add(n as u64);
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -129,6 +129,36 @@ impl Task {
     }
 }
 
+/// The node after `node` (`node->next`), checked as `CONFIG_DEBUG_LIST`
+/// checks it: the next node must point back (`next->prev == node`), so
+/// that a pointer into garbage is not taken for a list entry.
+fn next_of(mem: &dyn KernelMemory, node: u64, what: &str) -> Result<u64> {
+    let read = |at: u64, which: String| {
+        mem.read_u64(VirtAddr(at)).map_err(|e| KernelError::Memory {
+            what: which,
+            source: e,
+        })
+    };
+    let next = read(node, format!("{what}: list node {node:#x}"))?;
+    let back = read(
+        next.wrapping_add(8),
+        format!("{what}: list node {next:#x} (after {node:#x})"),
+    )?;
+    if back != node {
+        return Err(KernelError::Corrupt(format!(
+            "{what}: list node {next:#x} (after {node:#x}) does not point back to it (its prev is {back:#x})"
+        )));
+    }
+    Ok(next)
+}
+
+/// The node before `node` (`node->prev`), checked as [`next_of`] is.
+fn prev_of(mem: &dyn KernelMemory, node: u64) -> Option<u64> {
+    let prev = mem.read_u64(VirtAddr(node.wrapping_add(8))).ok()?;
+    let forth = mem.read_u64(VirtAddr(prev)).ok()?;
+    (forth == node).then_some(prev)
+}
+
 /// The `container_of` addresses along a `list_head` list that starts at
 /// `head`, each minus `member_offset`.
 fn list(mem: &dyn KernelMemory, head: u64, member_offset: u64, what: &str) -> Result<Vec<u64>> {
@@ -136,12 +166,7 @@ fn list(mem: &dyn KernelMemory, head: u64, member_offset: u64, what: &str) -> Re
     let mut out = Vec::new();
     let mut node = head;
     loop {
-        let next = mem
-            .read_u64(VirtAddr(node))
-            .map_err(|e| KernelError::Memory {
-                what: format!("{what}: list node {node:#x}"),
-                source: e,
-            })?;
+        let next = next_of(mem, node, what)?;
         if next == head {
             return Ok(out);
         }
@@ -155,10 +180,11 @@ fn list(mem: &dyn KernelMemory, head: u64, member_offset: u64, what: &str) -> Re
     }
 }
 
-/// The list from `head`; when a node cannot be read, the rest is taken
-/// backwards from the head through `prev` (the second word), so one
-/// excluded page loses only the entries on it. The second value names the
-/// node that could not be read.
+/// The list from `head`; when a node cannot be read or a link is broken
+/// (a node that does not point back), the rest is taken backwards from
+/// the head through `prev` (the second word), so one excluded page or one
+/// bad pointer loses only the entries there. The second value names where
+/// the forward walk stopped.
 fn list_both_ways(
     mem: &dyn KernelMemory,
     head: u64,
@@ -167,10 +193,10 @@ fn list_both_ways(
 ) -> Result<(Vec<u64>, Option<KernelError>)> {
     match list(mem, head, member_offset, what) {
         Ok(v) => Ok((v, None)),
-        Err(e @ KernelError::Memory { .. }) => {
+        Err(e @ (KernelError::Memory { .. } | KernelError::Corrupt(_))) => {
             let mut forward = Vec::new();
             let mut node = head;
-            while let Ok(next) = mem.read_u64(VirtAddr(node)) {
+            while let Ok(next) = next_of(mem, node, what) {
                 if next == head
                     || forward.len() >= MAX_TASKS
                     || forward.contains(&next.wrapping_sub(member_offset))
@@ -180,10 +206,10 @@ fn list_both_ways(
                 forward.push(next.wrapping_sub(member_offset));
                 node = next;
             }
-            // `forward` ends with the node whose `next` could not be read
+            // `forward` ends with the last node whose successor is sound
             let mut backward = Vec::new();
             let mut node = head;
-            while let Ok(prev) = mem.read_u64(VirtAddr(node + 8)) {
+            while let Some(prev) = prev_of(mem, node) {
                 let item = prev.wrapping_sub(member_offset);
                 if prev == head
                     || forward.contains(&item)
@@ -212,12 +238,17 @@ pub fn walk(
 ) -> Result<(Vec<Task>, Vec<String>)> {
     let mut warnings = Vec::new();
     let mut leaders = vec![init];
-    let (rest, err) = list_both_ways(mem, init + l.task_tasks, l.task_tasks, "the process list")?;
+    let (rest, err) = list_both_ways(
+        mem,
+        init.wrapping_add(l.task_tasks),
+        l.task_tasks,
+        "the process list",
+    )?;
     leaders.extend(rest);
     warnings.extend(err.map(|e| e.to_string()));
     let mut out = Vec::new();
     for p in leaders {
-        let signal = match mem.read_u64(VirtAddr(p + l.task_signal)) {
+        let signal = match mem.read_u64(VirtAddr(p.wrapping_add(l.task_signal))) {
             Ok(s) => s,
             Err(e) => {
                 warnings.push(format!("task {p:#x}'s signal: {e}"));
@@ -226,7 +257,7 @@ pub fn walk(
         };
         let (threads, err) = list_both_ways(
             mem,
-            signal + l.signal_thread_head,
+            signal.wrapping_add(l.signal_thread_head),
             l.task_thread_node,
             "a thread list",
         )?;
@@ -256,20 +287,53 @@ mod tests {
         assert_eq!(TaskState::decode(0x40, 0).letter(), 'P');
     }
 
+    /// A `list_head` at `at`: `next`, then `prev`.
+    fn node(
+        mem: ksw_vmcore::RegionMemory,
+        at: u64,
+        next: u64,
+        prev: u64,
+    ) -> ksw_vmcore::RegionMemory {
+        let mut b = next.to_le_bytes().to_vec();
+        b.extend(prev.to_le_bytes());
+        mem.with(VirtAddr(at), b)
+    }
+
     #[test]
-    fn a_looping_list_is_named() {
-        // head at 0x1000 -> 0x2000 -> 0x3000 -> 0x2000 ...
-        let mem = ksw_vmcore::RegionMemory::new()
-            .with(VirtAddr(0x1000), 0x2000u64.to_le_bytes().to_vec())
-            .with(VirtAddr(0x2000), 0x3000u64.to_le_bytes().to_vec())
-            .with(VirtAddr(0x3000), 0x2000u64.to_le_bytes().to_vec());
+    fn a_link_that_does_not_point_back_is_named() {
+        // head 0x1000 <-> 0x2000 <-> 0x3000 <-> head, but 0x3000's next
+        // goes back to 0x2000: following it would loop
+        let mem = ksw_vmcore::RegionMemory::new();
+        let mem = node(mem, 0x1000, 0x2000, 0x3000);
+        let mem = node(mem, 0x2000, 0x3000, 0x1000);
+        let mem = node(mem, 0x3000, 0x2000, 0x2000);
         let e = list(&mem, 0x1000, 0, "the process list").unwrap_err();
-        assert!(e.to_string().contains("loops"), "{e}");
+        assert!(e.to_string().contains("does not point back"), "{e}");
+        let (items, e) = list_both_ways(&mem, 0x1000, 0, "x").unwrap();
+        assert_eq!(items, [0x2000, 0x3000]);
+        assert!(e.is_some());
         let short = ksw_vmcore::RegionMemory::new()
             .with(VirtAddr(0x1000), 0x2000u64.to_le_bytes().to_vec());
         assert!(matches!(
             list(&short, 0x1000, 0, "x"),
             Err(KernelError::Memory { .. })
         ));
+    }
+
+    #[test]
+    fn a_pointer_into_garbage_is_not_an_entry() {
+        // head's next points at two words of garbage; prev is sound
+        let mem = ksw_vmcore::RegionMemory::new();
+        let mem = node(mem, 0x1000, 0x5000, 0x3000);
+        let mem = node(mem, 0x2000, 0x3000, 0x1000);
+        let mem = node(mem, 0x3000, 0x1000, 0x2000);
+        let mem = node(mem, 0x5000, 0xaaaa, 0xbbbb);
+        let (items, e) = list_both_ways(&mem, 0x1000, 0, "the process list").unwrap();
+        assert_eq!(items, [0x2000, 0x3000]);
+        let e = e.expect("the broken link is named").to_string();
+        assert!(
+            e.contains("0x5000") && e.contains("does not point back"),
+            "{e}"
+        );
     }
 }

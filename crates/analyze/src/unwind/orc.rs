@@ -319,12 +319,15 @@ pub fn step(
                 .bytes(at, PT_REGS_SIZE as usize)
                 .or_else(|| {
                     // a partial frame: only the IRET words need be readable
-                    let tail = mem.bytes(at + PT_REGS_IP, (PT_REGS_SIZE - PT_REGS_IP) as usize)?;
+                    let tail = mem.bytes(
+                        at.wrapping_add(PT_REGS_IP),
+                        (PT_REGS_SIZE - PT_REGS_IP) as usize,
+                    )?;
                     let mut b = vec![0u8; PT_REGS_IP as usize];
                     b.extend(tail);
                     Some(b)
                 })
-                .ok_or(OrcStepError::Unreadable(at + PT_REGS_IP))?;
+                .ok_or(OrcStepError::Unreadable(at.wrapping_add(PT_REGS_IP)))?;
             let regs = PtRegs::from_bytes(&bytes).ok_or(OrcStepError::Unreadable(at))?;
             UnwindRegs {
                 ip: regs.0[PtRegs::IP],
@@ -475,6 +478,24 @@ mod tests {
         assert_eq!(n.bp, 104);
         assert!(n.exact_ip);
         assert!(matches!(n.regs, RegsFrame::Full(a, _) if a == base));
+    }
+
+    #[test]
+    fn a_regs_frame_at_the_top_of_the_address_space_is_unreadable() {
+        // found by the orc_step fuzz target: a full pt_regs whose IRET
+        // frame would start past the top of the address space
+        let e = OrcEntry::decode(entry(0, 0, 5, 0, 1), OrcLayout::TypeEnd).unwrap();
+        let s = UnwindRegs {
+            ip: 1,
+            sp: u64::MAX - 8,
+            bp: 0,
+            exact_ip: true,
+            regs: RegsFrame::None,
+        };
+        assert!(matches!(
+            step(&e, &s, &Words(HashMap::new())),
+            Err(OrcStepError::Unreadable(_))
+        ));
     }
 
     #[test]

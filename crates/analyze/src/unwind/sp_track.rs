@@ -21,7 +21,8 @@ const MAX_INSTRUCTIONS: usize = 20_000;
 pub fn cfa_offset_at(code: &[u8], base: u64, pc: u64) -> Option<i64> {
     let mut known: HashMap<u64, i64> = HashMap::new();
     let mut work = VecDeque::from([(base, 8i64)]);
-    let end = base + code.len() as u64;
+    // code ending past the top of the address space is cut there
+    let end = base.saturating_add(code.len() as u64);
     let mut steps = 0;
     while let Some((start, mut offset)) = work.pop_front() {
         if start < base || start >= end {
@@ -124,5 +125,8 @@ mod tests {
         assert_eq!(cfa_offset_at(&code, base, base + 0x10), Some(48));
         assert_eq!(cfa_offset_at(&code, base, base + 0x14), Some(16));
         assert_eq!(cfa_offset_at(&code, base, 0x2000), None);
+        // found by the sp_track fuzz target: code at the top of the
+        // address space
+        assert_eq!(cfa_offset_at(&code, u64::MAX - 4, u64::MAX - 4), Some(8));
     }
 }

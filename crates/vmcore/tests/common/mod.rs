@@ -29,7 +29,7 @@ pub fn series() -> Vec<String> {
 }
 
 /// One run of the fixture matrix, as `standard_runs()` in
-/// testdata/pipeline/scenarios.py defines it.
+/// testdata/pipeline/matrix.py defines it.
 #[derive(Debug, Clone)]
 pub struct Expected {
     pub series: String,
@@ -62,9 +62,9 @@ impl Expected {
 pub fn expected_matrix() -> Vec<Expected> {
     const PRINT: &str = "import json, sys\n\
         sys.path.insert(0, 'testdata/pipeline')\n\
-        import scenarios\n\
+        import matrix\n\
         print(json.dumps([[s, r.name, r.script, r.mode, bool(r.raw_vmcore)]\n\
-            for s in sys.argv[1:] for r in scenarios.standard_runs(s)]))";
+            for s in sys.argv[1:] for r in matrix.standard_runs(s)]))";
     let series = series();
     let out = Command::new("python3")
         .arg("-c")
@@ -75,7 +75,7 @@ pub fn expected_matrix() -> Vec<Expected> {
         .expect("run python3 to read the fixture matrix");
     assert!(
         out.status.success(),
-        "reading standard_runs() from testdata/pipeline/scenarios.py failed: {}",
+        "reading standard_runs() from testdata/pipeline/matrix.py failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: Vec<(String, String, String, String, bool)> =
