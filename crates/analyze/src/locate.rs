@@ -103,8 +103,8 @@ pub fn find_vmlinux(root: &Path, expected: &Expected) -> Result<PathBuf> {
         })
 }
 
-/// All kernel module files (`.ko`, `.ko.xz`) under the standard module
-/// directories of `release`, debug copies first.
+/// The standard module directories of `release`, debug copies first
+/// (module files there: `.ko`, `.ko.xz`, `.ko.zst`).
 pub fn module_dirs(root: &Path, release: &str) -> Vec<PathBuf> {
     vec![
         root.join(format!("usr/lib/debug/lib/modules/{release}")),
@@ -144,13 +144,14 @@ pub fn module_files(dir: &Path) -> Vec<PathBuf> {
 
 fn is_module_file(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.ends_with(".ko") || name.ends_with(".ko.xz")
+    name.ends_with(".ko") || name.ends_with(".ko.xz") || name.ends_with(".ko.zst")
 }
 
 /// The module file called `name` (with or without `.ko`) under `dirs`.
 pub fn find_module(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     let stem = name
         .trim_end_matches(".xz")
+        .trim_end_matches(".zst")
         .trim_end_matches(".ko")
         .replace('-', "_");
     for dir in dirs {
@@ -158,6 +159,7 @@ pub fn find_module(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
             let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let file_stem = file
                 .trim_end_matches(".xz")
+                .trim_end_matches(".zst")
                 .trim_end_matches(".ko")
                 .replace('-', "_");
             if file_stem == stem {
@@ -168,8 +170,23 @@ pub fn find_module(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     None
 }
 
-/// Open a debug file, decompressing `.xz`.
+/// Open a debug file, decompressing `.xz` and `.zst`.
 pub fn open(path: &Path) -> Result<DebugFile> {
+    if path.extension().and_then(|e| e.to_str()) == Some("zst") {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut decoder = ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file))
+            .map_err(|e| Error::Malformed {
+                path: path.to_path_buf(),
+                what: format!("cannot decompress: {e}"),
+            })?;
+        let mut bytes = Vec::new();
+        decoder.read_to_end(&mut bytes).map_err(io)?;
+        return Ok(DebugFile::from_bytes(path, bytes));
+    }
     if path.extension().and_then(|e| e.to_str()) == Some("xz") {
         let io = |source| Error::Io {
             path: path.to_path_buf(),

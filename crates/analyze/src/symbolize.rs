@@ -1,14 +1,21 @@
-//! Source positions for kernel addresses, from a debug file's DWARF.
+//! Source positions for kernel addresses, from debug files' DWARF.
 //!
-//! The physical frames of a trace come from memory (kallsyms, ORC); a
-//! debug vmlinux only adds to them: `file:line` and the chain of inlined
-//! functions at each pc (through the addr2line crate). The file is
-//! accepted only when its build ID is the dump's, and addresses are moved
-//! back by the KASLR offset before lookup.
+//! The physical frames of a trace come from memory (kallsyms, ORC); debug
+//! files only add to them: `file:line` and the chain of inlined functions
+//! at each pc (through the addr2line crate). A debug vmlinux is accepted
+//! only when its build ID is the dump's, and addresses are moved back by
+//! the KASLR offset before lookup. A module's `.ko` is accepted only when
+//! its build ID is the one the module has in memory, and its DWARF is
+//! relocated with the section addresses the kernel chose
+//! ([`ModuleDebugFile`]).
 
 use std::path::{Path, PathBuf};
 
+use ksw_vmcore::VirtAddr;
 use object::{Object, ObjectSection};
+
+use crate::elf::{DebugFile, ElfImage};
+use crate::kernel::KernelModel;
 
 /// One level of the inline chain at a pc.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -120,27 +127,10 @@ impl VmlinuxSource {
     /// entry is the physical function. Empty when DWARF does not cover it.
     pub fn positions(&self, pc: u64) -> Vec<SourcePosition> {
         let probe = pc.wrapping_sub(self.kaslr_offset);
-        let mut out = Vec::new();
-        let Ok(mut frames) = self.loader.find_frames(probe) else {
-            return out;
-        };
-        while let Ok(Some(f)) = frames.next() {
-            let function = f
-                .function
-                .as_ref()
-                .and_then(|n| n.raw_name().ok())
-                .map(|n| n.into_owned());
-            out.push(SourcePosition {
-                function,
-                file: f.location.as_ref().and_then(|l| l.file).map(str::to_string),
-                line: f.location.as_ref().and_then(|l| l.line),
-                inlined: true,
-            });
-        }
-        if let Some(last) = out.last_mut() {
-            last.inlined = false;
-        }
-        out
+        self.loader
+            .find_frames(probe)
+            .map(chain)
+            .unwrap_or_default()
     }
 }
 
@@ -154,4 +144,168 @@ pub fn annotate(trace: &mut crate::unwind::Trace, source: &VmlinuxSource) {
             f.source = source.positions(pc);
         }
     }
+}
+
+/// A module's debug file (`.ko`, `.ko.xz`), matched by build ID to the
+/// module in memory, with the addresses of its sections there.
+pub struct ModuleDebugFile {
+    /// The module's name.
+    pub module: String,
+    /// The file.
+    pub path: PathBuf,
+    file: DebugFile,
+    placed: Vec<(String, VirtAddr)>,
+}
+
+impl std::fmt::Debug for ModuleDebugFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleDebugFile")
+            .field("module", &self.module)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The debug files of the modules loaded in `model`, looked up by name in
+/// `dirs` (see [`crate::locate::find_module`]). A file whose build ID is
+/// not the module's in memory is refused, with both IDs in the returned
+/// notes; so is a module whose section addresses cannot be read.
+pub fn module_debug_files(
+    model: &KernelModel<'_>,
+    dirs: &[PathBuf],
+) -> (Vec<ModuleDebugFile>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    for m in model.modules() {
+        let Some(path) = crate::locate::find_module(dirs, &m.name) else {
+            continue;
+        };
+        let sections =
+            match crate::kernel::modules::sections(model.memory(), &model.layout().module, m) {
+                Ok(s) if !s.is_empty() => s,
+                Ok(_) => {
+                    notes.push(format!(
+                        "module {}: the kernel keeps no section addresses, so {} cannot be placed",
+                        m.name,
+                        path.display()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    notes.push(format!("module {}: {e}", m.name));
+                    continue;
+                }
+            };
+        let file = match crate::locate::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                notes.push(format!("module {}: {e}", m.name));
+                continue;
+            }
+        };
+        let on_disk = ElfImage::parse(&file)
+            .ok()
+            .and_then(|i| i.build_id().map(hex));
+        let in_memory =
+            crate::kernel::modules::build_id(model.memory(), &sections).map(|b| hex(&b));
+        match (on_disk, in_memory) {
+            (Some(d), Some(m_id)) if d != m_id => {
+                notes.push(format!(
+                    "module {}: {} is another build (its build ID is {d}, the loaded module's is {m_id}); its frames get no source lines",
+                    m.name,
+                    path.display()
+                ));
+                continue;
+            }
+            (_, None) => notes.push(format!(
+                "module {}: no build ID in memory to check {} against; used as is",
+                m.name,
+                path.display()
+            )),
+            _ => {}
+        }
+        let placed = sections
+            .into_iter()
+            .map(|(n, a)| (n, VirtAddr(a)))
+            .collect();
+        files.push(ModuleDebugFile {
+            module: m.name.clone(),
+            path,
+            file,
+            placed,
+        });
+    }
+    (files, notes)
+}
+
+/// Adds source positions to the module frames of `trace` whose module
+/// has a file in `files`. A file whose DWARF cannot be read is named in
+/// the returned notes.
+pub fn annotate_modules(
+    trace: &mut crate::unwind::Trace,
+    files: &[ModuleDebugFile],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for f in files {
+        let wanted = |fr: &crate::unwind::Frame| {
+            fr.symbol.as_ref().and_then(|s| s.module.as_deref()) == Some(f.module.as_str())
+        };
+        if !trace.frames.iter().any(wanted) {
+            continue;
+        }
+        let placed: Vec<(&str, VirtAddr)> =
+            f.placed.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        let positions = ElfImage::parse_loaded(&f.file, &placed).and_then(|image| {
+            let sections = crate::dwarf::DebugSections::load(&image)?;
+            let dwarf = sections.dwarf()?;
+            let context = addr2line::Context::from_dwarf(dwarf).map_err(|e| sections.err(e))?;
+            let mut out = Vec::new();
+            for (i, fr) in trace.frames.iter().enumerate() {
+                if wanted(fr) {
+                    let pc = if fr.exact {
+                        fr.pc
+                    } else {
+                        fr.pc.wrapping_sub(1)
+                    };
+                    let found = context.find_frames(pc).skip_all_loads();
+                    out.push((i, found.map(chain).unwrap_or_default()));
+                }
+            }
+            Ok(out)
+        });
+        match positions {
+            Ok(list) => {
+                for (i, p) in list {
+                    trace.frames[i].source = p;
+                }
+            }
+            Err(e) => notes.push(format!("module {}: {}: {e}", f.module, f.path.display())),
+        }
+    }
+    notes
+}
+
+/// An addr2line frame iterator as a chain of positions, innermost first.
+fn chain<R: gimli::Reader>(mut frames: addr2line::FrameIter<'_, R>) -> Vec<SourcePosition> {
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = frames.next() {
+        out.push(SourcePosition {
+            function: f
+                .function
+                .as_ref()
+                .and_then(|n| n.raw_name().ok())
+                .map(|n| n.into_owned()),
+            file: f.location.as_ref().and_then(|l| l.file).map(str::to_string),
+            line: f.location.as_ref().and_then(|l| l.line),
+            inlined: true,
+        });
+    }
+    if let Some(last) = out.last_mut() {
+        last.inlined = false;
+    }
+    out
 }

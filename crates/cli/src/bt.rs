@@ -96,6 +96,29 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
             symbolize::annotate(&mut t.trace, source);
         }
     }
+    // the modules' own .ko files: the flags', the release's, the dump's
+    let mut dirs = args.module_dir.clone();
+    if let Some(release) = dump.vmcoreinfo().and_then(|i| i.osrelease.as_deref()) {
+        dirs.extend(ksw_analyze::locate::module_dirs(
+            std::path::Path::new("/"),
+            release,
+        ));
+    }
+    if let Some(parent) = args.dump.parent() {
+        dirs.push(if parent.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            parent.to_path_buf()
+        });
+    }
+    let (files, notes) = symbolize::module_debug_files(&model, &dirs);
+    let mut notes = notes;
+    for t in &mut traces {
+        notes.extend(symbolize::annotate_modules(&mut t.trace, &files));
+    }
+    for n in &notes {
+        eprintln!("ksw: note: {n}");
+    }
     if args.json {
         return Ok(serde_json::to_string_pretty(&traces)? + "\n");
     }

@@ -99,6 +99,13 @@ pub(crate) struct BtArgs {
     /// themselves come from the dump either way.
     #[arg(long, value_name = "FILE")]
     pub(crate) vmlinux: Option<PathBuf>,
+    /// A directory with the loaded modules' .ko files (.ko, .ko.xz,
+    /// .ko.zst; searched recursively; repeatable), besides
+    /// /lib/modules/RELEASE and the dump's own directory: each is checked
+    /// by build ID against the module in memory and adds file:line to its
+    /// frames.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) module_dir: Vec<PathBuf>,
 }
 
 /// Arguments of `ksw resolve`.

@@ -543,3 +543,159 @@ fn vmlinux_adds_lines_and_inlines_but_never_changes_the_frames() {
     assert!(compared > 500, "{compared} frames compared");
     eprintln!("{compared} frames agree with binutils addr2line");
 }
+
+/// binutils' view of a `.ko` function's source line: `readelf` gives the
+/// function's section and offset in it, `addr2line -j SECTION` the line
+/// at an offset (binutils relocates the relocatable file's DWARF itself).
+fn ko_line(ko: &std::path::Path, function: &str, offset: u64) -> String {
+    let readelf = |arg: &str| {
+        let out = Command::new("readelf")
+            .args([arg, "-W"])
+            .arg(ko)
+            .output()
+            .expect("run readelf");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // "  131: 00000000000003f5    24 FUNC    LOCAL  DEFAULT    9 ksw_panic_work"
+    let (start, index) = readelf("-s")
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 8 && f[3] == "FUNC" && f[7] == function)
+                .then(|| Some((u64::from_str_radix(f[1], 16).ok()?, f[6].to_string())))?
+        })
+        .unwrap_or_else(|| panic!("{function} not in readelf -s {}", ko.display()));
+    // "  [ 9] .text.unlikely    PROGBITS ..."
+    let section = readelf("-S")
+        .lines()
+        .find_map(|l| {
+            let (num, rest) = l.trim_start().strip_prefix('[')?.split_once(']')?;
+            (num.trim() == index).then(|| rest.split_whitespace().next().map(str::to_string))?
+        })
+        .unwrap_or_else(|| panic!("no section {index} in {}", ko.display()));
+    let out = Command::new("addr2line")
+        .arg("-e")
+        .arg(ko)
+        .args(["-j", &section, &format!("{:#x}", start + offset)])
+        .output()
+        .expect("run addr2line");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .split(" (discriminator")
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn module_frames_get_lines_from_their_ko_checked_by_build_id() {
+    let Some(root) = fixtures() else { return };
+    let mut compared = 0;
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("kstackwatch-panic");
+        let modules = dir.join("modules");
+        let dump = dir.join("dump.kdump-zlib");
+        let v = ksw_json(&["bt", "--module-dir", modules.to_str().unwrap()], &dump);
+        let bare = ksw_json(&["bt"], &dump);
+        for (f, b) in v[0]["trace"]["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(bare[0]["trace"]["frames"].as_array().unwrap())
+        {
+            assert_eq!(f["pc"], b["pc"], "{series}: the .ko changed the frames");
+            let Some(module) = f["symbol"]["module"].as_str() else {
+                continue;
+            };
+            let source = f["source"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{series}: no lines for {f}"));
+            let own = source.last().unwrap();
+            let name = f["symbol"]["name"].as_str().unwrap();
+            // the frame's pc as an offset into its function (a return
+            // address belongs to the call before it)
+            let offset =
+                f["symbol"]["offset"].as_u64().unwrap() - u64::from(!f["exact"].as_bool().unwrap());
+            let want = ko_line(&modules.join(format!("{module}.ko")), name, offset);
+            let got = format!(
+                "{}:{}",
+                own["file"].as_str().unwrap(),
+                own["line"].as_u64().unwrap()
+            );
+            assert_eq!(got, want, "{series}: {name}");
+            compared += 1;
+        }
+        // another build's .ko is refused, naming both build IDs
+        let other = root
+            .join(if series == "6.1" { "6.12" } else { "6.1" })
+            .join("kstackwatch-panic/modules");
+        let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .args(["bt", "--json", "--module-dir"])
+            .arg(&other)
+            .arg(&dump)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is another build (its build ID is"),
+            "{series}: {err}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            v[0]["trace"]["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["source"].is_null()),
+            "{series}"
+        );
+    }
+    assert!(compared >= 4, "{compared} module frames compared");
+}
+
+#[test]
+fn return_addresses_taken_by_the_exit_probe_are_recovered() {
+    // kstackwatch's exit hook (a kretprobe on 6.1, an fprobe on 6.12, both
+    // rethook) replaces the watched function's return address with its
+    // trampoline; the victim, asleep inside the function at the panic,
+    // must still unwind to its real caller (ksw_test.c: ksw_test_silent
+    // calls silent_corruption_victim) and on to the syscall
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let v = ksw_json(
+            &["bt", "--all"],
+            &root.join(series).join("kstackwatch-panic/dump.kdump-zlib"),
+        );
+        let victim = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| {
+                t["trace"]["frames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["symbol"]["name"] == "silent_corruption_victim")
+            })
+            .unwrap_or_else(|| panic!("{series}: no task in silent_corruption_victim"));
+        let frames = victim["trace"]["frames"].as_array().unwrap();
+        let at = frames
+            .iter()
+            .position(|f| f["symbol"]["name"] == "silent_corruption_victim")
+            .unwrap();
+        let caller = &frames[at + 1];
+        assert_eq!(
+            caller["symbol"]["name"], "ksw_test_silent",
+            "{series}: {caller}"
+        );
+        assert_eq!(caller["recovered"], true, "{series}: {caller}");
+        assert_eq!(
+            victim["trace"]["stop"]["reason"], "user-mode",
+            "{series}: {}",
+            victim["trace"]["stop"]
+        );
+    }
+}

@@ -41,6 +41,39 @@ pub struct ModuleLayout {
     pub num_orcs: u64,
     /// Where the memory regions are.
     pub regions: ModuleRegions,
+    /// Where the section addresses are (`mod->sect_attrs`), when the
+    /// kernel keeps them (`CONFIG_KALLSYMS` and sysfs).
+    pub sections: Option<SectionAttrsLayout>,
+}
+
+/// Offsets of the rethook list (see [`KernelLayout::rethook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RethookLayout {
+    /// `task_struct.rethooks` (an `llist_head`).
+    pub task_rethooks: u64,
+    /// `rethook_node.llist`.
+    pub llist: u64,
+    /// `rethook_node.ret_addr`.
+    pub ret_addr: u64,
+    /// `rethook_node.frame`.
+    pub frame: u64,
+}
+
+/// Offsets of `struct module_sect_attrs` and its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionAttrsLayout {
+    /// `module.sect_attrs`.
+    pub sect_attrs: u64,
+    /// `module_sect_attrs.nsections`.
+    pub nsections: u64,
+    /// `module_sect_attrs.attrs` (the array).
+    pub attrs: u64,
+    /// `sizeof(struct module_sect_attr)`.
+    pub attr_size: u64,
+    /// `module_sect_attr.battr.attr.name`.
+    pub name: u64,
+    /// `module_sect_attr.address`.
+    pub address: u64,
 }
 
 /// Where a module's memory regions are described.
@@ -138,6 +171,10 @@ pub struct KernelLayout {
     pub exception_stacks: Vec<(String, u64, u64)>,
     /// `rq.idle`: each CPU's idle task (not on the task list).
     pub rq_idle: u64,
+    /// With `CONFIG_RETHOOK`: `task_struct.rethooks`, and
+    /// `rethook_node.llist`, `.ret_addr` and `.frame` (where kretprobes
+    /// and fprobes keep the return addresses they replaced).
+    pub rethook: Option<RethookLayout>,
     /// 6.2+: `pcpu_hot.current_task` and `pcpu_hot.hardirq_stack_ptr`
     /// (before, they are per-CPU variables of their own).
     pub pcpu_hot: Option<(u64, u64)>,
@@ -213,6 +250,26 @@ impl KernelLayout {
                 text_size: r.off("module_layout", "text_size")?,
             },
         };
+        let rethook = match btf.find_struct("rethook_node") {
+            Some(_) => Some(RethookLayout {
+                task_rethooks: r.off("task_struct", "rethooks")?,
+                llist: r.off("rethook_node", "llist")?,
+                ret_addr: r.off("rethook_node", "ret_addr")?,
+                frame: r.off("rethook_node", "frame")?,
+            }),
+            None => None,
+        };
+        let sections = match btf.find_struct("module_sect_attr") {
+            Some(attr) => Some(SectionAttrsLayout {
+                sect_attrs: r.off("module", "sect_attrs")?,
+                nsections: r.off("module_sect_attrs", "nsections")?,
+                attrs: r.off("module_sect_attrs", "attrs")?,
+                attr_size: btf.size_of(attr).map_err(layout_err)?,
+                name: r.off("module_sect_attr", "battr.attr.name")?,
+                address: r.off("module_sect_attr", "address")?,
+            }),
+            None => None,
+        };
         let module = ModuleLayout {
             list: r.off("module", "list")?,
             name: r.off("module", "name")?,
@@ -222,6 +279,7 @@ impl KernelLayout {
             orc: r.off("module", "arch.orc_unwind")?,
             num_orcs: r.off("module", "arch.num_orcs")?,
             regions,
+            sections,
         };
         let mut layout = Self {
             task_tasks: r.off("task_struct", "tasks")?,
@@ -238,6 +296,7 @@ impl KernelLayout {
             task_thread_node: r.off("task_struct", "thread_node")?,
             signal_thread_head: r.off("signal_struct", "thread_head")?,
             rq_idle: r.off("rq", "idle")?,
+            rethook,
             frame_bp: r.off("inactive_task_frame", "bp")?,
             frame_ret_addr: r.off("inactive_task_frame", "ret_addr")?,
             frame_size: btf.size_of(frame).map_err(layout_err)?,

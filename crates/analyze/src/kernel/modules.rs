@@ -264,3 +264,66 @@ fn read_cstr(mem: &dyn KernelMemory, at: u64) -> ksw_vmcore::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
+
+/// More sections than a module has.
+const MAX_SECTIONS: u32 = 4096;
+
+/// A module's sections and where the kernel put them (`mod->sect_attrs`,
+/// what `/sys/module/NAME/sections/` shows). Empty when the kernel keeps
+/// no section attributes.
+pub fn sections(
+    mem: &dyn KernelMemory,
+    l: &ModuleLayout,
+    module: &Module,
+) -> Result<Vec<(String, u64)>> {
+    let Some(s) = &l.sections else {
+        return Ok(Vec::new());
+    };
+    let e = || mem_err(format!("module {}'s section attributes", module.name));
+    let attrs = mem
+        .read_u64(VirtAddr(module.address.wrapping_add(s.sect_attrs)))
+        .map_err(e())?;
+    if attrs == 0 {
+        return Ok(Vec::new());
+    }
+    let n = mem
+        .read_u32(VirtAddr(attrs.wrapping_add(s.nsections)))
+        .map_err(e())?;
+    if n > MAX_SECTIONS {
+        return Err(KernelError::Corrupt(format!(
+            "module {} claims {n} sections",
+            module.name
+        )));
+    }
+    let mut out = Vec::new();
+    for i in 0..u64::from(n) {
+        // values from the dump: wrap rather than overflow
+        let at = attrs.wrapping_add(s.attrs).wrapping_add(i * s.attr_size);
+        let name = mem
+            .read_u64(VirtAddr(at.wrapping_add(s.name)))
+            .map_err(e())?;
+        let address = mem
+            .read_u64(VirtAddr(at.wrapping_add(s.address)))
+            .map_err(e())?;
+        out.push((read_cstr(mem, name).map_err(e())?, address));
+    }
+    Ok(out)
+}
+
+/// The GNU build ID in a module's `.note.gnu.build-id` section, read
+/// from memory.
+pub fn build_id(mem: &dyn KernelMemory, sections: &[(String, u64)]) -> Option<Vec<u8>> {
+    let &(_, at) = sections.iter().find(|(n, _)| n == ".note.gnu.build-id")?;
+    let head = mem.read_vec(VirtAddr(at), 12).ok()?;
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let (namesz, descsz, kind) = (word(0), word(4), word(8));
+    // NT_GNU_BUILD_ID, "GNU\0", a sane length
+    if kind != 3 || namesz != 4 || !(8..=64).contains(&descsz) {
+        return None;
+    }
+    let name = mem.read_vec(VirtAddr(at.wrapping_add(12)), 4).ok()?;
+    (name == b"GNU\0").then(|| {
+        mem.read_vec(VirtAddr(at.wrapping_add(16)), descsz as usize)
+            .ok()
+    })?
+}

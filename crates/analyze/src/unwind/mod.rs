@@ -43,6 +43,10 @@ pub struct Frame {
     /// True when the caller was found by tracking SP through the
     /// function's code, because ORC has no rule at this pc.
     pub derived: bool,
+    /// True when `pc` was not on the stack but recovered: a kretprobe or
+    /// fprobe had replaced the return address with its trampoline, and
+    /// kept the original in the task's rethook list.
+    pub recovered: bool,
     /// With debug info: the inline chain at `pc`, innermost first (see
     /// [`crate::symbolize`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -150,15 +154,14 @@ pub struct Start {
     pub cpu: Option<u32>,
     /// The task's stack bounds, if known.
     pub task_stack: Option<(u64, u64)>,
+    /// The task's `task_struct`, if known (for return addresses that
+    /// kretprobes or fprobes replaced).
+    pub task: Option<u64>,
 }
 
 /// A start from a full register set (a CPU's `crash_notes`, a catch
 /// record's `pt_regs`).
-pub fn start_from_registers(
-    regs: PtRegs,
-    cpu: Option<u32>,
-    task_stack: Option<(u64, u64)>,
-) -> Start {
+pub fn start_from_registers(regs: PtRegs, cpu: Option<u32>, task: Option<&Task>) -> Start {
     Start {
         regs: UnwindRegs {
             ip: regs.0[PtRegs::IP],
@@ -168,7 +171,8 @@ pub fn start_from_registers(
             regs: RegsFrame::Full(0, regs),
         },
         cpu,
-        task_stack,
+        task_stack: task.map(Task::stack_range),
+        task: task.map(|t| t.address),
     }
 }
 
@@ -193,7 +197,33 @@ pub fn start_from_task(model: &KernelModel<'_>, task: &Task) -> Result<Start, ks
         },
         cpu: Some(task.cpu),
         task_stack: Some(task.stack_range()),
+        task: Some(task.address),
     })
+}
+
+/// More rethook nodes than a task has; the list is corrupt beyond.
+const MAX_RETHOOKS: usize = 4096;
+
+/// The return address a kretprobe or fprobe saved when it replaced the
+/// one in the stack slot at `slot` with its trampoline, from `task`'s
+/// rethook list (nodes record the slot as `frame`).
+fn rethook_return_address(model: &KernelModel<'_>, task: u64, slot: u64) -> Option<u64> {
+    let l = model.layout().rethook?;
+    let mem = model.memory();
+    let mut node = mem
+        .read_u64(VirtAddr(task.wrapping_add(l.task_rethooks)))
+        .ok()?;
+    for _ in 0..MAX_RETHOOKS {
+        if node == 0 {
+            return None;
+        }
+        let at = node.wrapping_sub(l.llist);
+        if mem.read_u64(VirtAddr(at.wrapping_add(l.frame))).ok()? == slot {
+            return mem.read_u64(VirtAddr(at.wrapping_add(l.ret_addr))).ok();
+        }
+        node = mem.read_u64(VirtAddr(node)).ok()?;
+    }
+    None
 }
 
 struct Words<'a>(&'a dyn KernelMemory);
@@ -217,6 +247,8 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
         .stacks()
         .classify(state.sp, start.cpu, start.task_stack);
     let mut regs_at = None;
+    let mut recovered = false;
+    let trampoline = model.symbols().address_of("arch_rethook_trampoline");
     let stop = loop {
         if frames.len() >= MAX_FRAMES {
             break StopReason::TooManyFrames;
@@ -241,6 +273,7 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
             stack: kind.clone(),
             regs_at,
             derived: false,
+            recovered,
             source: Vec::new(),
         });
         let mut entry = match model.orc().find(pc) {
@@ -266,7 +299,7 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
             },
             _ => {}
         }
-        let next = match orc::step(&entry, &state, &words) {
+        let mut next = match orc::step(&entry, &state, &words) {
             Ok(n) => n,
             Err(OrcStepError::Unreadable(addr)) => break StopReason::UnreadableStack { addr },
             Err(OrcStepError::RegisterUnknown(_)) => {
@@ -309,6 +342,16 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
                     next_sp: next.sp,
                 };
             }
+        }
+        // a return address replaced by a kretprobe or fprobe
+        recovered = false;
+        if next.regs == RegsFrame::None
+            && Some(next.ip) == trampoline
+            && let Some(task) = start.task
+            && let Some(ret) = rethook_return_address(model, task, next.sp.wrapping_sub(8))
+        {
+            next.ip = ret;
+            recovered = true;
         }
         if !is_kernel(next.ip) {
             break StopReason::NotKernelText { pc: next.ip };
@@ -412,7 +455,7 @@ pub fn trace_cpu(model: &KernelModel<'_>, cpu: u32) -> Result<TaskTrace, TraceEr
     let task = current.and_then(|a| Task::read(model.memory(), model.layout(), a).ok());
     let mut pt = [0u64; 21];
     pt.copy_from_slice(&regs.registers.0[..21]);
-    let start = start_from_registers(PtRegs(pt), Some(cpu), task.as_ref().map(Task::stack_range));
+    let start = start_from_registers(PtRegs(pt), Some(cpu), task.as_ref());
     Ok(TaskTrace {
         task,
         cpu: Some(cpu),
@@ -465,7 +508,7 @@ pub fn trace_catch(
         r.di, r.orig_ax, r.ip, r.cs, r.flags, r.sp, r.ss,
     ]);
     let task = Task::read(model.memory(), model.layout(), catch.writer_task).ok();
-    let start = start_from_registers(regs, Some(catch.cpu), task.as_ref().map(Task::stack_range));
+    let start = start_from_registers(regs, Some(catch.cpu), task.as_ref());
     TaskTrace {
         task,
         cpu: Some(catch.cpu),
