@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result, bail};
 use ksw_analyze::kernel::{KernelModel, Task};
 use ksw_analyze::symbolize::{self, VmlinuxSource};
-use ksw_analyze::unwind::{self, TaskTrace, TraceOrigin};
+use ksw_analyze::unwind::{self, CallerRule, TaskTrace, TraceOrigin};
 use ksw_vmcore::{Dump, OpenOptions};
 
 use crate::flags::{BtArgs, DumpArgs};
@@ -180,10 +180,12 @@ fn render_trace(o: &mut String, t: &TaskTrace) {
             .find(|p| !p.inlined)
             .map(position)
             .unwrap_or_default();
-        let derived = if f.derived {
-            "  [caller found by SP tracking: no ORC here]"
-        } else {
-            ""
+        let derived = match f.caller_rule {
+            CallerRule::Orc => "",
+            CallerRule::SpTracking => "  [caller found by SP tracking: no ORC here]",
+            CallerRule::FramePointerGuess => {
+                "  [caller GUESSED from the frame pointer: no ORC here]"
+            }
         };
         match &f.symbol {
             Some(s) => {

@@ -40,9 +40,8 @@ pub struct Frame {
     pub stack: StackKind,
     /// The address of the `pt_regs` this frame was entered through.
     pub regs_at: Option<u64>,
-    /// True when the caller was found by tracking SP through the
-    /// function's code, because ORC has no rule at this pc.
-    pub derived: bool,
+    /// How this frame's caller was found.
+    pub caller_rule: CallerRule,
     /// True when `pc` was not on the stack but recovered: a kretprobe or
     /// fprobe had replaced the return address with its trampoline, and
     /// kept the original in the task's rethook list.
@@ -272,32 +271,37 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
             symbol,
             stack: kind.clone(),
             regs_at,
-            derived: false,
+            caller_rule: CallerRule::Orc,
             recovered,
             source: Vec::new(),
         });
-        let mut entry = match model.orc().find(pc) {
-            None => break StopReason::NoUnwindInfo { pc: state.ip },
+        // ORC first; where it has nothing, SP tracking through the
+        // function's code; where that fails too, a frame-pointer guess
+        let (orc_entry, covered) = match model.orc().find(pc) {
+            None => (None, false),
             Some(Err(e)) => {
                 break StopReason::BadUnwindInfo {
                     pc: state.ip,
                     detail: e.to_string(),
                 };
             }
-            Some(Ok(e)) => e,
+            Some(Ok(e)) if e.kind == OrcFrameKind::EndOfStack => break StopReason::EndOfStack,
+            Some(Ok(e)) if e.kind == OrcFrameKind::Undefined => (None, true),
+            Some(Ok(e)) => (Some(e), true),
         };
-        match entry.kind {
-            OrcFrameKind::EndOfStack => break StopReason::EndOfStack,
-            OrcFrameKind::Undefined => match func.and_then(|f| derived_entry(model, f, pc)) {
-                Some(e) => {
-                    if let Some(f) = frames.last_mut() {
-                        f.derived = true;
-                    }
-                    entry = e;
-                }
-                None => break StopReason::UndefinedUnwindInfo { pc: state.ip },
+        let (entry, rule) = match orc_entry {
+            Some(e) => (e, CallerRule::Orc),
+            None => match func.and_then(|f| derived_entry(model, f, pc)) {
+                Some(e) => (e, CallerRule::SpTracking),
+                // objtool said "undefined": not frame-pointer code either
+                None if covered => break StopReason::UndefinedUnwindInfo { pc: state.ip },
+                // code with a symbol but no table (a module without ORC)
+                None if func.is_some() => (FRAME_POINTER_GUESS, CallerRule::FramePointerGuess),
+                None => break StopReason::NoUnwindInfo { pc: state.ip },
             },
-            _ => {}
+        };
+        if let Some(f) = frames.last_mut() {
+            f.caller_rule = rule;
         }
         let mut next = match orc::step(&entry, &state, &words) {
             Ok(n) => n,
@@ -365,6 +369,32 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
     };
     Trace { frames, stop }
 }
+
+/// How a frame's caller was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallerRule {
+    /// The kernel's ORC entry for the pc.
+    Orc,
+    /// ORC has no rule here (objtool left it undefined, or no table
+    /// covers the pc): SP was tracked through the function's code.
+    SpTracking,
+    /// Neither: the frame-pointer convention was assumed (`push %rbp;
+    /// mov %rsp,%rbp`), which kernels built without frame pointers do
+    /// not follow. A guess.
+    FramePointerGuess,
+}
+
+/// The frame-pointer convention as an unwind rule: CFA = rbp + 16, the
+/// caller's rbp saved at CFA - 16.
+const FRAME_POINTER_GUESS: orc::OrcEntry = orc::OrcEntry {
+    sp_offset: 16,
+    bp_offset: -16,
+    sp_reg: orc::OrcReg::Bp,
+    bp_reg: orc::OrcReg::PrevSp,
+    kind: OrcFrameKind::Call,
+    signal: false,
+};
 
 /// A call-frame rule for `pc` in the function `(start, size)`, from SP
 /// tracking over its code (see [`sp_track`]).
@@ -514,5 +544,37 @@ pub fn trace_catch(
         cpu: Some(catch.cpu),
         origin: TraceOrigin::CatchRecord,
         trace: unwind(model, start),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Stack(Vec<(u64, u64)>);
+
+    impl StackWords for Stack {
+        fn word(&self, addr: u64) -> Option<u64> {
+            self.0.iter().find(|(a, _)| *a == addr).map(|(_, v)| *v)
+        }
+        fn bytes(&self, _: u64, _: usize) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_frame_pointer_guess_follows_the_rbp_chain() {
+        // push %rbp; mov %rsp,%rbp: saved rbp at rbp, return address above
+        let stack = Stack(vec![(0x1000, 0x2000), (0x1008, 0xffff_ffff_8100_1234)]);
+        let s = UnwindRegs {
+            ip: 0xffff_ffff_8100_0000,
+            sp: 0xff0,
+            bp: 0x1000,
+            exact_ip: true,
+            regs: RegsFrame::None,
+        };
+        let n = orc::step(&FRAME_POINTER_GUESS, &s, &stack).unwrap();
+        assert_eq!((n.ip, n.sp, n.bp), (0xffff_ffff_8100_1234, 0x1010, 0x2000));
+        assert!(!n.exact_ip);
     }
 }
