@@ -28,6 +28,7 @@ pub mod elf;
 mod error;
 mod index;
 pub mod kernel;
+pub mod locals;
 pub mod locate;
 mod orc;
 mod register;

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 use ksw_analyze::kernel::{KernelModel, Task};
+use ksw_analyze::locals::VariableValue;
 use ksw_analyze::symbolize::{self, VmlinuxSource};
 use ksw_analyze::unwind::{self, CallerRule, TaskTrace, TraceOrigin};
 use ksw_vmcore::{Dump, OpenOptions};
@@ -94,6 +95,20 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
     if let Some(source) = &source {
         for t in &mut traces {
             symbolize::annotate(&mut t.trace, source);
+        }
+    }
+    if let (true, Some(path)) = (args.verbose, &args.vmlinux) {
+        let file = ksw_analyze::locate::open(path)?;
+        let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
+        for t in &mut traces {
+            ksw_analyze::locals::annotate(
+                &file,
+                kaslr,
+                &mut t.trace,
+                model.symbols(),
+                model.memory(),
+            )
+            .with_context(|| format!("reading the variables from {}", path.display()))?;
         }
     }
     // the modules' own .ko files: the flags', the release's, the dump's
@@ -195,11 +210,49 @@ fn render_trace(o: &mut String, t: &TaskTrace) {
                 let _ = writeln!(o, " {:#x}{at}{derived}", f.pc);
             }
         }
+        for v in &f.variables {
+            let inlined = v
+                .inlined_from
+                .as_ref()
+                .map(|f| format!("  [inlined {f}]"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "     {} {} = {}{inlined}",
+                v.type_name,
+                v.name,
+                value_text(&v.value)
+            );
+        }
     }
     if let Some(prev) = &open {
         let _ = writeln!(o, " </{prev}>");
     }
     let _ = writeln!(o, "stop: {}", t.trace.stop);
+}
+
+fn value_text(v: &VariableValue) -> String {
+    match v {
+        VariableValue::Memory {
+            integer: Some(i),
+            address,
+            ..
+        } => format!("{i:#x}  (at {address:#x})"),
+        VariableValue::Memory { bytes, address, .. } => {
+            // long values are cut; --json has every byte
+            let shown = if bytes.len() > 64 {
+                format!("{}...", &bytes[..64])
+            } else {
+                bytes.clone()
+            };
+            format!("{{{shown}}}  ({} bytes at {address:#x})", bytes.len() / 2)
+        }
+        VariableValue::Unreadable { address } => format!("<not in the dump: {address:#x}>"),
+        VariableValue::Register { register, value } => format!("{value:#x}  (in %{register})"),
+        VariableValue::InRegister { register } => format!("<in %{register}, not recovered>"),
+        VariableValue::OptimizedOut => "<optimized out>".into(),
+        VariableValue::NotEvaluated { form } => format!("<not evaluated: {form}>"),
+    }
 }
 
 fn position(p: &symbolize::SourcePosition) -> String {

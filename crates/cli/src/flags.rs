@@ -106,6 +106,10 @@ pub(crate) struct BtArgs {
     /// frames.
     #[arg(long, value_name = "DIR")]
     pub(crate) module_dir: Vec<PathBuf>,
+    /// Also print each vmlinux frame's parameters and locals with their
+    /// values (needs --vmlinux).
+    #[arg(short, long, requires = "vmlinux")]
+    pub(crate) verbose: bool,
 }
 
 /// Arguments of `ksw resolve`.

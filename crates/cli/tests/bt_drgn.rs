@@ -476,3 +476,55 @@ fn every_task_traces_as_drgn_traces_it() {
     );
     assert!(tally.identical * 10 >= tally.compared * 9, "{report}");
 }
+
+/// `ksw bt -v`'s frame variables against drgn's on the crashed thread of
+/// the sysrq dumps: every variable both read from memory or a register
+/// has the same bytes (frames matched by pc; inlined callees' variables
+/// left out, drgn keeps them in inline frames).
+#[test]
+fn frame_variables_read_as_drgn_reads_them() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bt_locals_oracle.py");
+    let mut compared = 0;
+    for series in ["6.1", "6.12"] {
+        let Some(vmlinux) = common::vmlinux(series) else {
+            common::missing(&format!("the Debian {series} debug vmlinux"));
+            return;
+        };
+        let dump = fixtures_root().join(series).join("sysrq/dump.kdump-zlib");
+        let drgn_frames = drgn(&script, &dump, &vmlinux);
+        let (v, _) = ksw(&["-v", "--vmlinux", vmlinux.to_str().unwrap()], &dump).unwrap();
+        for f in v[0]["trace"]["frames"].as_array().unwrap() {
+            let Some(d) = drgn_frames.iter().find(|d| d["pc"] == f["pc"]) else {
+                continue;
+            };
+            for var in f["variables"].as_array().into_iter().flatten() {
+                if !var["inlined_from"].is_null() {
+                    continue;
+                }
+                let name = var["name"].as_str().unwrap();
+                let ours = match var["value"]["kind"].as_str().unwrap() {
+                    "memory" => var["value"]["bytes"].as_str().unwrap().to_string(),
+                    "register" => {
+                        let size = d["locals"][name].as_str().map_or(8, |h| h.len() / 2);
+                        let bytes = var["value"]["value"].as_u64().unwrap().to_le_bytes();
+                        bytes[..size.min(8)]
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect()
+                    }
+                    _ => continue,
+                };
+                let Some(theirs) = d["locals"][name].as_str() else {
+                    continue;
+                };
+                assert_eq!(ours, theirs, "{series}: {} {name}", f["symbol"]["name"]);
+                compared += 1;
+            }
+        }
+    }
+    assert!(
+        compared >= 6,
+        "only {compared} variables compared with drgn"
+    );
+    eprintln!("{compared} frame variables agree with drgn");
+}

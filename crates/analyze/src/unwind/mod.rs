@@ -50,6 +50,15 @@ pub struct Frame {
     /// [`crate::symbolize`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source: Vec<crate::symbolize::SourcePosition>,
+    /// Every register of this frame, when it started from a full register
+    /// set (the first frame of a walk from saved registers, or a frame
+    /// entered through a full `pt_regs`).
+    #[serde(skip)]
+    pub registers: Option<PtRegs>,
+    /// With debug info and when asked: the function's parameters and
+    /// locals at `pc` (see [`crate::locals`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<crate::locals::FrameVariable>,
 }
 
 /// Why a walk ended.
@@ -274,6 +283,11 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
             caller_rule: CallerRule::Orc,
             recovered,
             source: Vec::new(),
+            registers: match state.regs {
+                RegsFrame::Full(_, r) => Some(r),
+                _ => None,
+            },
+            variables: Vec::new(),
         });
         // ORC first; where it has nothing, SP tracking through the
         // function's code; where that fails too, a frame-pointer guess
