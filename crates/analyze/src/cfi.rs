@@ -70,7 +70,6 @@ pub struct CfaRow {
 impl CfaRow {
     /// The rule for `register`, when it is the return address or one of
     /// the callee-saved registers this row keeps.
-    #[allow(dead_code)] // for the unwinder
     pub fn rule_for(&self, register: Register) -> Option<RegisterRule> {
         if register == Register::Rip {
             return Some(self.return_address);
@@ -156,7 +155,6 @@ pub(crate) fn rows_for(sections: &DebugSections<'_>, address: u64) -> Result<Opt
 }
 
 /// The row in force at `address`, or `None` without CFI for it.
-#[allow(dead_code)] // for the unwinder
 pub(crate) fn row_for(sections: &DebugSections<'_>, address: u64) -> Result<Option<CfaRow>> {
     Ok(rows_for(sections, address)?.and_then(|rows| row_at(&rows, address)))
 }
@@ -166,6 +164,63 @@ pub(crate) fn row_at(rows: &[CfaRow], address: u64) -> Option<CfaRow> {
     rows.iter()
         .copied()
         .find(|r| r.begin <= address && address < r.end)
+}
+
+/// A debug file's `.debug_frame` as call-frame rules for the unwinder,
+/// at runtime addresses (`bias`: the KASLR offset of a vmlinux).
+pub struct DwarfCallFrames<'a> {
+    sections: &'a DebugSections<'a>,
+    bias: u64,
+}
+
+impl std::fmt::Debug for DwarfCallFrames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DwarfCallFrames")
+            .field("bias", &self.bias)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> DwarfCallFrames<'a> {
+    /// The rules of `sections`, whose addresses are `bias` below runtime.
+    pub fn new(sections: &'a DebugSections<'a>, bias: u64) -> Self {
+        Self { sections, bias }
+    }
+}
+
+impl crate::unwind::CallFrameRules for DwarfCallFrames<'_> {
+    fn entry_at(&self, pc: u64) -> Option<crate::unwind::orc::OrcEntry> {
+        use crate::unwind::orc::{OrcEntry, OrcFrameKind, OrcReg};
+        let row = row_for(self.sections, pc.wrapping_sub(self.bias)).ok()??;
+        // the return address just below the CFA, as on every x86_64 call
+        if row.return_address != RegisterRule::AtCfa(-8) {
+            return None;
+        }
+        let (sp_reg, sp_offset) = match row.cfa {
+            CfaRuleKind::RegisterOffset {
+                register: Register::Rsp,
+                offset,
+            } => (OrcReg::Sp, offset),
+            CfaRuleKind::RegisterOffset {
+                register: Register::Rbp,
+                offset,
+            } => (OrcReg::Bp, offset),
+            _ => return None,
+        };
+        let (bp_reg, bp_offset) = match row.rule_for(Register::Rbp)? {
+            RegisterRule::AtCfa(k) => (OrcReg::PrevSp, k),
+            RegisterRule::Unchanged => (OrcReg::Undefined, 0),
+            _ => return None,
+        };
+        Some(OrcEntry {
+            sp_offset: i16::try_from(sp_offset).ok()?,
+            bp_offset: i16::try_from(bp_offset).ok()?,
+            sp_reg,
+            bp_reg,
+            kind: OrcFrameKind::Call,
+            signal: false,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod btf;
-mod cfi;
+pub mod cfi;
 mod disasm;
 mod dwarf;
 pub mod elf;

@@ -6,10 +6,12 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
+use ksw_analyze::cfi::DwarfCallFrames;
 use ksw_analyze::kernel::{KernelModel, Task};
 use ksw_analyze::locals::VariableValue;
 use ksw_analyze::symbolize::{self, VmlinuxSource};
 use ksw_analyze::unwind::{self, CallerRule, TaskTrace, TraceOrigin};
+use ksw_analyze::{DebugSections, ElfImage};
 use ksw_vmcore::{Dump, OpenOptions};
 
 use crate::flags::{BtArgs, DumpArgs};
@@ -24,22 +26,33 @@ fn open(dump: &std::path::Path, vmcoreinfo: &Option<std::path::PathBuf>) -> Resu
 /// Runs `ksw bt`.
 pub(crate) fn run(args: &BtArgs) -> Result<String> {
     let dump = open(&args.dump, &args.vmcoreinfo)?;
-    let model =
+    let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
+    // the debug vmlinux, checked by build ID before anything uses it: its
+    // lines, its call-frame rules (where ORC has none), its variables
+    let source = match &args.vmlinux {
+        Some(path) => Some(VmlinuxSource::open(
+            path,
+            dump.vmcoreinfo().and_then(|i| i.trusted_build_id()),
+            kaslr,
+        )?),
+        None => None,
+    };
+    let vmlinux = args
+        .vmlinux
+        .as_deref()
+        .map(ksw_analyze::locate::open)
+        .transpose()?;
+    let image = vmlinux.as_ref().map(ElfImage::parse).transpose()?;
+    let sections = image.as_ref().map(DebugSections::load).transpose()?;
+    let call_frames = sections.as_ref().map(|s| DwarfCallFrames::new(s, kaslr));
+    let mut model =
         KernelModel::from_dump(&dump).context("reading the kernel's model from the dump")?;
+    if let Some(c) = &call_frames {
+        model.set_call_frames(c);
+    }
     for w in model.warnings() {
         eprintln!("ksw: warning: {w}");
     }
-    let source = match &args.vmlinux {
-        Some(path) => {
-            let info = dump.vmcoreinfo();
-            Some(VmlinuxSource::open(
-                path,
-                info.and_then(|i| i.trusted_build_id()),
-                info.and_then(|i| i.kernel_offset).unwrap_or(0),
-            )?)
-        }
-        None => None,
-    };
     let tasks = || -> Result<Vec<Task>> {
         let (tasks, warnings) = model.tasks().context("walking the task list")?;
         for w in &warnings {
@@ -97,12 +110,10 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
             symbolize::annotate(&mut t.trace, source);
         }
     }
-    if let (true, Some(path)) = (args.verbose, &args.vmlinux) {
-        let file = ksw_analyze::locate::open(path)?;
-        let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
+    if let (true, Some(file), Some(path)) = (args.verbose, &vmlinux, &args.vmlinux) {
         for t in &mut traces {
             ksw_analyze::locals::annotate(
-                &file,
+                file,
                 kaslr,
                 &mut t.trace,
                 model.symbols(),
@@ -197,6 +208,7 @@ fn render_trace(o: &mut String, t: &TaskTrace) {
             .unwrap_or_default();
         let derived = match f.caller_rule {
             CallerRule::Orc => "",
+            CallerRule::DwarfCfi => "  [caller found by the vmlinux's DWARF CFI: no ORC here]",
             CallerRule::SpTracking => "  [caller found by SP tracking: no ORC here]",
             CallerRule::FramePointerGuess => {
                 "  [caller GUESSED from the frame pointer: no ORC here]"

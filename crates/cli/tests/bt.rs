@@ -437,6 +437,7 @@ fn binutils_addr2line(vmlinux: &std::path::Path, pcs: &[u64]) -> Vec<Vec<(String
 fn vmlinux_adds_lines_and_inlines_but_never_changes_the_frames() {
     let Some(root) = fixtures() else { return };
     let mut compared = 0;
+    let mut cfi_checked = 0;
     for series in ["6.1", "6.12"] {
         let vmlinux = debug_vmlinux(series);
         for dump in [
@@ -458,10 +459,29 @@ fn vmlinux_adds_lines_and_inlines_but_never_changes_the_frames() {
             let (bare, rich) = (bare.as_array().unwrap(), rich.as_array().unwrap());
             assert_eq!(bare.len(), rich.len());
             for (b, r) in bare.iter().zip(rich) {
+                // where ORC has no rule, the vmlinux's CFI finds the caller
+                // that SP tracking found without it: the same frames
+                for (fb, fr) in b["trace"]["frames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(r["trace"]["frames"].as_array().unwrap())
+                {
+                    if fb["caller_rule"] != fr["caller_rule"] {
+                        assert_eq!(
+                            (&fb["caller_rule"], &fr["caller_rule"]),
+                            (&"sp-tracking".into(), &"dwarf-cfi".into()),
+                            "{}",
+                            dump.display()
+                        );
+                        cfi_checked += 1;
+                    }
+                }
                 let strip = |t: &serde_json::Value| {
                     let mut t = t.clone();
                     for f in t["trace"]["frames"].as_array_mut().unwrap() {
                         f.as_object_mut().unwrap().remove("source");
+                        f.as_object_mut().unwrap().remove("caller_rule");
                     }
                     t
                 };
@@ -541,6 +561,8 @@ fn vmlinux_adds_lines_and_inlines_but_never_changes_the_frames() {
         );
     }
     assert!(compared > 500, "{compared} frames compared");
+    // the panic CPUs' __crash_kexec frames, at least
+    assert!(cfi_checked >= 2, "{cfi_checked} frames found by CFI");
     eprintln!("{compared} frames agree with binutils addr2line");
 }
 

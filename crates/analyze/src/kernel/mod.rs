@@ -82,6 +82,7 @@ pub struct KernelModel<'m> {
     per_cpu_offsets: Vec<u64>,
     modules: Vec<Module>,
     warnings: Vec<String>,
+    call_frames: Option<&'m dyn crate::unwind::CallFrameRules>,
 }
 
 impl std::fmt::Debug for KernelModel<'_> {
@@ -187,7 +188,19 @@ impl<'m> KernelModel<'m> {
             per_cpu_offsets,
             modules,
             warnings,
+            call_frames: None,
         })
+    }
+
+    /// Adds the call-frame rules of debug files (a vmlinux's
+    /// `.debug_frame`), which the unwinder uses where ORC has no rule.
+    pub fn set_call_frames(&mut self, rules: &'m dyn crate::unwind::CallFrameRules) {
+        self.call_frames = Some(rules);
+    }
+
+    /// The debug files' call-frame rules, if any were added.
+    pub fn call_frames(&self) -> Option<&'m dyn crate::unwind::CallFrameRules> {
+        self.call_frames
     }
 
     /// The loaded modules.

@@ -289,8 +289,8 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
             },
             variables: Vec::new(),
         });
-        // ORC first; where it has nothing, SP tracking through the
-        // function's code; where that fails too, a frame-pointer guess
+        // ORC first; where it has nothing, a debug file's CFI, then SP
+        // tracking through the function's code, then a frame-pointer guess
         let (orc_entry, covered) = match model.orc().find(pc) {
             None => (None, false),
             Some(Err(e)) => {
@@ -303,8 +303,10 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
             Some(Ok(e)) if e.kind == OrcFrameKind::Undefined => (None, true),
             Some(Ok(e)) => (Some(e), true),
         };
+        let cfi = || model.call_frames().and_then(|c| c.entry_at(pc));
         let (entry, rule) = match orc_entry {
             Some(e) => (e, CallerRule::Orc),
+            None if let Some(e) = cfi() => (e, CallerRule::DwarfCfi),
             None => match func.and_then(|f| derived_entry(model, f, pc)) {
                 Some(e) => (e, CallerRule::SpTracking),
                 // objtool said "undefined": not frame-pointer code either
@@ -384,12 +386,24 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
     Trace { frames, stop }
 }
 
+/// Call-frame rules from a debug file (DWARF `.debug_frame`), as ORC
+/// entries, for pcs ORC does not describe.
+pub trait CallFrameRules {
+    /// The rule at runtime address `pc`, if the file has one this
+    /// unwinder can apply (CFA from rsp or rbp, the return address just
+    /// below the CFA).
+    fn entry_at(&self, pc: u64) -> Option<orc::OrcEntry>;
+}
+
 /// How a frame's caller was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallerRule {
     /// The kernel's ORC entry for the pc.
     Orc,
+    /// ORC has no rule here; a debug file's DWARF call-frame
+    /// information does.
+    DwarfCfi,
     /// ORC has no rule here (objtool left it undefined, or no table
     /// covers the pc): SP was tracked through the function's code.
     SpTracking,
