@@ -128,7 +128,11 @@ impl Kallsyms {
             } else {
                 base.wrapping_add(offset as u32 as u64)
             };
-            let name = String::from_utf8_lossy(name);
+            // names are ASCII; anything else is shown, not trusted
+            let name = match std::str::from_utf8(name) {
+                Ok(n) => std::borrow::Cow::Borrowed(n),
+                Err(_) => String::from_utf8_lossy(name),
+            };
             let name_start = u32::try_from(all_names.len())
                 .map_err(|_| Error::Corrupt("kallsyms names exceed 4 GiB".into()))?;
             let name_len = u16::try_from(name.len())
@@ -237,9 +241,10 @@ fn read_prefix(mem: &dyn KernelMemory, at: VirtAddr, len: usize) -> Result<Vec<u
     Ok(out)
 }
 
-/// `kallsyms_names`, read a page at a time.
+/// `kallsyms_names`, read a page at a time (one page kept).
 struct NameStream<'a> {
     mem: &'a dyn KernelMemory,
+    /// The address `buf` starts at.
     at: VirtAddr,
     buf: Vec<u8>,
     pos: usize,
@@ -248,11 +253,12 @@ struct NameStream<'a> {
 impl NameStream<'_> {
     fn byte(&mut self) -> Result<u8> {
         if self.pos >= self.buf.len() {
-            let a = self.at.0 + self.buf.len() as u64;
+            let a = self.at.0.wrapping_add(self.buf.len() as u64);
             let n = 4096 - (a % 4096) as usize;
-            let mut chunk = vec![0u8; n];
-            self.mem.read_virt(VirtAddr(a), &mut chunk)?;
-            self.buf.extend_from_slice(&chunk);
+            self.buf.resize(n, 0);
+            self.mem.read_virt(VirtAddr(a), &mut self.buf)?;
+            self.at = VirtAddr(a);
+            self.pos = 0;
         }
         let b = self.buf[self.pos];
         self.pos += 1;
