@@ -579,3 +579,37 @@ $1 = 48
     );
     assert_eq!(printed_values(text), [48]);
 }
+
+/// One interface, two sources: the kernel model's layout read through
+/// BTF and through the same vmlinux's DWARF is the same, every member it
+/// reads included.
+fn layout_from_both_sources(series: &str) {
+    let Some((btf, vmlinux)) = vmlinux_btf(series) else {
+        return;
+    };
+    let from_btf = ksw_analyze::kernel::KernelLayout::from_btf(&btf).expect("layout from BTF");
+    let file = ksw_analyze::locate::open(&vmlinux).expect("open vmlinux");
+    let image = ksw_analyze::ElfImage::parse(&file).expect("parse vmlinux");
+    let sections = ksw_analyze::DebugSections::load(&image).expect("DWARF sections");
+    let dwarf = ksw_analyze::kernel::types::DwarfKernelTypes::new(&sections).expect("DWARF");
+    let started = Instant::now();
+    let from_dwarf =
+        ksw_analyze::kernel::KernelLayout::from_types(&dwarf).expect("layout from DWARF");
+    eprintln!(
+        "{series}: {} members read through DWARF in {:?}, equal to BTF's",
+        from_dwarf.members_read.len(),
+        started.elapsed()
+    );
+    assert_eq!(from_btf, from_dwarf, "{series}");
+    assert!(from_btf.members_read.len() >= 30);
+}
+
+#[test]
+fn the_model_layout_is_the_same_from_btf_and_dwarf_6_1() {
+    layout_from_both_sources("6.1");
+}
+
+#[test]
+fn the_model_layout_is_the_same_from_btf_and_dwarf_6_12() {
+    layout_from_both_sources("6.12");
+}

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use crate::btf::Btf;
+use super::types::KernelTypes;
 
 use super::{KernelError, Result};
 
@@ -106,18 +106,17 @@ pub enum ModuleRegions {
     },
 }
 
-/// Looks offsets up in BTF and keeps a list of what it looked up.
-struct Reader<'b> {
-    btf: &'b Btf,
+/// Looks offsets up and keeps a list of what it looked up.
+struct Reader<'t> {
+    types: &'t dyn KernelTypes,
     read: RefCell<Vec<MemberRead>>,
 }
 
 impl Reader<'_> {
     fn off(&self, strukt: &str, path: &str) -> Result<u64> {
         let offset = self
-            .btf
-            .offset_of(strukt, path)
-            .map(|m| m.byte_offset())
+            .types
+            .member_offset(strukt, path)
             .map_err(|e| KernelError::Layout(format!("{strukt}.{path}: {e}")))?;
         self.read.borrow_mut().push(MemberRead {
             strukt: strukt.into(),
@@ -187,20 +186,30 @@ pub struct KernelLayout {
 }
 
 impl KernelLayout {
-    /// Resolves every offset from `btf`.
-    pub fn from_btf(btf: &Btf) -> Result<Self> {
+    /// Resolves every offset from the kernel's BTF.
+    pub fn from_btf(btf: &crate::btf::Btf) -> Result<Self> {
+        Self::from_types(btf)
+    }
+
+    /// Resolves every offset from `types` (BTF, or a vmlinux's DWARF).
+    pub fn from_types(types: &dyn KernelTypes) -> Result<Self> {
         let r = Reader {
-            btf,
+            types,
             read: RefCell::new(Vec::new()),
         };
-        let layout_err = |e: crate::btf::BtfError| KernelError::Layout(e.to_string());
+        let layout_err = |e: String| KernelError::Layout(e);
         let task_cpu = r
             .off("task_struct", "cpu")
             .or_else(|_| r.off("task_struct", "thread_info.cpu"))?;
-        let orc = btf
-            .find_struct("orc_entry")
-            .ok_or_else(|| KernelError::Layout("no struct orc_entry in BTF".into()))?;
-        let orc_layout = match (btf.member(orc, "signal"), btf.member(orc, "end")) {
+        if !types.has_struct("orc_entry") {
+            return Err(KernelError::Layout(
+                "no struct orc_entry in the kernel's types".into(),
+            ));
+        }
+        let orc_layout = match (
+            types.member_offset("orc_entry", "signal"),
+            types.member_offset("orc_entry", "end"),
+        ) {
             (Ok(_), _) => crate::unwind::orc::OrcLayout::TypeSignal,
             (_, Ok(_)) => crate::unwind::orc::OrcLayout::TypeEnd,
             _ => {
@@ -209,40 +218,40 @@ impl KernelLayout {
                 ));
             }
         };
-        let frame = btf
-            .find_struct("inactive_task_frame")
-            .ok_or_else(|| KernelError::Layout("no struct inactive_task_frame in BTF".into()))?;
+        let frame_size = types
+            .struct_size("inactive_task_frame")
+            .map_err(layout_err)?;
         let mut exception_stacks = Vec::new();
-        if let Some(cea) = btf.find_struct("cea_exception_stacks") {
+        if types.has_struct("cea_exception_stacks") {
             for name in ["DF", "NMI", "DB", "MCE", "VC", "VC2"] {
                 let member = format!("{name}_stack");
-                if let Ok(m) = btf.member(cea, &member) {
-                    let size = btf.size_of(m.ty).unwrap_or(0);
-                    if size > 0 {
-                        exception_stacks.push((
-                            name.to_string(),
-                            r.off("cea_exception_stacks", &member)?,
-                            size,
-                        ));
-                    }
+                if let Ok(size) = types.member_size("cea_exception_stacks", &member)
+                    && size > 0
+                {
+                    exception_stacks.push((
+                        name.to_string(),
+                        r.off("cea_exception_stacks", &member)?,
+                        size,
+                    ));
                 }
             }
         }
-        let pcpu_hot = match btf.find_struct("pcpu_hot") {
-            Some(_) => Some((
+        let pcpu_hot = if types.has_struct("pcpu_hot") {
+            Some((
                 r.off("pcpu_hot", "current_task")?,
                 r.off("pcpu_hot", "hardirq_stack_ptr")?,
-            )),
-            None => None,
+            ))
+        } else {
+            None
         };
-        let regions = match btf.find_struct("module_memory") {
-            Some(mm) => ModuleRegions::Memory {
+        let regions = match types.has_struct("module_memory") {
+            true => ModuleRegions::Memory {
                 mem: r.off("module", "mem")?,
-                elem: btf.size_of(mm).map_err(layout_err)?,
+                elem: types.struct_size("module_memory").map_err(layout_err)?,
                 base: r.off("module_memory", "base")?,
                 size: r.off("module_memory", "size")?,
             },
-            None => ModuleRegions::Layouts {
+            false => ModuleRegions::Layouts {
                 core: r.off("module", "core_layout")?,
                 init: r.off("module", "init_layout")?,
                 base: r.off("module_layout", "base")?,
@@ -250,25 +259,25 @@ impl KernelLayout {
                 text_size: r.off("module_layout", "text_size")?,
             },
         };
-        let rethook = match btf.find_struct("rethook_node") {
-            Some(_) => Some(RethookLayout {
+        let rethook = match types.has_struct("rethook_node") {
+            true => Some(RethookLayout {
                 task_rethooks: r.off("task_struct", "rethooks")?,
                 llist: r.off("rethook_node", "llist")?,
                 ret_addr: r.off("rethook_node", "ret_addr")?,
                 frame: r.off("rethook_node", "frame")?,
             }),
-            None => None,
+            false => None,
         };
-        let sections = match btf.find_struct("module_sect_attr") {
-            Some(attr) => Some(SectionAttrsLayout {
+        let sections = match types.has_struct("module_sect_attr") {
+            true => Some(SectionAttrsLayout {
                 sect_attrs: r.off("module", "sect_attrs")?,
                 nsections: r.off("module_sect_attrs", "nsections")?,
                 attrs: r.off("module_sect_attrs", "attrs")?,
-                attr_size: btf.size_of(attr).map_err(layout_err)?,
+                attr_size: types.struct_size("module_sect_attr").map_err(layout_err)?,
                 name: r.off("module_sect_attr", "battr.attr.name")?,
                 address: r.off("module_sect_attr", "address")?,
             }),
-            None => None,
+            false => None,
         };
         let module = ModuleLayout {
             list: r.off("module", "list")?,
@@ -299,7 +308,7 @@ impl KernelLayout {
             rethook,
             frame_bp: r.off("inactive_task_frame", "bp")?,
             frame_ret_addr: r.off("inactive_task_frame", "ret_addr")?,
-            frame_size: btf.size_of(frame).map_err(layout_err)?,
+            frame_size,
             orc_layout,
             exception_stacks,
             pcpu_hot,

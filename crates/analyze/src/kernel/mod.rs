@@ -7,7 +7,8 @@
 //! upgrade on top (source lines, variables), not a requirement.
 //!
 //! - [`symbols`]: address → `name+off/size [module]`;
-//! - [`layout`]: every struct offset the model reads, from BTF;
+//! - [`layout`]: every struct offset the model reads, through [`types`]
+//!   (BTF, or a vmlinux's DWARF);
 //! - [`tasks`]: the task list;
 //! - [`stacks`]: which stack an address is on (task, IRQ, exception);
 //! - [`orc_table`]: the kernel's ORC tables, for [`crate::unwind`];
@@ -21,6 +22,7 @@ pub mod orc_table;
 pub mod stacks;
 pub mod symbols;
 pub mod tasks;
+pub mod types;
 
 use std::sync::Arc;
 
