@@ -234,21 +234,8 @@ mod tests {
     #[test]
     fn rows_keep_return_address_and_callee_saved_rules() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let object = dir.path().join("victims.o");
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/victims.c");
-        let status = std::process::Command::new("gcc")
-            .args([
-                "-O2",
-                "-g",
-                "-fno-asynchronous-unwind-tables",
-                "-c",
-                source,
-                "-o",
-            ])
-            .arg(&object)
-            .status()
-            .expect("run gcc");
-        assert!(status.success());
+        let object =
+            crate::test_support::victims_object(dir.path(), &["-fno-asynchronous-unwind-tables"]);
         let file = DebugFile::open(&object).expect("open");
         let image = ElfImage::parse(&file).expect("parse");
         let sections = DebugSections::load(&image).expect("DWARF");

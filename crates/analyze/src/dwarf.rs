@@ -148,6 +148,24 @@ pub enum Place {
     },
 }
 
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Stack { cfa_offset } => write!(f, "stack CFA{cfa_offset:+}"),
+            Place::Static { address } => write!(f, "static at {address:#x}"),
+            Place::Register { register } => write!(f, "register %{}", register.text()),
+            Place::RegisterOffset { .. } | Place::Expression => {
+                f.write_str("a DWARF expression that is not a plain stack slot")
+            }
+            Place::Pieces => f.write_str("split into pieces (registers or partly optimised out)"),
+            Place::EntryValue => f.write_str("only its value at function entry is known"),
+            Place::ComputedValue => f.write_str("a computed value with no memory behind it"),
+            Place::OptimisedOut => f.write_str("optimised out"),
+            Place::Unparsable { reason } => write!(f, "unparsable expression ({reason})"),
+        }
+    }
+}
+
 /// A variable's location over its scope.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Location {

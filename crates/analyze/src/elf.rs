@@ -629,14 +629,7 @@ mod tests {
     #[test]
     fn sections_placed_where_loaded_move_their_symbols() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let object = dir.path().join("victims.o");
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/victims.c");
-        let status = std::process::Command::new("gcc")
-            .args(["-O2", "-g", "-c", source, "-o"])
-            .arg(&object)
-            .status()
-            .expect("run gcc");
-        assert!(status.success());
+        let object = crate::test_support::victims_object(dir.path(), &[]);
         let file = DebugFile::open(&object).expect("open");
         let synthetic = ElfImage::parse(&file).expect("parse");
         let victim = synthetic

@@ -76,12 +76,12 @@ impl fmt::Display for OffStack {
             OffStack::RegisterOnly { register } => write!(
                 f,
                 "it lives only in register %{}; registers cannot be watched",
-                register_text(*register)
+                register.text()
             ),
-            OffStack::Elsewhere { place } => write!(f, "its location is {}", place_text(place)),
+            OffStack::Elsewhere { place } => write!(f, "its location is {}", place.to_string()),
             OffStack::NeverInMemory { places } => {
                 let mut shown: Vec<String> = Vec::new();
-                for text in places.iter().map(place_text) {
+                for text in places.iter().map(Place::to_string) {
                     if !shown.contains(&text) {
                         shown.push(text);
                     }
@@ -106,30 +106,6 @@ impl fmt::Display for OffStack {
                     .join(", ")
             ),
         }
-    }
-}
-
-/// A register's name in an error message.
-fn register_text(register: Register) -> String {
-    register
-        .name()
-        .map_or_else(|| format!("r{}", register.dwarf_number()), str::to_string)
-}
-
-/// A place in an error message.
-fn place_text(place: &Place) -> String {
-    match place {
-        Place::Stack { cfa_offset } => format!("stack CFA{cfa_offset:+}"),
-        Place::Static { address } => format!("static at {address:#x}"),
-        Place::Register { register } => format!("register %{}", register_text(*register)),
-        Place::RegisterOffset { .. } | Place::Expression => {
-            "a DWARF expression that is not a plain stack slot".to_string()
-        }
-        Place::Pieces => "split into pieces (registers or partly optimised out)".to_string(),
-        Place::EntryValue => "only its value at function entry is known".to_string(),
-        Place::ComputedValue => "a computed value with no memory behind it".to_string(),
-        Place::OptimisedOut => "optimised out".to_string(),
-        Place::Unparsable { reason } => format!("unparsable expression ({reason})"),
     }
 }
 

@@ -34,6 +34,8 @@ mod orc;
 mod register;
 mod resolve;
 pub mod symbolize;
+#[cfg(test)]
+mod test_support;
 mod types;
 pub mod unwind;
 pub mod watch;

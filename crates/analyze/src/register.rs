@@ -103,6 +103,12 @@ impl Register {
         gimli::X86_64::register_name(gimli::Register(self.dwarf_number()))
     }
 
+    /// The name for messages: `rbx`, or `rN` for a register without one.
+    pub fn text(self) -> String {
+        self.name()
+            .map_or_else(|| format!("r{}", self.dwarf_number()), str::to_string)
+    }
+
     /// Its value in a register set saved in a dump (`pt_regs` order);
     /// `None` for registers a `pt_regs` does not hold.
     pub fn value_in(self, registers: &X86Registers) -> Option<u64> {

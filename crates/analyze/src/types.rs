@@ -728,14 +728,7 @@ mod member_tests {
     #[test]
     fn finds_the_member_path_of_an_offset() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let object = dir.path().join("victims.o");
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/victims.c");
-        let status = std::process::Command::new("gcc")
-            .args(["-O2", "-g", "-c", source, "-o"])
-            .arg(&object)
-            .status()
-            .expect("run gcc");
-        assert!(status.success());
+        let object = crate::test_support::victims_object(dir.path(), &[]);
         let file = DebugFile::open(&object).expect("open");
         let at = |offset| {
             member_at(&file, "struct req", offset)

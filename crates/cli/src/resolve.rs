@@ -10,8 +10,8 @@ use anyhow::Context;
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use ksw_analyze::locate::{self, Search};
 use ksw_analyze::{
-    DebugFile, ExpectedHit, FrameLayout, FrameSlot, OffStack, Place, Register, Resolution,
-    ResolveRequest, StackLocation, VariableLocation, Watch,
+    DebugFile, ExpectedHit, FrameLayout, FrameSlot, OffStack, Place, Resolution, ResolveRequest,
+    StackLocation, VariableLocation, Watch,
 };
 use serde::Serialize;
 
@@ -209,7 +209,7 @@ fn stack_location_text(location: &StackLocation) -> String {
             format!(
                 "DW_OP_breg{} {offset} (%{}{offset:+}{cfa})",
                 register.dwarf_number(),
-                register_text(register)
+                register.text()
             )
         }
         StackLocation::Canary {
@@ -248,7 +248,7 @@ fn short_location(location: &VariableLocation) -> String {
 /// Distinct places, at most four, with `…` for more.
 fn places_text(places: &[Place]) -> String {
     let mut shown: Vec<String> = Vec::new();
-    for text in places.iter().map(place_text) {
+    for text in places.iter().map(Place::to_string) {
         if !shown.contains(&text) {
             shown.push(text);
         }
@@ -256,29 +256,6 @@ fn places_text(places: &[Place]) -> String {
     let more = if shown.len() > 4 { ", …" } else { "" };
     shown.truncate(4);
     format!("{}{more}", shown.join(", "))
-}
-
-/// One DWARF location.
-fn place_text(place: &Place) -> String {
-    match place {
-        Place::Stack { cfa_offset } => format!("stack CFA{cfa_offset:+}"),
-        Place::Static { address } => format!("static at {address:#x}"),
-        Place::Register { register } => format!("register %{}", register_text(*register)),
-        Place::RegisterOffset { .. } | Place::Expression => {
-            "a DWARF expression that is not a plain stack slot".to_string()
-        }
-        Place::Pieces => "split into pieces (registers or partly optimised out)".to_string(),
-        Place::EntryValue => "only its value at function entry is known".to_string(),
-        Place::ComputedValue => "a computed value with no memory behind it".to_string(),
-        Place::OptimisedOut => "optimised out".to_string(),
-        Place::Unparsable { reason } => format!("unparsable expression ({reason})"),
-    }
-}
-
-fn register_text(register: Register) -> String {
-    register
-        .name()
-        .map_or_else(|| format!("r{}", register.dwarf_number()), str::to_string)
 }
 
 /// [`Resolution`] as JSON: its fields in order, the location as text.

@@ -4,27 +4,12 @@
 //! same functions in the same order, down to the same user-mode registers.
 //! Fixtures as in `info_dmesg.rs`.
 
+mod common;
+
+use common::fixtures;
+
 use std::path::PathBuf;
 use std::process::Command;
-
-fn fixtures() -> Option<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/ksw/fixtures")
-        });
-    if root.join("6.1/sysrq/manifest.json").exists() {
-        return Some(root);
-    }
-    if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
-        return None;
-    }
-    panic!(
-        "fixtures missing under {} (run `python3 testdata/pipeline all`)",
-        root.display()
-    );
-}
 
 /// The panic's trace on the console: the task line, the functions (the
 /// kernel's `?` guesses left out) and the user-mode RIP and RSP.

@@ -11,31 +11,16 @@
 //! physical address, and through the ELF program headers to a file offset.
 //! Fixtures as in `bt.rs`.
 
+mod common;
+
+use common::fixtures;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ksw_analyze::kernel::KernelModel;
 use ksw_vmcore::{Dump, KernelMemory, VirtAddr};
-
-fn fixtures() -> Option<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/ksw/fixtures")
-        });
-    if root.join("6.1/sysrq/manifest.json").exists() {
-        return Some(root);
-    }
-    if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
-        return None;
-    }
-    panic!(
-        "fixtures missing under {} (run `python3 testdata/pipeline all`)",
-        root.display()
-    );
-}
 
 const SERIES: [&str; 2] = ["6.1", "6.12"];
 

@@ -2,27 +2,12 @@
 //! dumps (found through `KSW_FIXTURES`, default `~/.cache/ksw/fixtures`;
 //! missing fixtures fail unless `KSW_ALLOW_MISSING_FIXTURES=1`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn fixtures() -> Option<PathBuf> {
-    let root = std::env::var_os("KSW_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/ksw/fixtures")
-        });
-    if root.join("6.1/sysrq/manifest.json").exists() {
-        return Some(root);
-    }
-    if std::env::var("KSW_ALLOW_MISSING_FIXTURES").as_deref() == Ok("1") {
-        return None;
-    }
-    panic!(
-        "fixtures missing under {} (run `python3 testdata/pipeline all`)",
-        root.display()
-    );
-}
+use common::fixtures;
+
+use std::path::Path;
+use std::process::{Command, Output};
 
 fn ksw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ksw"))
