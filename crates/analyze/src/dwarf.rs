@@ -166,6 +166,19 @@ impl std::fmt::Display for Place {
     }
 }
 
+/// Distinct places, at most four, with `…` for more.
+pub fn places_summary(places: &[Place]) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for text in places.iter().map(Place::to_string) {
+        if !shown.contains(&text) {
+            shown.push(text);
+        }
+    }
+    let more = if shown.len() > 4 { ", …" } else { "" };
+    shown.truncate(4);
+    format!("{}{more}", shown.join(", "))
+}
+
 /// A variable's location over its scope.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Location {

@@ -78,22 +78,12 @@ impl fmt::Display for OffStack {
                 "it lives only in register %{}; registers cannot be watched",
                 register.text()
             ),
-            OffStack::Elsewhere { place } => write!(f, "its location is {}", place.to_string()),
-            OffStack::NeverInMemory { places } => {
-                let mut shown: Vec<String> = Vec::new();
-                for text in places.iter().map(Place::to_string) {
-                    if !shown.contains(&text) {
-                        shown.push(text);
-                    }
-                }
-                let more = if shown.len() > 4 { ", …" } else { "" };
-                shown.truncate(4);
-                write!(
-                    f,
-                    "it never lives in stack memory (register-only: {}{more})",
-                    shown.join(", ")
-                )
-            }
+            OffStack::Elsewhere { place } => write!(f, "its location is {place}"),
+            OffStack::NeverInMemory { places } => write!(
+                f,
+                "it never lives in stack memory (register-only: {})",
+                crate::dwarf::places_summary(places)
+            ),
             OffStack::SeveralSlots => write!(f, "its location list uses several stack slots"),
             OffStack::PartlyInSlot { ranges } => write!(
                 f,

@@ -40,7 +40,7 @@ mod types;
 pub mod unwind;
 pub mod watch;
 
-pub use dwarf::{DebugSections, Location, Place};
+pub use dwarf::{DebugSections, Location, Place, places_summary};
 pub use elf::{DebugFile, ElfImage, ImageKind};
 pub use error::{Candidate, Error, OffStack, Result};
 pub use register::Register;

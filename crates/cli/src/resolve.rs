@@ -10,7 +10,7 @@ use anyhow::Context;
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use ksw_analyze::locate::{self, Search};
 use ksw_analyze::{
-    DebugFile, ExpectedHit, FrameLayout, FrameSlot, OffStack, Place, Resolution, ResolveRequest,
+    DebugFile, ExpectedHit, FrameLayout, FrameSlot, OffStack, Resolution, ResolveRequest,
     StackLocation, VariableLocation, Watch,
 };
 use serde::Serialize;
@@ -235,7 +235,7 @@ fn short_location(location: &VariableLocation) -> String {
             // (which also drops the last place's own closing one).
             format!(
                 "not on the stack: {}",
-                places_text(places).trim_end_matches(')')
+                ksw_analyze::places_summary(places).trim_end_matches(')')
             )
         }
         VariableLocation::NotOnStack(OffStack::OptimisedOut | OffStack::EmptyLocationList) => {
@@ -243,19 +243,6 @@ fn short_location(location: &VariableLocation) -> String {
         }
         other => variable_location_text(other),
     }
-}
-
-/// Distinct places, at most four, with `…` for more.
-fn places_text(places: &[Place]) -> String {
-    let mut shown: Vec<String> = Vec::new();
-    for text in places.iter().map(Place::to_string) {
-        if !shown.contains(&text) {
-            shown.push(text);
-        }
-    }
-    let more = if shown.len() > 4 { ", …" } else { "" };
-    shown.truncate(4);
-    format!("{}{more}", shown.join(", "))
 }
 
 /// [`Resolution`] as JSON: its fields in order, the location as text.
