@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 use ksw_analyze::cfi::DwarfCallFrames;
+use ksw_analyze::kernel::types::{DwarfKernelTypes, KernelTypes};
 use ksw_analyze::kernel::{KernelModel, Task};
 use ksw_analyze::locals::VariableValue;
 use ksw_analyze::symbolize::{self, VmlinuxSource};
@@ -45,8 +46,11 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
     let image = vmlinux.as_ref().map(ElfImage::parse).transpose()?;
     let sections = image.as_ref().map(DebugSections::load).transpose()?;
     let call_frames = sections.as_ref().map(|s| DwarfCallFrames::new(s, kaslr));
+    // read only if the kernel's BTF is missing or damaged
+    let types = sections.as_ref().map(DwarfKernelTypes::new).transpose()?;
     let mut model =
-        KernelModel::from_dump(&dump).context("reading the kernel's model from the dump")?;
+        KernelModel::from_dump_with(&dump, types.as_ref().map(|t| t as &dyn KernelTypes))
+            .context("reading the kernel's model from the dump")?;
     if let Some(c) = &call_frames {
         model.set_call_frames(c);
     }

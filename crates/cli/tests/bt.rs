@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::fixtures;
+use common::{debug_vmlinux, fixtures};
 
-use std::path::PathBuf;
 use std::process::Command;
 
 /// The panic's trace on the console: the task line, the functions (the
@@ -398,31 +397,6 @@ fn every_panic_trace_is_the_kernels_own() {
             }
         }
     }
-}
-
-/// The debug vmlinux of a series, if the pipeline unpacked it.
-fn debug_vmlinux(series: &str) -> PathBuf {
-    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
-    let cache = std::env::var_os("KSW_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache/ksw"));
-    let dir = cache
-        .join("kernels")
-        .join(series)
-        .join("root/usr/lib/debug/boot");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (run `python3 testdata/pipeline kernel {series}`)",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinux-"))
-        })
-        .unwrap_or_else(|| panic!("no vmlinux-* in {}", dir.display()))
 }
 
 /// binutils' addr2line on `pcs` (link-time addresses): per address, the

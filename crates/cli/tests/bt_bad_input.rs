@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::fixtures;
+use common::{debug_vmlinux, fixtures};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -490,7 +490,7 @@ fn a_module_list_cycle_is_named_and_the_trace_kept() {
 }
 
 #[test]
-fn btf_cut_short_is_an_error_that_says_so() {
+fn btf_cut_short_is_an_error_that_says_so_or_dwarf_stands_in() {
     let Some(root) = fixtures() else { return };
     let dir = tempfile::tempdir().unwrap();
     for series in SERIES {
@@ -532,6 +532,36 @@ fn btf_cut_short_is_an_error_that_says_so() {
                 u64::from(str_off) | u64::from(str_len) << 32,
             );
             let dump = p.write(dir.path(), name, &bytes);
+            // with the debug vmlinux, its DWARF stands in for the BTF
+            if name == "btf-types" {
+                let vmlinux = debug_vmlinux(series);
+                let out = ksw(
+                    &["bt", "--json", "--vmlinux", vmlinux.to_str().unwrap()],
+                    &dump,
+                );
+                assert_eq!(out.code, 0, "{series} {name} --vmlinux: {}", out.stderr);
+                assert!(
+                    out.stderr
+                        .contains("struct layouts come from the vmlinux's DWARF instead"),
+                    "{}",
+                    out.stderr
+                );
+                let got = out.json();
+                let want = undamaged_trace(&p);
+                let pcs = |t: &serde_json::Value| -> Vec<u64> {
+                    t["frames"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f["pc"].as_u64().unwrap())
+                        .collect()
+                };
+                assert_eq!(
+                    pcs(&got[0]["trace"]),
+                    pcs(&want),
+                    "{series}: the trace through DWARF's layouts"
+                );
+            }
             for command in ["bt", "tasks"] {
                 let out = ksw(&[command], &dump);
                 assert_eq!(out.code, 1, "{series} {name} {command}: {}", out.stdout);

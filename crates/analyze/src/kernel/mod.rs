@@ -77,7 +77,7 @@ pub struct KernelModel<'m> {
     mem: &'m dyn KernelMemory,
     dump: &'m Dump,
     symbols: SymbolTable<'m>,
-    btf: Arc<Btf>,
+    btf: Option<Arc<Btf>>,
     layout: KernelLayout,
     orc: OrcTable<'m>,
     stacks: StackMap,
@@ -99,6 +99,16 @@ impl std::fmt::Debug for KernelModel<'_> {
 impl<'m> KernelModel<'m> {
     /// Reads the model from a dump (or `/proc/kcore`).
     pub fn from_dump(dump: &'m Dump) -> Result<Self> {
+        Self::from_dump_with(dump, None)
+    }
+
+    /// Reads the model from a dump, taking struct layouts from
+    /// `fallback_types` (a debug vmlinux's DWARF) when the kernel's own
+    /// BTF is missing or unreadable.
+    pub fn from_dump_with(
+        dump: &'m Dump,
+        fallback_types: Option<&dyn types::KernelTypes>,
+    ) -> Result<Self> {
         let mem: &dyn KernelMemory = dump;
         let kallsyms = dump.kallsyms().map_err(|e| KernelError::Memory {
             what: "kallsyms".into(),
@@ -110,8 +120,24 @@ impl<'m> KernelModel<'m> {
                 .map(|a| a.0)
                 .map_err(|_| KernelError::NoSymbol(name.into()))
         };
-        let btf = Arc::new(read_btf(mem, sym("__start_BTF")?, sym("__stop_BTF")?)?);
-        let layout = KernelLayout::from_btf(&btf)?;
+        let mut warnings = Vec::new();
+        // the kernel's own BTF; a debug vmlinux's DWARF when it has none
+        let btf = sym("__start_BTF")
+            .and_then(|start| read_btf(mem, start, sym("__stop_BTF")?))
+            .map(Arc::new);
+        let (btf, layout) = match (btf, fallback_types) {
+            (Ok(btf), _) => {
+                let layout = KernelLayout::from_btf(&btf)?;
+                (Some(btf), layout)
+            }
+            (Err(e), Some(types)) => {
+                warnings.push(format!(
+                    "{e}; struct layouts come from the vmlinux's DWARF instead"
+                ));
+                (None, KernelLayout::from_types(types)?)
+            }
+            (Err(e), None) => return Err(e),
+        };
         // vmlinux's table covers its text, init text and exit text
         let text_end = ["_etext", "_einittext", "__exittext_end"]
             .iter()
@@ -157,7 +183,6 @@ impl<'m> KernelModel<'m> {
         let stacks = StackMap::from_memory(mem, &layout, &per_cpu_offsets, &|n| sym(n).ok())?;
         // modules add symbols and unwind tables; a module that cannot be
         // read is named, not fatal
-        let mut warnings = Vec::new();
         let modules = match sym("modules").and_then(|head| modules::walk(mem, &layout.module, head))
         {
             Ok(m) => m,
@@ -231,9 +256,9 @@ impl<'m> KernelModel<'m> {
         &self.symbols
     }
 
-    /// The kernel's BTF.
-    pub fn btf(&self) -> &Arc<Btf> {
-        &self.btf
+    /// The kernel's BTF, unless the layouts came from a vmlinux's DWARF.
+    pub fn btf(&self) -> Option<&Arc<Btf>> {
+        self.btf.as_ref()
     }
 
     /// The struct offsets in use.

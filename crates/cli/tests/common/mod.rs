@@ -1,6 +1,9 @@
 //! What the CLI's integration tests share: where the pipeline's fixtures
-//! are (`KSW_FIXTURES`, default `~/.cache/ksw/fixtures`). Missing fixtures
-//! fail a test unless `KSW_ALLOW_MISSING_FIXTURES=1`.
+//! are (`KSW_FIXTURES`, default `~/.cache/ksw/fixtures`; missing fixtures
+//! fail a test unless `KSW_ALLOW_MISSING_FIXTURES=1`) and where the debug
+//! vmlinux of each series is.
+
+#![allow(dead_code)] // each test file uses a part
 
 use std::path::PathBuf;
 
@@ -23,4 +26,29 @@ pub fn fixtures() -> Option<PathBuf> {
         "fixtures missing under {} (run `python3 testdata/pipeline all`)",
         root.display()
     );
+}
+
+/// The debug vmlinux of a series, if the pipeline unpacked it.
+pub fn debug_vmlinux(series: &str) -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+    let cache = std::env::var_os("KSW_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache/ksw"));
+    let dir = cache
+        .join("kernels")
+        .join(series)
+        .join("root/usr/lib/debug/boot");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run `python3 testdata/pipeline kernel {series}`)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinux-"))
+        })
+        .unwrap_or_else(|| panic!("no vmlinux-* in {}", dir.display()))
 }
