@@ -50,14 +50,19 @@ def kstackwatch_runs(series):
 
 # What `pipeline stress-rate` boots again and again: the stress script's
 # variants (testdata/scenarios/kstackwatch-stress.sh; "kstackwatch-stress"
-# is also a fixture) and two reproductions without kstackwatch of what TCG
-# does to the guest (testdata/scenarios/tcg-*.sh).
+# is also a fixture), its reconfiguration phase split in two
+# (kstackwatch-stress-split.sh), and reproductions without kstackwatch of
+# what TCG does to the guest (testdata/scenarios/tcg-*.sh).
 STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",
-                   "kstackwatch-stress-exitwindow", "tcg-irqentry", "tcg-ftrace",
-                   "tcg-drhold")
+                   "kstackwatch-stress-exitwindow", "kstackwatch-split-full",
+                   "kstackwatch-split-reconfonly", "kstackwatch-split-armedonly",
+                   "tcg-irqentry", "tcg-ftrace", "tcg-drhold")
 
 
 def stress_run(name):
+    if name.startswith("kstackwatch-split-"):
+        return Run(name, "kstackwatch-stress-split", mode="none", cpus=4, mem="1G",
+                   project_modules=True, timeout=300, append="log_buf_len=16M")
     if name.startswith("tcg-"):
         return Run(name, name, mode="none", cpus=4, mem="1G",
                    project_modules=True, timeout=200)
