@@ -184,20 +184,19 @@ pub fn module_debug_files(
         let Some(path) = crate::locate::find_module(dirs, &m.name) else {
             continue;
         };
+        // where the kernel put each section: its section attributes, or,
+        // where the dump lost those (makedumpfile drops slab pages it
+        // does not recognise), the module's own symbols
         let sections =
             match crate::kernel::modules::sections(model.memory(), &model.layout().module, m) {
-                Ok(s) if !s.is_empty() => s,
-                Ok(_) => {
-                    notes.push(format!(
-                        "module {}: the kernel keeps no section addresses, so {} cannot be placed",
-                        m.name,
-                        path.display()
-                    ));
-                    continue;
-                }
+                Ok(s) if !s.is_empty() => Some(s),
+                Ok(_) => None,
                 Err(e) => {
-                    notes.push(format!("module {}: {e}", m.name));
-                    continue;
+                    notes.push(format!(
+                        "module {}: {e}; its sections are placed by its symbols instead",
+                        m.name
+                    ));
+                    None
                 }
             };
         let file = match crate::locate::open(&path) {
@@ -209,10 +208,14 @@ pub fn module_debug_files(
         };
         let on_disk = ElfImage::parse(&file)
             .ok()
-            .and_then(|i| i.build_id().map(hex));
-        let in_memory =
-            crate::kernel::modules::build_id(model.memory(), &sections).map(|b| hex(&b));
-        match (on_disk, in_memory) {
+            .and_then(|i| i.build_id().map(<[u8]>::to_vec));
+        let in_memory = match &sections {
+            Some(s) => crate::kernel::modules::build_id(model.memory(), s),
+            None => on_disk.as_deref().and_then(|id| {
+                crate::kernel::modules::find_build_id(model.memory(), m, id).then(|| id.to_vec())
+            }),
+        };
+        match (on_disk.as_deref().map(hex), in_memory.as_deref().map(hex)) {
             (Some(d), Some(m_id)) if d != m_id => {
                 notes.push(format!(
                     "module {}: {} is another build (its build ID is {d}, the loaded module's is {m_id}); its frames get no source lines",
@@ -221,13 +224,30 @@ pub fn module_debug_files(
                 ));
                 continue;
             }
-            (_, None) => notes.push(format!(
-                "module {}: no build ID in memory to check {} against; used as is",
+            (Some(d), None) => {
+                notes.push(format!(
+                    "module {}: the build ID {d} of {} is not in the module's memory; its frames get no source lines",
+                    m.name,
+                    path.display()
+                ));
+                continue;
+            }
+            (None, _) => notes.push(format!(
+                "module {}: {} has no build ID to check; used as is",
                 m.name,
                 path.display()
             )),
             _ => {}
         }
+        let sections = match sections {
+            Some(s) => s,
+            None => {
+                let own =
+                    crate::kernel::modules::symbols(model.memory(), &model.layout().module, m)
+                        .unwrap_or_default();
+                place_by_symbols(&file, &own)
+            }
+        };
         let placed = sections
             .into_iter()
             .map(|(n, a)| (n, VirtAddr(a)))
@@ -240,6 +260,36 @@ pub fn module_debug_files(
         });
     }
     (files, notes)
+}
+
+/// Section addresses of a relocatable `file` from the run-time addresses
+/// of its symbols (`own`: name, address, size): each allocated section
+/// with a symbol the module's symbol table has is at that symbol's
+/// address minus its value in the file.
+fn place_by_symbols(file: &DebugFile, own: &[(String, u64, u64)]) -> Vec<(String, u64)> {
+    use object::ObjectSymbol;
+    let Ok(obj) = object::File::parse(file.bytes()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for sym in obj.symbols() {
+        let (Ok(name), Some(index)) = (sym.name(), sym.section_index()) else {
+            continue;
+        };
+        let Ok(section) = obj.section_by_index(index) else {
+            continue;
+        };
+        let Ok(section_name) = section.name() else {
+            continue;
+        };
+        if out.iter().any(|(n, _)| n == section_name) {
+            continue;
+        }
+        if let Some((_, at, _)) = own.iter().find(|(n, _, _)| n == name) {
+            out.push((section_name.to_string(), at.wrapping_sub(sym.address())));
+        }
+    }
+    out
 }
 
 /// Adds source positions to the module frames of `trace` whose module

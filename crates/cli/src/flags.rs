@@ -94,9 +94,11 @@ pub(crate) struct BtArgs {
     /// A file holding VMCOREINFO text (see `ksw info`).
     #[arg(long, value_name = "FILE")]
     pub(crate) vmcoreinfo: Option<PathBuf>,
-    /// The debug vmlinux of the dump's build (its -dbg package): adds
-    /// file:line and inlined functions to vmlinux frames. The frames
-    /// themselves come from the dump either way.
+    /// The debug vmlinux of the dump's build (its -dbg package, checked by
+    /// build ID): adds file:line and inlined functions to vmlinux frames,
+    /// its DWARF CFI where ORC has no rule, and struct layouts when the
+    /// dump's own BTF is unusable. The frames themselves come from the
+    /// dump either way.
     #[arg(long, value_name = "FILE")]
     pub(crate) vmlinux: Option<PathBuf>,
     /// A directory with the loaded modules' .ko files (.ko, .ko.xz,

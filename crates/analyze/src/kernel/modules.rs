@@ -327,3 +327,38 @@ pub fn build_id(mem: &dyn KernelMemory, sections: &[(String, u64)]) -> Option<Ve
             .ok()
     })?
 }
+
+/// True if the GNU build-ID note with `id` lies in one of `module`'s
+/// regions in memory: the check of a `.ko` against the loaded module
+/// when its section attributes are lost. Pages the dump lacks are
+/// skipped.
+pub fn find_build_id(mem: &dyn KernelMemory, module: &Module, id: &[u8]) -> bool {
+    // Elf64_Nhdr (namesz 4, descsz, type 3) and "GNU\0", then the ID
+    let mut note = Vec::with_capacity(16 + id.len());
+    note.extend(4u32.to_le_bytes());
+    note.extend((id.len() as u32).to_le_bytes());
+    note.extend(3u32.to_le_bytes());
+    note.extend(b"GNU\0");
+    note.extend(id);
+    for r in &module.regions {
+        let mut page = r.base & !0xfff;
+        let end = r.base.saturating_add(r.size);
+        let mut carry: Vec<u8> = Vec::new();
+        while page < end {
+            match mem.read_vec(VirtAddr(page), 4096) {
+                Ok(b) => {
+                    carry.extend(b);
+                    if carry.windows(note.len()).any(|w| w == note.as_slice()) {
+                        return true;
+                    }
+                    // keep a note's length across the page boundary
+                    let keep = carry.len().saturating_sub(note.len());
+                    carry.drain(..keep);
+                }
+                Err(_) => carry.clear(),
+            }
+            page = page.saturating_add(4096);
+        }
+    }
+    false
+}

@@ -144,14 +144,14 @@ impl<'k> SymbolTable<'k> {
             .partition_point(|e| e.address <= addr)
             .checked_sub(1)?;
         let at = self.entries[i].address;
-        // among symbols at one address, prefer one that is not a
-        // `__pfx_` padding label, as the kernel's lookup does
-        let e = self.entries[..=i]
+        // among aliases (symbols at one address) the first in table
+        // order, as the kernel's lookups pick it (`init_module` and the
+        // function module_init() names: the local one comes first)
+        let first = self.entries[..=i]
             .iter()
-            .rev()
-            .take_while(|e| e.address == at)
-            .find(|e| !self.name(e.name).starts_with("__pfx_"))
-            .unwrap_or(&self.entries[i]);
+            .rposition(|e| e.address != at)
+            .map_or(0, |p| p + 1);
+        let e = &self.entries[first];
         let offset = addr - e.address;
         let inside = if e.size == 0 {
             offset < MAX_SYMBOL_SIZE
