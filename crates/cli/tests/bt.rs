@@ -321,6 +321,7 @@ const PANIC_DUMPS: &[(&str, &str, &[&str])] = &[
 #[test]
 fn every_panic_trace_is_the_kernels_own() {
     let Some(root) = fixtures() else { return };
+    let at_end = regex::Regex::new(r"\+0x([0-9a-f]+)/0x([0-9a-f]+)$").unwrap();
     for series in ["6.1", "6.12"] {
         for (run, dump, flags) in PANIC_DUMPS {
             let dir = root.join(series).join(run);
@@ -377,7 +378,6 @@ fn every_panic_trace_is_the_kernels_own() {
                 .iter()
                 .map(|f| f["recovered"] == true)
                 .collect();
-            let at_end = regex::Regex::new(r"\+0x([0-9a-f]+)/0x([0-9a-f]+)$").unwrap();
             let ours = got.clone();
             let mut got = got;
             for (i, (_, f)) in got.iter_mut().enumerate().skip(at) {

@@ -3,7 +3,9 @@
 Run with the drgn venv's python:  bt_drgn_oracle.py DUMP VMLINUX
 drgn opens DUMP itself and reads VMLINUX's DWARF (no module debug info).
 Prints one JSON array: one entry per task drgn enumerates
-(`for_each_task`, the PID table), then the idle task (pid 0, not in the
+(`for_each_task`, the PID table; where that walk meets a page the dump left out, an entry
+{"address": 0, "source": "enumeration-error", "error"} says so and the
+crashed thread is added), then the idle task (pid 0, not in the
 PID table) of every possible CPU (possible, since panic() marks the CPUs
 it stops offline), each task once:
 
@@ -111,10 +113,21 @@ def main():
         return e
 
     out, seen = [], set()
-    for task in for_each_task(prog):
-        if task.value_() not in seen:
-            seen.add(task.value_())
-            out.append(entry(task, "pid-table"))
+    try:
+        for task in for_each_task(prog):
+            if task.value_() not in seen:
+                seen.add(task.value_())
+                out.append(entry(task, "pid-table"))
+    except drgn.FaultError as err:
+        # the PID table itself runs through a page the dump left out: the
+        # walk ends here, and says so
+        out.append({"address": 0, "source": "enumeration-error",
+                    "error": f"FaultError: {err}", "crashed": False})
+    # the crashed thread, in case the walk did not reach it
+    task = prog.crashed_thread().object
+    if task.value_() not in seen:
+        seen.add(task.value_())
+        out.append(entry(task, "crashed"))
     # Possible, not online: a CPU stopped by panic() is marked offline.
     for cpu in for_each_possible_cpu(prog):
         task = idle_task(prog, cpu)
