@@ -56,6 +56,7 @@ def kstackwatch_runs(series):
 STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",
                    "kstackwatch-stress-exitwindow", "kstackwatch-split-full",
                    "kstackwatch-split-reconfonly", "kstackwatch-split-armedonly",
+                   "kstackwatch-split-prelude",
                    "tcg-irqentry", "tcg-ftrace", "tcg-drhold")
 
 

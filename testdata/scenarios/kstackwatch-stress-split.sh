@@ -11,6 +11,9 @@
 #   kstackwatch-split-armedonly    the watch on it is set once and kept
 #                                  (arms, catches and retargeting IPIs, no
 #                                  perf event created or freed)
+#   kstackwatch-split-prelude      full, after the stress run's prelude (a
+#                                  config with mw=0 to count the slots,
+#                                  then cleared)
 . /ksw/kstackwatch-lib.sh
 echo "ksw-scenario: $KSW_SCENARIO on $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs"
 ksw_load
@@ -24,6 +27,12 @@ case "$KSW_SCENARIO" in
 	;;
 esac
 dmesg -c > /dev/null
+case "$KSW_SCENARIO" in
+*-prelude)
+	ksw_set "$kv mw=0" > /dev/null
+	echo > /proc/kstackwatch
+	;;
+esac
 workers=
 ksw_workers() {
 	if [ -z "$workers" ] || ! kill -0 "$workers" 2> /dev/null; then

@@ -32,17 +32,21 @@ SERIES = os.environ.get("KSW_SERIES", "6.1 6.12").split()
 EXPECTED_PANIC = {"sysrq": "sysrq triggered crash",
                   "kstackwatch-panic": "kstackwatch: stack corruption caught, "
                                        "writer silent_corruption_unwitting [kstackwatch_test]"}
+# A run whose catch is another scenario's: its panic message, by run name.
+EXPECTED_RUN_PANIC = {"kstackwatch-panic-init": "kstackwatch: stack corruption caught, "
+                                                "writer ksw_test_init_writer [kstackwatch_test_init]"}
 # Runs whose panic comes from NMI-like context (kstackwatch's #DB, the
 # writer's IRQs off): printk defers the console output, and QEMU pauses the
 # guest at the panic notifier before the console is flushed, so the panic
-# is only in the dump. The manifest, which reads the console, has none.
-PANIC_OFF_CONSOLE = {"kstackwatch-panic-irqoff"}
+# is only in the dump (kdump too: the capture kernel starts before the
+# console is flushed). The manifest, which reads the console, has none.
+PANIC_OFF_CONSOLE = {"kstackwatch-panic-irqoff", "kstackwatch-panic-init"}
 
 
 def expected_panic(run, man):
     """The panic message a run's dumps hold."""
     if run.name in PANIC_OFF_CONSOLE:
-        return EXPECTED_PANIC[run.script]
+        return EXPECTED_RUN_PANIC.get(run.name, EXPECTED_PANIC[run.script])
     return man["panic_message"]
 # Splats a run expects, by run name: a line of its console (or dmesg) that
 # common.splats() reports fails the run unless it contains one of these
