@@ -218,10 +218,15 @@ fn makedumpfile_output_reads_back_as_the_source_vmcore() {
                         assert!(got == want, "{what}: page {pfn:#x} differs from the source");
                         same += 1;
                     }
-                    Err(Error::Excluded(_)) if variant.format == DumpFormat::ElfMakedumpfile => {
+                    // A zero page may be left out: the ELF outputs run at
+                    // -d 1, and makedumpfile reading an ELF source whose
+                    // PT_LOADs overlap (kernel text and direct map) takes
+                    // a page past one segment's p_filesz as left out even
+                    // where another segment holds it (as zeros).
+                    Err(Error::Excluded(_)) => {
                         assert!(
                             want.iter().all(|&b| b == 0),
-                            "{what}: page {pfn:#x} is excluded at -d 1 but not a zero page"
+                            "{what}: page {pfn:#x} is excluded but not a zero page"
                         );
                         zero_excluded += 1;
                     }
