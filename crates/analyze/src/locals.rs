@@ -15,7 +15,6 @@
 use ksw_vmcore::{KernelMemory, VirtAddr};
 
 use crate::dwarf::{DebugInfo, DebugSections, Location, Place};
-use crate::elf::{DebugFile, ElfImage};
 use crate::kernel::SymbolTable;
 use crate::register::Register;
 use crate::unwind::Trace;
@@ -80,134 +79,157 @@ pub struct FrameVariable {
 /// Most bytes of one variable that are read.
 const MAX_VALUE: u64 = 4096;
 
-/// Fills in the variables of every vmlinux frame of `trace` (module
-/// frames and frames DWARF does not describe get none). `kaslr` is the
-/// dump's KASLR offset; `symbols` finds a `.cold` part's main symbol.
-pub fn annotate(
-    file: &DebugFile,
+/// A debug vmlinux's DWARF, read for the variables of frames (lazily: a
+/// unit is parsed when a frame needs it, once).
+pub struct FrameVariables<'s> {
+    info: DebugInfo<'s>,
     kaslr: u64,
-    trace: &mut Trace,
-    symbols: &SymbolTable<'_>,
-    mem: &dyn KernelMemory,
-) -> crate::Result<()> {
-    let all = frame_variables(file, kaslr, trace, symbols, mem)?;
-    for (frame, vars) in trace.frames.iter_mut().zip(all) {
-        frame.variables = vars;
-    }
-    Ok(())
 }
 
-fn frame_variables(
-    file: &DebugFile,
-    kaslr: u64,
-    trace: &Trace,
-    symbols: &SymbolTable<'_>,
-    mem: &dyn KernelMemory,
-) -> crate::Result<Vec<Vec<FrameVariable>>> {
-    let image = ElfImage::parse(file)?;
-    let sections = DebugSections::load(&image)?;
-    let info = DebugInfo::new(&sections)?;
-    let mut out = Vec::new();
-    for (i, frame) in trace.frames.iter().enumerate() {
-        let Some(sym) = frame.symbol.as_ref().filter(|s| s.module.is_none()) else {
-            out.push(Vec::new());
-            continue;
-        };
-        let pc = if frame.exact {
-            frame.pc
-        } else {
-            frame.pc.wrapping_sub(1)
-        };
-        // the function's entry: the symbol's start, or, for a part gcc
-        // split off (`foo.cold`), the start of `foo`
-        let start = frame.pc.wrapping_sub(sym.offset);
-        let entry = match sym.name.strip_suffix(".cold") {
-            Some(main) => symbols.address_of(main).unwrap_or(start),
-            None => start,
-        };
-        let link = |a: u64| a.wrapping_sub(kaslr);
-        let Some(unit) = info.unit_for_address(link(entry))? else {
-            out.push(Vec::new());
-            continue;
-        };
-        let Some(sub) = unit.subprogram_at(link(entry))? else {
-            out.push(Vec::new());
-            continue;
-        };
-        let function = unit.function(sub)?;
-        // the frame's CFA is its caller's SP
-        let cfa = trace
-            .frames
-            .get(i + 1)
-            .filter(|c| c.regs_at.is_none())
-            .map(|c| c.sp);
-        let mut vars = Vec::new();
-        for v in &function.variables {
-            let in_block = v
-                .block_ranges
-                .as_ref()
-                .is_none_or(|r| r.iter().any(|&(b, e)| link(pc) >= b && link(pc) < e));
-            let place = match &v.location {
-                Location::Absent => None,
-                Location::Single(p) => Some(p.clone()),
-                Location::List(list) => list
-                    .iter()
-                    .find(|(b, e, _)| link(pc) >= *b && link(pc) < *e)
-                    .map(|(_, _, p)| p.clone()),
-            };
-            // an inlined callee's variable is in scope only where its
-            // location list says so
-            let listed = matches!(v.location, Location::List(_)) && place.is_some();
-            if !in_block || (v.inlined_from.is_some() && !listed) {
-                continue;
-            }
-            let size = v
-                .type_offset
-                .and_then(|t| unit.type_size(t).ok().flatten())
-                .unwrap_or(8);
-            let value = match place {
-                None | Some(Place::OptimisedOut) => VariableValue::OptimizedOut,
-                Some(Place::Stack { cfa_offset }) => match cfa {
-                    Some(c) => read(mem, c.wrapping_add_signed(cfa_offset), size),
-                    None => VariableValue::NotEvaluated {
-                        form: "CFA-relative, CFA unknown".into(),
-                    },
-                },
-                Some(Place::RegisterOffset { register, offset }) => match register {
-                    Register::Rsp => read(mem, frame.sp.wrapping_add_signed(offset), size),
-                    r => VariableValue::NotEvaluated {
-                        form: format!("relative to %{}", r.name().unwrap_or("?")),
-                    },
-                },
-                Some(Place::Static { address }) => read(mem, address.wrapping_add(kaslr), size),
-                Some(Place::Register { register }) => match frame.registers.as_ref().and_then(|r| {
-                    let mut all = [0u64; 27];
-                    all[..21].copy_from_slice(&r.0);
-                    register.value_in(&ksw_vmcore::cpu::X86Registers(all))
-                }) {
-                    Some(v) => VariableValue::Register {
-                        register: register.name().unwrap_or("?").to_string(),
-                        value: v,
-                    },
-                    None => VariableValue::InRegister {
-                        register: register.name().unwrap_or("?").to_string(),
-                    },
-                },
-                Some(other) => VariableValue::NotEvaluated {
-                    form: format!("{other:?}"),
-                },
-            };
-            vars.push(FrameVariable {
-                name: v.name.clone(),
-                inlined_from: v.inlined_from.clone(),
-                parameter: v.parameter,
-                type_name: unit.type_name(v.type_offset).unwrap_or_else(|_| "?".into()),
-                value,
-            });
-        }
-        out.push(vars);
+impl std::fmt::Debug for FrameVariables<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameVariables")
+            .field("kaslr", &self.kaslr)
+            .finish_non_exhaustive()
     }
-    Ok(out)
+}
+
+impl<'s> FrameVariables<'s> {
+    /// The variables of `sections` (a vmlinux whose text moved by `kaslr`).
+    pub fn new(sections: &'s DebugSections<'s>, kaslr: u64) -> crate::Result<Self> {
+        Ok(Self {
+            info: DebugInfo::new(sections)?,
+            kaslr,
+        })
+    }
+
+    /// Fills in the variables of every vmlinux frame of `trace` (module
+    /// frames and frames DWARF does not describe get none); `symbols`
+    /// finds a `.cold` part's main symbol.
+    pub fn annotate(
+        &self,
+        trace: &mut Trace,
+        symbols: &SymbolTable<'_>,
+        mem: &dyn KernelMemory,
+    ) -> crate::Result<()> {
+        let all = self.frame_variables(trace, symbols, mem)?;
+        for (frame, vars) in trace.frames.iter_mut().zip(all) {
+            frame.variables = vars;
+        }
+        Ok(())
+    }
+
+    fn frame_variables(
+        &self,
+        trace: &Trace,
+        symbols: &SymbolTable<'_>,
+        mem: &dyn KernelMemory,
+    ) -> crate::Result<Vec<Vec<FrameVariable>>> {
+        let (info, kaslr) = (&self.info, self.kaslr);
+        let mut out = Vec::new();
+        for (i, frame) in trace.frames.iter().enumerate() {
+            let Some(sym) = frame.symbol.as_ref().filter(|s| s.module.is_none()) else {
+                out.push(Vec::new());
+                continue;
+            };
+            let pc = if frame.exact {
+                frame.pc
+            } else {
+                frame.pc.wrapping_sub(1)
+            };
+            // the function's entry: the symbol's start, or, for a part gcc
+            // split off (`foo.cold`), the start of `foo`
+            let start = frame.pc.wrapping_sub(sym.offset);
+            let entry = match sym.name.strip_suffix(".cold") {
+                Some(main) => symbols.address_of(main).unwrap_or(start),
+                None => start,
+            };
+            let link = |a: u64| a.wrapping_sub(kaslr);
+            let Some(unit) = info.unit_for_address(link(entry))? else {
+                out.push(Vec::new());
+                continue;
+            };
+            let Some(sub) = unit.subprogram_at(link(entry))? else {
+                out.push(Vec::new());
+                continue;
+            };
+            let function = unit.function(sub)?;
+            // the frame's CFA is its caller's SP
+            let cfa = trace
+                .frames
+                .get(i + 1)
+                .filter(|c| c.regs_at.is_none())
+                .map(|c| c.sp);
+            let mut vars = Vec::new();
+            for v in &function.variables {
+                let in_block = v
+                    .block_ranges
+                    .as_ref()
+                    .is_none_or(|r| r.iter().any(|&(b, e)| link(pc) >= b && link(pc) < e));
+                let place = match &v.location {
+                    Location::Absent => None,
+                    Location::Single(p) => Some(p.clone()),
+                    Location::List(list) => list
+                        .iter()
+                        .find(|(b, e, _)| link(pc) >= *b && link(pc) < *e)
+                        .map(|(_, _, p)| p.clone()),
+                };
+                // an inlined callee's variable is in scope only where its
+                // location list says so
+                let listed = matches!(v.location, Location::List(_)) && place.is_some();
+                if !in_block || (v.inlined_from.is_some() && !listed) {
+                    continue;
+                }
+                let size = v
+                    .type_offset
+                    .and_then(|t| unit.type_size(t).ok().flatten())
+                    .unwrap_or(8);
+                let value = match place {
+                    None | Some(Place::OptimisedOut) => VariableValue::OptimizedOut,
+                    Some(Place::Stack { cfa_offset }) => match cfa {
+                        Some(c) => read(mem, c.wrapping_add_signed(cfa_offset), size),
+                        None => VariableValue::NotEvaluated {
+                            form: "CFA-relative, CFA unknown".into(),
+                        },
+                    },
+                    Some(Place::RegisterOffset { register, offset }) => match register {
+                        Register::Rsp => read(mem, frame.sp.wrapping_add_signed(offset), size),
+                        r => VariableValue::NotEvaluated {
+                            form: format!("relative to %{}", r.name().unwrap_or("?")),
+                        },
+                    },
+                    Some(Place::Static { address }) => read(mem, address.wrapping_add(kaslr), size),
+                    Some(Place::Register { register }) => {
+                        match frame.registers.as_ref().and_then(|r| {
+                            let mut all = [0u64; 27];
+                            all[..21].copy_from_slice(&r.0);
+                            register.value_in(&ksw_vmcore::cpu::X86Registers(all))
+                        }) {
+                            Some(v) => VariableValue::Register {
+                                register: register.name().unwrap_or("?").to_string(),
+                                value: v,
+                            },
+                            None => VariableValue::InRegister {
+                                register: register.name().unwrap_or("?").to_string(),
+                            },
+                        }
+                    }
+                    Some(other) => VariableValue::NotEvaluated {
+                        form: format!("{other:?}"),
+                    },
+                };
+                vars.push(FrameVariable {
+                    name: v.name.clone(),
+                    inlined_from: v.inlined_from.clone(),
+                    parameter: v.parameter,
+                    type_name: unit.type_name(v.type_offset).unwrap_or_else(|_| "?".into()),
+                    value,
+                });
+            }
+            out.push(vars);
+        }
+        Ok(out)
+    }
 }
 
 fn read(mem: &dyn KernelMemory, address: u64, size: u64) -> VariableValue {

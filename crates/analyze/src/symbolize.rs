@@ -9,11 +9,12 @@
 //! relocated with the section addresses the kernel chose
 //! ([`ModuleDebugFile`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ksw_vmcore::VirtAddr;
 use object::{Object, ObjectSection};
 
+use crate::dwarf::{DebugSections, Reader};
 use crate::elf::{DebugFile, ElfImage};
 use crate::kernel::KernelModel;
 
@@ -30,43 +31,40 @@ pub struct SourcePosition {
     pub inlined: bool,
 }
 
-/// Why a debug file cannot be used.
+/// A debug vmlinux of another build than the dump's.
 #[derive(Debug, thiserror::Error)]
-pub enum SymbolizeError {
-    /// The file cannot be read or parsed.
-    #[error("{path}: {detail}")]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        detail: String,
-    },
-    /// It is the debug file of another build.
-    #[error(
-        "{path} is not this dump's kernel: its build ID is {file}, the dump's is {dump} (find the -dbg package of the dump's exact build)"
-    )]
-    WrongBuild {
-        /// The file.
-        path: PathBuf,
-        /// The file's build ID.
-        file: String,
-        /// The dump's.
-        dump: String,
-    },
-    /// It has no DWARF line information.
-    #[error(
-        "{0} has no .debug_info: pass the debug vmlinux (from the -dbg package), not the stripped image"
-    )]
-    NoDebugInfo(PathBuf),
+#[error(
+    "{path} is not this dump's kernel: its build ID is {file}, the dump's is {dump} (find the -dbg package of the dump's exact build)"
+)]
+pub struct WrongBuild {
+    /// The file.
+    pub path: PathBuf,
+    /// The file's build ID.
+    pub file: String,
+    /// The dump's.
+    pub dump: String,
 }
 
-/// A debug vmlinux placed at the dump's KASLR offset.
-pub struct VmlinuxSource {
-    loader: addr2line::Loader,
+/// Refuses a debug vmlinux whose build ID is not `dump_build_id` (when
+/// both have one).
+pub fn check_build(image: &ElfImage<'_>, dump_build_id: Option<&str>) -> Result<(), WrongBuild> {
+    match (image.build_id().map(hex), dump_build_id) {
+        (Some(file), Some(dump)) if !dump.eq_ignore_ascii_case(&file) => Err(WrongBuild {
+            path: image.path().to_path_buf(),
+            file,
+            dump: dump.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A debug vmlinux's DWARF placed at the dump's KASLR offset.
+pub struct VmlinuxSource<'s> {
+    context: addr2line::Context<Reader<'s>>,
     kaslr_offset: u64,
 }
 
-impl std::fmt::Debug for VmlinuxSource {
+impl std::fmt::Debug for VmlinuxSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VmlinuxSource")
             .field("kaslr_offset", &self.kaslr_offset)
@@ -74,51 +72,14 @@ impl std::fmt::Debug for VmlinuxSource {
     }
 }
 
-/// The build ID of an ELF file, as lowercase hex.
-pub fn build_id(path: &Path) -> Result<Option<String>, SymbolizeError> {
-    let unreadable = |detail: String| SymbolizeError::Unreadable {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
-    // SAFETY: the map is read only; a file changed under it gives wrong
-    // bytes, which the parsers treat as any other bad input.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| unreadable(e.to_string()))?;
-    let obj = object::File::parse(&*map).map_err(|e| unreadable(e.to_string()))?;
-    let id = obj.build_id().map_err(|e| unreadable(e.to_string()))?;
-    if obj
-        .section_by_name(".debug_info")
-        .is_none_or(|s| s.size() == 0)
-    {
-        return Err(SymbolizeError::NoDebugInfo(path.to_path_buf()));
-    }
-    Ok(id.map(|b| b.iter().map(|x| format!("{x:02x}")).collect()))
-}
-
-impl VmlinuxSource {
-    /// Opens `path` for a dump whose build ID is `dump_build_id` (when the
-    /// dump says) and whose kernel text moved by `kaslr_offset`.
-    pub fn open(
-        path: &Path,
-        dump_build_id: Option<&str>,
-        kaslr_offset: u64,
-    ) -> Result<Self, SymbolizeError> {
-        let id = build_id(path)?;
-        if let (Some(file), Some(dump)) = (id.as_deref(), dump_build_id)
-            && !dump.eq_ignore_ascii_case(file)
-        {
-            return Err(SymbolizeError::WrongBuild {
-                path: path.to_path_buf(),
-                file: file.to_string(),
-                dump: dump.to_string(),
-            });
-        }
-        let loader = addr2line::Loader::new(path).map_err(|e| SymbolizeError::Unreadable {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+impl<'s> VmlinuxSource<'s> {
+    /// Lines and inline chains from `sections` (a vmlinux checked with
+    /// [`check_build`]), whose kernel text moved by `kaslr_offset`.
+    pub fn new(sections: &'s DebugSections<'s>, kaslr_offset: u64) -> crate::Result<Self> {
+        let context =
+            addr2line::Context::from_dwarf(sections.dwarf()?).map_err(|e| sections.err(e))?;
         Ok(Self {
-            loader,
+            context,
             kaslr_offset,
         })
     }
@@ -127,8 +88,9 @@ impl VmlinuxSource {
     /// entry is the physical function. Empty when DWARF does not cover it.
     pub fn positions(&self, pc: u64) -> Vec<SourcePosition> {
         let probe = pc.wrapping_sub(self.kaslr_offset);
-        self.loader
+        self.context
             .find_frames(probe)
+            .skip_all_loads()
             .map(chain)
             .unwrap_or_default()
     }
@@ -136,7 +98,7 @@ impl VmlinuxSource {
 
 /// Adds source positions to the vmlinux frames of `trace` (module frames
 /// need their `.ko`).
-pub fn annotate(trace: &mut crate::unwind::Trace, source: &VmlinuxSource) {
+pub fn annotate(trace: &mut crate::unwind::Trace, source: &VmlinuxSource<'_>) {
     for f in &mut trace.frames {
         if f.symbol.as_ref().is_some_and(|s| s.module.is_none()) {
             // a return address belongs to the call before it
@@ -310,7 +272,7 @@ pub fn annotate_modules(
         let placed: Vec<(&str, VirtAddr)> =
             f.placed.iter().map(|(n, a)| (n.as_str(), *a)).collect();
         let positions = ElfImage::parse_loaded(&f.file, &placed).and_then(|image| {
-            let sections = crate::dwarf::DebugSections::load(&image)?;
+            let sections = DebugSections::load(&image)?;
             let dwarf = sections.dwarf()?;
             let context = addr2line::Context::from_dwarf(dwarf).map_err(|e| sections.err(e))?;
             let mut out = Vec::new();

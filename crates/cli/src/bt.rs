@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use ksw_analyze::cfi::DwarfCallFrames;
 use ksw_analyze::kernel::types::{DwarfKernelTypes, KernelTypes};
 use ksw_analyze::kernel::{KernelModel, Task};
-use ksw_analyze::locals::VariableValue;
+use ksw_analyze::locals::{FrameVariables, VariableValue};
 use ksw_analyze::symbolize::{self, VmlinuxSource};
 use ksw_analyze::unwind::{self, CallerRule, TaskTrace, TraceOrigin};
 use ksw_analyze::{DebugSections, ElfImage};
@@ -28,23 +28,23 @@ fn open(dump: &std::path::Path, vmcoreinfo: &Option<std::path::PathBuf>) -> Resu
 pub(crate) fn run(args: &BtArgs) -> Result<String> {
     let dump = open(&args.dump, &args.vmcoreinfo)?;
     let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
-    // the debug vmlinux, checked by build ID before anything uses it: its
-    // lines, its call-frame rules (where ORC has none), its variables
-    let source = match &args.vmlinux {
-        Some(path) => Some(VmlinuxSource::open(
-            path,
-            dump.vmcoreinfo().and_then(|i| i.trusted_build_id()),
-            kaslr,
-        )?),
-        None => None,
-    };
+    // the debug vmlinux, read once and checked by build ID before anything
+    // uses it: its lines, its call-frame rules (where ORC has none), its
+    // types (where BTF fails), its variables
     let vmlinux = args
         .vmlinux
         .as_deref()
         .map(ksw_analyze::locate::open)
         .transpose()?;
     let image = vmlinux.as_ref().map(ElfImage::parse).transpose()?;
+    if let Some(image) = &image {
+        symbolize::check_build(image, dump.vmcoreinfo().and_then(|i| i.trusted_build_id()))?;
+    }
     let sections = image.as_ref().map(DebugSections::load).transpose()?;
+    let source = sections
+        .as_ref()
+        .map(|s| VmlinuxSource::new(s, kaslr))
+        .transpose()?;
     let call_frames = sections.as_ref().map(|s| DwarfCallFrames::new(s, kaslr));
     // read only if the kernel's BTF is missing or damaged
     let types = sections.as_ref().map(DwarfKernelTypes::new).transpose()?;
@@ -114,16 +114,12 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
             symbolize::annotate(&mut t.trace, source);
         }
     }
-    if let (true, Some(file), Some(path)) = (args.verbose, &vmlinux, &args.vmlinux) {
+    if let (true, Some(sections), Some(path)) = (args.verbose, &sections, &args.vmlinux) {
+        let variables = FrameVariables::new(sections, kaslr)?;
         for t in &mut traces {
-            ksw_analyze::locals::annotate(
-                file,
-                kaslr,
-                &mut t.trace,
-                model.symbols(),
-                model.memory(),
-            )
-            .with_context(|| format!("reading the variables from {}", path.display()))?;
+            variables
+                .annotate(&mut t.trace, model.symbols(), model.memory())
+                .with_context(|| format!("reading the variables from {}", path.display()))?;
         }
     }
     // the modules' own .ko files: the flags', the release's, the dump's
