@@ -169,16 +169,23 @@ impl<'m> KernelModel<'m> {
             fast,
             layout.orc_layout,
         )?;
-        let nr_cpus = read(mem, "nr_cpu_ids", |m| {
-            m.read_u32(VirtAddr(sym("nr_cpu_ids")?)).map_err(Into::into)
-        })?;
-        let nr_cpus = nr_cpus.min(8192);
+        let mem_err = |what: &'static str| {
+            move |source| KernelError::Memory {
+                what: what.into(),
+                source,
+            }
+        };
+        let nr_cpus = mem
+            .read_u32(VirtAddr(sym("nr_cpu_ids")?))
+            .map_err(mem_err("nr_cpu_ids"))?
+            .min(8192);
         let pco = sym("__per_cpu_offset")?;
         let mut per_cpu_offsets = Vec::new();
         for cpu in 0..u64::from(nr_cpus) {
-            per_cpu_offsets.push(read(mem, "__per_cpu_offset", |m| {
-                m.read_u64(VirtAddr(pco + cpu * 8)).map_err(Into::into)
-            })?);
+            per_cpu_offsets.push(
+                mem.read_u64(VirtAddr(pco + cpu * 8))
+                    .map_err(mem_err("__per_cpu_offset"))?,
+            );
         }
         let stacks = StackMap::from_memory(mem, &layout, &per_cpu_offsets, &|n| sym(n).ok())?;
         // modules add symbols and unwind tables; a module that cannot be
@@ -325,30 +332,6 @@ impl<'m> KernelModel<'m> {
     /// The address of the task running on each CPU (`current`).
     pub fn current_tasks(&self) -> Vec<Option<u64>> {
         self.stacks.current_tasks().to_vec()
-    }
-}
-
-/// Reads something, naming it in the error.
-fn read<T>(
-    mem: &dyn KernelMemory,
-    what: &str,
-    f: impl FnOnce(&dyn KernelMemory) -> Result<T>,
-) -> Result<T> {
-    f(mem).map_err(|e| match e {
-        KernelError::Memory { source, .. } => KernelError::Memory {
-            what: what.into(),
-            source,
-        },
-        other => other,
-    })
-}
-
-impl From<ksw_vmcore::Error> for KernelError {
-    fn from(source: ksw_vmcore::Error) -> Self {
-        KernelError::Memory {
-            what: "kernel memory".into(),
-            source,
-        }
     }
 }
 
