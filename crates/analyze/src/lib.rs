@@ -16,6 +16,8 @@
 //!   vmlinux ORC as a cross-check), and an annotated
 //!   disassembly (stack writes, canary, SP tracking);
 //! - [`resolve()`]: a variable's name to a kstackwatch watch ([`Resolution`]);
+//! - [`report`]: the corruption report of a catch, or of a panic without
+//!   one (what `ksw analyze` prints);
 //! - [`locate`]: where a release's debug files are on disk (the only part
 //!   that searches the filesystem; the rest takes paths).
 #![deny(missing_docs)]
@@ -32,6 +34,7 @@ pub mod locals;
 pub mod locate;
 mod orc;
 mod register;
+pub mod report;
 mod resolve;
 pub mod symbolize;
 #[cfg(test)]

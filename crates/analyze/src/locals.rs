@@ -84,6 +84,9 @@ const MAX_VALUE: u64 = 4096;
 pub struct FrameVariables<'s> {
     info: DebugInfo<'s>,
     kaslr: u64,
+    /// The module whose frames these are (its DWARF relocated to where
+    /// it was loaded), `None` for vmlinux.
+    module: Option<String>,
 }
 
 impl std::fmt::Debug for FrameVariables<'_> {
@@ -100,11 +103,24 @@ impl<'s> FrameVariables<'s> {
         Ok(Self {
             info: DebugInfo::new(sections)?,
             kaslr,
+            module: None,
         })
     }
 
-    /// Fills in the variables of every vmlinux frame of `trace` (module
-    /// frames and frames DWARF does not describe get none); `symbols`
+    /// The variables of module `name`'s frames, from its `.ko` whose
+    /// sections were placed where the module was loaded (see
+    /// [`crate::symbolize::ModuleDebugFile::with_sections`]).
+    pub fn for_module(sections: &'s DebugSections<'s>, name: &str) -> crate::Result<Self> {
+        Ok(Self {
+            info: DebugInfo::new(sections)?,
+            kaslr: 0,
+            module: Some(name.to_string()),
+        })
+    }
+
+    /// Fills in the variables of every frame of `trace` in this file's
+    /// code (vmlinux, or the module); other frames and frames DWARF does
+    /// not describe are left alone; `symbols`
     /// finds a `.cold` part's main symbol.
     pub fn annotate(
         &self,
@@ -114,7 +130,9 @@ impl<'s> FrameVariables<'s> {
     ) -> crate::Result<()> {
         let all = self.frame_variables(trace, symbols, mem)?;
         for (frame, vars) in trace.frames.iter_mut().zip(all) {
-            frame.variables = vars;
+            if let Some(vars) = vars {
+                frame.variables = vars;
+            }
         }
         Ok(())
     }
@@ -124,12 +142,12 @@ impl<'s> FrameVariables<'s> {
         trace: &Trace,
         symbols: &SymbolTable<'_>,
         mem: &dyn KernelMemory,
-    ) -> crate::Result<Vec<Vec<FrameVariable>>> {
+    ) -> crate::Result<Vec<Option<Vec<FrameVariable>>>> {
         let (info, kaslr) = (&self.info, self.kaslr);
         let mut out = Vec::new();
         for (i, frame) in trace.frames.iter().enumerate() {
-            let Some(sym) = frame.symbol.as_ref().filter(|s| s.module.is_none()) else {
-                out.push(Vec::new());
+            let Some(sym) = frame.symbol.as_ref().filter(|s| s.module == self.module) else {
+                out.push(None);
                 continue;
             };
             let pc = if frame.exact {
@@ -146,11 +164,11 @@ impl<'s> FrameVariables<'s> {
             };
             let link = |a: u64| a.wrapping_sub(kaslr);
             let Some(unit) = info.unit_for_address(link(entry))? else {
-                out.push(Vec::new());
+                out.push(Some(Vec::new()));
                 continue;
             };
             let Some(sub) = unit.subprogram_at(link(entry))? else {
-                out.push(Vec::new());
+                out.push(Some(Vec::new()));
                 continue;
             };
             let function = unit.function(sub)?;
@@ -226,7 +244,7 @@ impl<'s> FrameVariables<'s> {
                     value,
                 });
             }
-            out.push(vars);
+            out.push(Some(vars));
         }
         Ok(out)
     }

@@ -128,6 +128,28 @@ impl std::fmt::Debug for ModuleDebugFile {
     }
 }
 
+impl ModuleDebugFile {
+    /// The file as read from disk (unrelocated: what `resolve` and
+    /// `frame_layout` take).
+    pub fn file(&self) -> &DebugFile {
+        &self.file
+    }
+
+    /// Runs `f` over the file's debug sections, relocated to where the
+    /// module's sections were loaded, so that its addresses are run-time
+    /// addresses.
+    pub fn with_sections<R>(
+        &self,
+        f: impl FnOnce(&DebugSections<'_>) -> crate::Result<R>,
+    ) -> crate::Result<R> {
+        let placed: Vec<(&str, VirtAddr)> =
+            self.placed.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        let image = ElfImage::parse_loaded(&self.file, &placed)?;
+        let sections = DebugSections::load(&image)?;
+        f(&sections)
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -269,10 +291,7 @@ pub fn annotate_modules(
         if !trace.frames.iter().any(wanted) {
             continue;
         }
-        let placed: Vec<(&str, VirtAddr)> =
-            f.placed.iter().map(|(n, a)| (n.as_str(), *a)).collect();
-        let positions = ElfImage::parse_loaded(&f.file, &placed).and_then(|image| {
-            let sections = DebugSections::load(&image)?;
+        let positions = f.with_sections(|sections| {
             let dwarf = sections.dwarf()?;
             let context = addr2line::Context::from_dwarf(dwarf).map_err(|e| sections.err(e))?;
             let mut out = Vec::new();

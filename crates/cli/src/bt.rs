@@ -6,57 +6,27 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
-use ksw_analyze::cfi::DwarfCallFrames;
-use ksw_analyze::kernel::types::{DwarfKernelTypes, KernelTypes};
 use ksw_analyze::kernel::{KernelModel, Task};
 use ksw_analyze::locals::{FrameVariables, VariableValue};
-use ksw_analyze::symbolize::{self, VmlinuxSource};
+use ksw_analyze::symbolize;
 use ksw_analyze::unwind::{self, CallerRule, TaskTrace, TraceOrigin};
-use ksw_analyze::{DebugSections, ElfImage};
-use ksw_vmcore::{Dump, OpenOptions};
 
 use crate::flags::{BtArgs, DumpArgs};
-
-fn open(dump: &std::path::Path, vmcoreinfo: &Option<std::path::PathBuf>) -> Result<Dump> {
-    let options = OpenOptions {
-        vmcoreinfo_override: vmcoreinfo.clone(),
-    };
-    Dump::open_with(dump, &options).with_context(|| format!("opening {}", dump.display()))
-}
+use crate::inputs::{InputPaths, Inputs, open_dump, with_inputs};
 
 /// Runs `ksw bt`.
 pub(crate) fn run(args: &BtArgs) -> Result<String> {
-    let dump = open(&args.dump, &args.vmcoreinfo)?;
-    let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
-    // the debug vmlinux, read once and checked by build ID before anything
-    // uses it: its lines, its call-frame rules (where ORC has none), its
-    // types (where BTF fails), its variables
-    let vmlinux = args
-        .vmlinux
-        .as_deref()
-        .map(ksw_analyze::locate::open)
-        .transpose()?;
-    let image = vmlinux.as_ref().map(ElfImage::parse).transpose()?;
-    if let Some(image) = &image {
-        symbolize::check_build(image, dump.vmcoreinfo().and_then(|i| i.trusted_build_id()))?;
-    }
-    let sections = image.as_ref().map(DebugSections::load).transpose()?;
-    let source = sections
-        .as_ref()
-        .map(|s| VmlinuxSource::new(s, kaslr))
-        .transpose()?;
-    let call_frames = sections.as_ref().map(|s| DwarfCallFrames::new(s, kaslr));
-    // read only if the kernel's BTF is missing or damaged
-    let types = sections.as_ref().map(DwarfKernelTypes::new).transpose()?;
-    let mut model =
-        KernelModel::from_dump_with(&dump, types.as_ref().map(|t| t as &dyn KernelTypes))
-            .context("reading the kernel's model from the dump")?;
-    if let Some(c) = &call_frames {
-        model.set_call_frames(c);
-    }
-    for w in model.warnings() {
-        eprintln!("ksw: warning: {w}");
-    }
+    let paths = InputPaths {
+        dump: &args.dump,
+        vmcoreinfo: &args.vmcoreinfo,
+        vmlinux: args.vmlinux.as_deref(),
+        module_dirs: &args.module_dir,
+    };
+    with_inputs(&paths, |inputs| traces(args, inputs))
+}
+
+fn traces(args: &BtArgs, inputs: &Inputs<'_>) -> Result<String> {
+    let model = inputs.model;
     let tasks = || -> Result<Vec<Task>> {
         let (tasks, warnings) = model.tasks().context("walking the task list")?;
         for w in &warnings {
@@ -65,7 +35,7 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
         Ok(tasks)
     };
     let traces: Vec<TaskTrace> = if let Some(seq) = args.catch {
-        let catches = ksw_analyze::kernel::catch_log::read(&model)?
+        let catches = ksw_analyze::kernel::catch_log::read(model)?
             .context("kstackwatch is not loaded in this dump (no ksw_catch_log symbol)")?;
         let c = if seq == 0 {
             catches.last()
@@ -79,18 +49,18 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
                 catches.iter().map(|c| c.seq).collect::<Vec<_>>()
             ),
         })?;
-        vec![unwind::trace_catch(&model, c)]
+        vec![unwind::trace_catch(model, c)]
     } else if args.all {
         tasks()?
             .iter()
-            .map(|t| unwind::trace_task(&model, t))
+            .map(|t| unwind::trace_task(model, t))
             .collect::<Result<_, _>>()?
     } else if let Some(pid) = args.pid {
         let t = tasks()?
             .into_iter()
             .find(|t| t.pid == pid)
             .with_context(|| format!("no task with pid {pid} (see `ksw tasks`)"))?;
-        vec![unwind::trace_task(&model, &t)?]
+        vec![unwind::trace_task(model, &t)?]
     } else if let Some(addr) = &args.task {
         let a = u64::from_str_radix(addr.trim_start_matches("0x"), 16)
             .with_context(|| format!("--task {addr}: not a hexadecimal address"))?;
@@ -98,7 +68,7 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
             .into_iter()
             .find(|t| t.address == a)
             .with_context(|| format!("no task_struct at {a:#x} in the task list"))?;
-        vec![unwind::trace_task(&model, &t)?]
+        vec![unwind::trace_task(model, &t)?]
     } else {
         let cpu = match args.cpu.or_else(|| model.panic_cpu()) {
             Some(c) => c,
@@ -106,44 +76,26 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
                 bail!("the dump names no panic CPU: choose one with --cpu, or a task with --pid")
             }
         };
-        vec![unwind::trace_cpu(&model, cpu)?]
+        vec![unwind::trace_cpu(model, cpu)?]
     };
     let mut traces = traces;
-    if let Some(source) = &source {
+    if let Some(v) = &inputs.vmlinux {
         for t in &mut traces {
-            symbolize::annotate(&mut t.trace, source);
+            symbolize::annotate(&mut t.trace, v.lines);
+        }
+        if args.verbose {
+            let variables = FrameVariables::new(v.sections, v.kaslr)?;
+            for t in &mut traces {
+                variables
+                    .annotate(&mut t.trace, model.symbols(), model.memory())
+                    .context("reading the variables from the debug vmlinux")?;
+            }
         }
     }
-    if let (true, Some(sections), Some(path)) = (args.verbose, &sections, &args.vmlinux) {
-        let variables = FrameVariables::new(sections, kaslr)?;
-        for t in &mut traces {
-            variables
-                .annotate(&mut t.trace, model.symbols(), model.memory())
-                .with_context(|| format!("reading the variables from {}", path.display()))?;
-        }
-    }
-    // the modules' own .ko files: the flags', the release's, the dump's
-    let mut dirs = args.module_dir.clone();
-    if let Some(release) = dump.vmcoreinfo().and_then(|i| i.osrelease.as_deref()) {
-        dirs.extend(ksw_analyze::locate::module_dirs(
-            std::path::Path::new("/"),
-            release,
-        ));
-    }
-    if let Some(parent) = args.dump.parent() {
-        dirs.push(if parent.as_os_str().is_empty() {
-            ".".into()
-        } else {
-            parent.to_path_buf()
-        });
-    }
-    let (files, notes) = symbolize::module_debug_files(&model, &dirs);
-    let mut notes = notes;
     for t in &mut traces {
-        notes.extend(symbolize::annotate_modules(&mut t.trace, &files));
-    }
-    for n in &notes {
-        eprintln!("ksw: note: {n}");
+        for n in symbolize::annotate_modules(&mut t.trace, inputs.modules) {
+            eprintln!("ksw: note: {n}");
+        }
     }
     if args.json {
         return Ok(serde_json::to_string_pretty(&traces)? + "\n");
@@ -158,7 +110,7 @@ pub(crate) fn run(args: &BtArgs) -> Result<String> {
     Ok(o)
 }
 
-fn render_trace(o: &mut String, t: &TaskTrace) {
+pub(crate) fn render_trace(o: &mut String, t: &TaskTrace) {
     match &t.task {
         Some(task) => {
             let _ = write!(
@@ -243,7 +195,7 @@ fn render_trace(o: &mut String, t: &TaskTrace) {
     let _ = writeln!(o, "stop: {}", t.trace.stop);
 }
 
-fn value_text(v: &VariableValue) -> String {
+pub(crate) fn value_text(v: &VariableValue) -> String {
     match v {
         VariableValue::Memory {
             integer: Some(i),
@@ -267,7 +219,7 @@ fn value_text(v: &VariableValue) -> String {
     }
 }
 
-fn position(p: &symbolize::SourcePosition) -> String {
+pub(crate) fn position(p: &symbolize::SourcePosition) -> String {
     match (&p.file, p.line) {
         (Some(f), Some(l)) => format!("  {f}:{l}"),
         (Some(f), None) => format!("  {f}"),
@@ -277,7 +229,7 @@ fn position(p: &symbolize::SourcePosition) -> String {
 
 /// Runs `ksw tasks`.
 pub(crate) fn run_tasks(args: &DumpArgs) -> Result<String> {
-    let dump = open(&args.dump, &args.vmcoreinfo)?;
+    let dump = open_dump(&args.dump, &args.vmcoreinfo)?;
     let model =
         KernelModel::from_dump(&dump).context("reading the kernel's model from the dump")?;
     let (tasks, warnings): (Vec<Task>, _) = model.tasks().context("walking the task list")?;

@@ -22,8 +22,12 @@ pub(crate) enum Command {
     /// Print the kernel log (printk ring buffer) saved in a dump.
     Dmesg(DumpArgs),
     /// Write a source-level report of a stack corruption caught by
-    /// kstackwatch.ko, from its catch record in the dump.
-    Analyze(DumpArgs),
+    /// kstackwatch.ko, from its catch record in the dump: the line that
+    /// wrote, the variable it hit, the depth. A dump without a catch gets
+    /// the panic, and for a stack-protector panic the watch to run next.
+    /// Exit code 0: a catch was reported; 3: the dump holds no catch (the
+    /// panic report was printed); 1: an error; 2: a usage error.
+    Analyze(AnalyzeArgs),
     /// Turn a function's local variable into a kstackwatch watch string.
     Resolve(ResolveArgs),
     /// Print the stack trace of a task or CPU in a dump, from its memory
@@ -112,6 +116,46 @@ pub(crate) struct BtArgs {
     /// values (needs --vmlinux).
     #[arg(short, long, requires = "vmlinux")]
     pub(crate) verbose: bool,
+}
+
+/// Arguments of `ksw analyze`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AnalyzeArgs {
+    /// The dump file (any format `ksw info` reads) or /proc/kcore.
+    pub(crate) dump: PathBuf,
+    /// Explain catch SEQ of kstackwatch's ring (default: the newest).
+    #[arg(long, value_name = "SEQ")]
+    pub(crate) catch: Option<u64>,
+    /// The debug vmlinux of the dump's build (checked by build ID): lines,
+    /// variables and CFI of vmlinux frames. Not needed for a catch in
+    /// module code.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmlinux: Option<PathBuf>,
+    /// A directory with the loaded modules' .ko files (repeatable; see
+    /// `ksw bt --module-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) module_dir: Vec<PathBuf>,
+    /// A directory to look for source files in, by the tail of the path
+    /// DWARF gives (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source_dir: Vec<PathBuf>,
+    /// Rewrite the start of source paths: OLD=NEW (repeatable), for
+    /// sources moved since the build.
+    #[arg(long, value_name = "OLD=NEW", value_parser = parse_source_map)]
+    pub(crate) source_map: Vec<(String, String)>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A file holding VMCOREINFO text (see `ksw info`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmcoreinfo: Option<PathBuf>,
+}
+
+fn parse_source_map(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((old, new)) if !old.is_empty() => Ok((old.to_string(), new.to_string())),
+        _ => Err(format!("`{s}` is not OLD=NEW")),
+    }
 }
 
 /// Arguments of `ksw resolve`.

@@ -3,12 +3,15 @@
 //! A thin layer: `flags` parses the command line, and each command calls
 //! into the library crates and renders what they return. Exit codes: 0 on
 //! success, 1 when a command ran but found a problem in its input, 2 on a
-//! usage error or a command this build does not provide.
+//! usage error or a command this build does not provide, 3 when `analyze`
+//! found no catch in the dump (and printed the panic's report instead).
 
+mod analyze;
 mod bt;
 mod dmesg;
 mod flags;
 mod info;
+mod inputs;
 mod resolve;
 
 use std::process::ExitCode;
@@ -29,6 +32,11 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
+    if let Command::Analyze(args) = &command {
+        let (text, code) = analyze::run(args)?;
+        print_all(&text);
+        return Ok(code);
+    }
     let output = match &command {
         Command::Info(args) => Some(info::run(args)?),
         Command::Dmesg(args) => Some(dmesg::run(args)?),

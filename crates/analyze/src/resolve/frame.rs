@@ -35,6 +35,8 @@ pub struct FrameSlot {
     pub in_block: bool,
     /// The inlined function it belongs to, if any.
     pub inlined_from: Option<String>,
+    /// The line of its declaration.
+    pub decl_line: Option<u64>,
 }
 
 /// A function's locals and parameters with their stack slots.
@@ -89,6 +91,7 @@ pub fn frame_layout(files: &[&DebugFile], function: &str) -> Result<FrameLayout>
             location,
             in_block: v.block_ranges.is_some(),
             inlined_from: v.inlined_from.clone(),
+            decl_line: v.decl_line,
         });
     }
     Ok(FrameLayout {

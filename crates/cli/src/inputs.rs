@@ -1,0 +1,116 @@
+//! What the commands that read a dump load before they answer: the dump,
+//! the kernel model read out of it, the debug vmlinux (checked by build
+//! ID, read once for its lines, CFI, types and variables) and the loaded
+//! modules' `.ko` files (checked by build ID against memory).
+//!
+//! Everything borrows from the dump and the mapped files, so the inputs
+//! live in one stack frame and a command runs inside [`with_inputs`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ksw_analyze::cfi::DwarfCallFrames;
+use ksw_analyze::kernel::KernelModel;
+use ksw_analyze::kernel::types::{DwarfKernelTypes, KernelTypes};
+use ksw_analyze::report::VmlinuxDebug;
+use ksw_analyze::symbolize::{self, ModuleDebugFile, VmlinuxSource};
+use ksw_analyze::{DebugSections, ElfImage};
+use ksw_vmcore::{Dump, OpenOptions};
+
+/// Where the inputs come from.
+pub(crate) struct InputPaths<'a> {
+    pub(crate) dump: &'a Path,
+    pub(crate) vmcoreinfo: &'a Option<PathBuf>,
+    pub(crate) vmlinux: Option<&'a Path>,
+    pub(crate) module_dirs: &'a [PathBuf],
+}
+
+/// The loaded inputs.
+pub(crate) struct Inputs<'a> {
+    pub(crate) dump: &'a Dump,
+    pub(crate) model: &'a KernelModel<'a>,
+    pub(crate) vmlinux: Option<VmlinuxDebug<'a>>,
+    pub(crate) modules: &'a [ModuleDebugFile],
+}
+
+impl Inputs<'_> {
+    /// Where this release's debug vmlinux is in Debian's -dbg package.
+    pub(crate) fn vmlinux_hint(&self) -> Option<PathBuf> {
+        let release = self.dump.vmcoreinfo()?.osrelease.as_deref()?;
+        Some(PathBuf::from(format!(
+            "/usr/lib/debug/boot/vmlinux-{release}"
+        )))
+    }
+}
+
+/// Opens a dump (or /proc/kcore).
+pub(crate) fn open_dump(dump: &Path, vmcoreinfo: &Option<PathBuf>) -> Result<Dump> {
+    let options = OpenOptions {
+        vmcoreinfo_override: vmcoreinfo.clone(),
+    };
+    Dump::open_with(dump, &options).with_context(|| format!("opening {}", dump.display()))
+}
+
+/// Loads the inputs named by `paths` and runs `f` over them. Warnings
+/// and notes about the inputs go to stderr.
+pub(crate) fn with_inputs<T>(
+    paths: &InputPaths<'_>,
+    f: impl FnOnce(&Inputs<'_>) -> Result<T>,
+) -> Result<T> {
+    let dump = open_dump(paths.dump, paths.vmcoreinfo)?;
+    let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
+    let file = paths.vmlinux.map(ksw_analyze::locate::open).transpose()?;
+    let image = file.as_ref().map(ElfImage::parse).transpose()?;
+    if let Some(image) = &image {
+        symbolize::check_build(image, dump.vmcoreinfo().and_then(|i| i.trusted_build_id()))?;
+    }
+    let sections = image.as_ref().map(DebugSections::load).transpose()?;
+    let lines = sections
+        .as_ref()
+        .map(|s| VmlinuxSource::new(s, kaslr))
+        .transpose()?;
+    let call_frames = sections.as_ref().map(|s| DwarfCallFrames::new(s, kaslr));
+    // read only if the kernel's BTF is missing or damaged
+    let types = sections.as_ref().map(DwarfKernelTypes::new).transpose()?;
+    let mut model =
+        KernelModel::from_dump_with(&dump, types.as_ref().map(|t| t as &dyn KernelTypes))
+            .context("reading the kernel's model from the dump")?;
+    if let Some(c) = &call_frames {
+        model.set_call_frames(c);
+    }
+    for w in model.warnings() {
+        eprintln!("ksw: warning: {w}");
+    }
+    // the modules' own .ko files: the flags', the release's, the dump's
+    let mut dirs = paths.module_dirs.to_vec();
+    if let Some(release) = dump.vmcoreinfo().and_then(|i| i.osrelease.as_deref()) {
+        dirs.extend(ksw_analyze::locate::module_dirs(Path::new("/"), release));
+    }
+    if let Some(parent) = paths.dump.parent() {
+        dirs.push(if parent.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            parent.to_path_buf()
+        });
+    }
+    let (modules, notes) = symbolize::module_debug_files(&model, &dirs);
+    for n in &notes {
+        eprintln!("ksw: note: {n}");
+    }
+    let vmlinux = match (&file, &sections, &lines) {
+        (Some(file), Some(sections), Some(lines)) => Some(VmlinuxDebug {
+            file,
+            sections,
+            lines,
+            call_frames: call_frames.as_ref(),
+            kaslr,
+        }),
+        _ => None,
+    };
+    f(&Inputs {
+        dump: &dump,
+        model: &model,
+        vmlinux,
+        modules: &modules,
+    })
+}
