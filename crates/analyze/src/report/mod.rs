@@ -160,8 +160,11 @@ pub struct ResolveCheck {
     pub command: String,
     /// What it produced (key=value grammar).
     pub produced: Option<String>,
-    /// Same function, offset, SP offset and length as the catch's config.
+    /// It watches the same bytes (CFA offset and length) of the same
+    /// function and activation as the catch's config.
     pub same_watch: bool,
+    /// ... and with the same string (probe offset and SP offset too).
+    pub same_string: bool,
     /// Why not, or why it could not run.
     pub note: Option<String>,
 }

@@ -265,13 +265,17 @@ pub(super) fn explain(
                 }
             }
             if let (Some(file), Some(w)) = (file, watch) {
-                let (c2, resolution) = resolve_check(file, &victim.slot, w, c);
-                check = c2;
+                check = resolve_check(file, &victim.slot, c.watch_addr as i64 - cfa as i64, w, c);
                 // the probe's SP from the unwound frame: its CFA less the
                 // CFA-SP distance after the probed instruction
-                if let Some(r) = resolution {
-                    if r.watch.function_offset == u64::from(w.func_offset) {
-                        depth.unwound_sp = Some(cfa.wrapping_sub(r.cfa_to_sp as u64));
+                match crate::resolve::cfa_to_sp_after(
+                    &[file],
+                    &w.function,
+                    u64::from(w.func_offset),
+                ) {
+                    Ok(k) => depth.unwound_sp = Some(cfa.wrapping_sub(k as u64)),
+                    Err(e) => {
+                        warnings.push(format!("depth: the SP at the probe is not checked: {e}"))
                     }
                 }
             }
@@ -431,17 +435,20 @@ fn decode(model: &KernelModel<'_>, raw: u64, len: u32, pointer: bool) -> Option<
 }
 
 /// `ksw resolve FUNC VAR` (or `--canary`) for the slot that was hit,
-/// against the watch that was armed; with the resolution itself.
+/// against the watch that was armed. The same watch is the same bytes
+/// (CFA offset and length) of the same activation; the probe point may
+/// differ (any point after the slot is set up arms the same bytes).
 fn resolve_check(
     file: &DebugFile,
     slot: &Slot,
+    watched_cfa_offset: i64,
     w: &WatchFacts,
     c: &Catch,
-) -> (Option<ResolveCheck>, Option<crate::resolve::Resolution>) {
+) -> Option<ResolveCheck> {
     let (variable, canary) = match slot {
         Slot::Variable { path, .. } => (Some(path.clone()), false),
         Slot::Canary { .. } => (None, true),
-        _ => return (None, None),
+        _ => return None,
     };
     let command = match &variable {
         Some(v) => format!("ksw resolve {} {v}", w.function),
@@ -454,41 +461,53 @@ fn resolve_check(
         depth: (w.depth != 0).then_some(w.depth),
         panic: w.panic,
     };
-    match resolve(&[file], &request) {
+    Some(match resolve(&[file], &request) {
         Ok(r) => {
-            let same = r.watch.function == w.function
+            let same_bytes = r.watch.function == w.function
+                && r.cfa_offset == watched_cfa_offset
+                && u32::from(r.watch.watch_len) == c.watch_len
+                && r.watch.depth.unwrap_or(0) == w.depth;
+            let same_string = same_bytes
                 && r.watch.function_offset == u64::from(w.func_offset)
-                && r.watch.sp_offset == u64::from(w.sp_offset)
-                && u32::from(r.watch.watch_len) == c.watch_len;
-            let note = (!same).then(|| {
-                format!(
-                    "resolve arms {}+{:#x} so={} wl={}; the catch's config was {}+{:#x} so={} wl={}",
-                    r.watch.function,
+                && r.watch.sp_offset == u64::from(w.sp_offset);
+            let note = if same_string {
+                None
+            } else if same_bytes {
+                Some(format!(
+                    "the same {} bytes at CFA{:+}, armed at another probe point: resolve probes at +{:#x} (so={}), the catch's config at +{:#x} (so={})",
+                    c.watch_len,
+                    r.cfa_offset,
                     r.watch.function_offset,
                     r.watch.sp_offset,
-                    r.watch.watch_len,
-                    w.function,
                     w.func_offset,
-                    w.sp_offset,
-                    c.watch_len
-                )
-            });
-            let check = ResolveCheck {
+                    w.sp_offset
+                ))
+            } else {
+                Some(format!(
+                    "resolve watches {} bytes at CFA{:+} of {} (depth {}), the catch watched {} bytes at CFA{watched_cfa_offset:+} of {} (depth {})",
+                    r.watch.watch_len,
+                    r.cfa_offset,
+                    r.watch.function,
+                    r.watch.depth.unwrap_or(0),
+                    c.watch_len,
+                    w.function,
+                    w.depth
+                ))
+            };
+            ResolveCheck {
                 command,
                 produced: Some(r.key_value.clone()),
-                same_watch: same,
+                same_watch: same_bytes,
+                same_string,
                 note,
-            };
-            (Some(check), Some(r))
+            }
         }
-        Err(e) => (
-            Some(ResolveCheck {
-                command,
-                produced: None,
-                same_watch: false,
-                note: Some(e.to_string()),
-            }),
-            None,
-        ),
-    }
+        Err(e) => ResolveCheck {
+            command,
+            produced: None,
+            same_watch: false,
+            same_string: false,
+            note: Some(e.to_string()),
+        },
+    })
 }
