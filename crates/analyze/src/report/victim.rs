@@ -229,14 +229,17 @@ pub(super) fn explain(
             victim.function = frames[i].symbol.as_ref().map(|s| s.name.clone());
             victim.locals = frames[i].variables.clone();
             let file = debug_file_of(debug, &frames[i]);
+            let offset = c.watch_addr as i64 - cfa as i64;
             victim.slot = match (&victim.function, file) {
-                (Some(f), Some(file)) => name_slot(file, f, c.watch_addr as i64 - cfa as i64),
+                // the return address needs no debug info
+                _ if offset == -8 => Slot::ReturnAddress,
+                (Some(f), Some(file)) => name_slot(file, f, offset),
                 (Some(_), None) => Slot::Unnamed {
-                    cfa_offset: c.watch_addr as i64 - cfa as i64,
+                    cfa_offset: offset,
                     why: "no debug file for this frame's code".into(),
                 },
                 (None, _) => Slot::Unnamed {
-                    cfa_offset: c.watch_addr as i64 - cfa as i64,
+                    cfa_offset: offset,
                     why: "the frame's code has no symbol".into(),
                 },
             };
@@ -336,9 +339,6 @@ fn debug_file_of<'a>(debug: &'a DebugInputs<'_>, frame: &unwind::Frame) -> Optio
 
 /// What lies at CFA + `offset` in `function`'s frame.
 fn name_slot(file: &DebugFile, function: &str, offset: i64) -> Slot {
-    if offset == -8 {
-        return Slot::ReturnAddress;
-    }
     let layout = match frame_layout(&[file], function) {
         Ok(l) => l,
         Err(e) => {
