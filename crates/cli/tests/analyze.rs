@@ -427,3 +427,45 @@ fn a_stack_protector_panic_leads_to_the_watch_for_the_next_run() {
         assert!(sp["next_watch"].as_str().unwrap().ends_with("ph=1"));
     }
 }
+
+#[test]
+fn a_live_catch_read_through_proc_kcore_is_the_consoles() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        let rc = std::fs::read_to_string(dir.join("ksw-analyze.rc")).unwrap();
+        let err = std::fs::read_to_string(dir.join("ksw-analyze.err")).unwrap_or_default();
+        assert_eq!(rc.trim(), "0", "{series}: {err}");
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ksw-analyze.json")).unwrap()).unwrap();
+        let console = std::fs::read_to_string(dir.join("console.log")).unwrap();
+        let kernel = console_catch(&console);
+        let c = &v["catch"];
+        let w = &c["writer"];
+        let frame0 = &w["stack"]["trace"]["frames"][0]["symbol"];
+        let shown = format!(
+            "{}+{:#x}/{:#x} [{}]",
+            frame0["name"].as_str().unwrap(),
+            frame0["offset"].as_u64().unwrap(),
+            frame0["size"].as_u64().unwrap(),
+            frame0["module"].as_str().unwrap()
+        );
+        assert_eq!(shown, kernel.writer, "{series}");
+        assert_eq!(w["trap_ip"].as_u64(), Some(kernel.ip));
+        assert_eq!(w["store"]["writes_to"].as_u64(), Some(kernel.address));
+        let victim = &c["victim"];
+        assert_eq!(victim["address"].as_u64(), Some(kernel.address));
+        assert_eq!(victim["old_value"]["raw"].as_u64(), Some(kernel.old));
+        assert_eq!(victim["new_value"]["raw"].as_u64(), Some(kernel.new));
+        // the store's line, from the .ko the guest loaded, is gdb's
+        let sym = w["store"]["symbol"].as_str().unwrap();
+        let (func, rest) = sym.split_once('+').unwrap();
+        let off = hex(rest.split('/').next().unwrap());
+        let (file, line) = gdb_line(&dir.join("modules/kstackwatch_test.ko"), func, off);
+        assert_eq!(w["source"][0]["line"].as_u64(), Some(line), "{series}");
+        assert_eq!(w["source"][0]["file"].as_str(), Some(file.as_str()));
+        // no panic: the victim went on, and its frame is gone; said so
+        assert_eq!(c["panicked"], false);
+        assert_eq!(victim["slot"]["kind"], "not-in-a-frame", "{series}");
+    }
+}

@@ -223,6 +223,21 @@ pub(super) fn explain(
                 victim.slot = Slot::NotInAFrame { why };
             }
         }
+        Some(i) if !is_watched(&frames[i]) => {
+            // the watched frame has returned and another call's frame now
+            // covers the address: naming that frame's variable would name
+            // the wrong victim
+            let now = frames[i]
+                .symbol
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("{:#x}", frames[i].pc));
+            victim.slot = Slot::NotInAFrame {
+                why: format!(
+                    "no activation of {func_name} covers the watched address now: it lies in the frame of {now} (frame #{i}), so the watched frame has returned and its stack was reused"
+                ),
+            };
+        }
         Some(i) => {
             let cfa = frames[i + 1].sp;
             victim.frame = Some(i);
@@ -245,11 +260,6 @@ pub(super) fn explain(
             };
             if let Some(p) = activations.iter().position(|&a| a == i) {
                 depth.frame_depth = Some((activations.len() - 1 - p) as u32);
-            } else {
-                depth.disagreements.push(format!(
-                    "the frame that holds the watched address is {}, not the watched function {func_name}",
-                    victim.function.as_deref().unwrap_or("?")
-                ));
             }
             if file.is_some() {
                 super::check_frame_source(debug, &frames[i]);
