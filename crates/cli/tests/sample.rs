@@ -318,3 +318,46 @@ fn dmesg_on_the_sample_shows_the_catch_the_guest_made() {
             truth["panic_message"].as_str().unwrap_or_default()
         )));
 }
+
+/// The README's main job: `ksw analyze` on the sample with its `.ko`
+/// files and the module's sources, no vmlinux.
+#[test]
+fn analyze_on_the_sample_names_the_store_line_and_the_victim_local() {
+    let modules = sample().join("modules");
+    let modules = modules.to_str().expect("utf-8 path");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kstackwatch-mod/module");
+    let src = src.to_str().expect("utf-8 path");
+    let t = truth();
+    let tm = &t["test_module"];
+    let (victim, writer) = (
+        tm["victim"].as_str().unwrap(),
+        tm["writer"].as_str().unwrap(),
+    );
+    let args = ["analyze", &dump(), "--module-dir", modules, "--source-dir", src];
+    // the README's command: text
+    let text = stdout_of(&args);
+    let headline = text
+        .lines()
+        .find(|l| l.contains(" wrote 0x"))
+        .unwrap_or_else(|| panic!("no headline in\n{text}"));
+    assert!(headline.starts_with(&format!("{writer} (")), "{headline}");
+    assert!(headline.contains(&format!("in {victim}'s local")), "{headline}");
+    assert!(text.contains("/* KSW_STORE */"), "the store's line text:\n{text}");
+    // JSON: the test module's truth
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&json_args)).unwrap();
+    let c = &v["catch"];
+    let local = hex(tm["local"].as_str().unwrap());
+    assert_eq!(c["victim"]["address"].as_u64(), Some(local));
+    assert_eq!(c["writer"]["store"]["writes_to"].as_u64(), Some(local));
+    assert_eq!(c["writer"]["function"].as_str(), Some(writer));
+    assert_eq!(c["victim"]["function"].as_str(), Some(victim));
+    assert_eq!(c["victim"]["slot"]["path"], "local");
+    let depth: u64 = tm["depth"].as_str().unwrap().parse().unwrap();
+    assert_eq!(c["depth"]["recorded"].as_u64(), Some(depth));
+    assert_eq!(c["depth"]["frame_depth"].as_u64(), Some(depth));
+    assert_eq!(c["config"], t["config"]);
+    assert_eq!(c["resolve"]["same_watch"], true);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+}
