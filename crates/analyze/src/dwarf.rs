@@ -17,15 +17,14 @@ use crate::error::{Error, Result};
 use crate::register::Register;
 
 /// The reader every gimli structure here is instantiated with.
-pub(crate) type Reader<'s> =
-    gimli::RelocateReader<EndianSlice<'s, LittleEndian>, RelocationView<'s>>;
+pub(crate) type Reader<'s> = gimli::RelocateReader<EndianSlice<'s, LittleEndian>, RelocationView>;
 
 /// The DWARF sections of one image, owned or borrowed from the map.
 #[derive(Debug)]
 pub struct DebugSections<'f> {
     path: std::path::PathBuf,
-    sections: Vec<(gimli::SectionId, Cow<'f, [u8]>, RelocationView<'f>)>,
-    debug_frame: Option<(Cow<'f, [u8]>, RelocationView<'f>)>,
+    sections: Vec<(gimli::SectionId, Cow<'f, [u8]>, RelocationView)>,
+    debug_frame: Option<(Cow<'f, [u8]>, RelocationView)>,
 }
 
 impl<'f> DebugSections<'f> {
@@ -71,7 +70,7 @@ impl<'f> DebugSections<'f> {
         })
     }
 
-    fn reader<'s>(&'s self, data: &'s [u8], relocations: &RelocationView<'f>) -> Reader<'s> {
+    fn reader<'s>(&'s self, data: &'s [u8], relocations: &RelocationView) -> Reader<'s> {
         gimli::RelocateReader::new(EndianSlice::new(data, LittleEndian), relocations.clone())
     }
 
@@ -85,6 +84,53 @@ impl<'f> DebugSections<'f> {
             })
         };
         gimli::Dwarf::load(load).map_err(|e| self.err(e))
+    }
+
+    /// A gimli `Dwarf` whose `.debug_info` is only the unit at `offset`
+    /// (rebased to 0) and which has no `.debug_aranges`: what a reader
+    /// that indexes every unit up front (addr2line) needs for one address.
+    /// `None` when `.debug_info` is relocated (offsets would no longer
+    /// match) or the unit's length is out of bounds.
+    pub(crate) fn unit_dwarf(&self, offset: usize) -> Result<Option<gimli::Dwarf<Reader<'_>>>> {
+        let Some((_, info, relocations)) = self
+            .sections
+            .iter()
+            .find(|(id, _, _)| *id == gimli::SectionId::DebugInfo)
+        else {
+            return Ok(None);
+        };
+        if !matches!(relocations, RelocationView::None) {
+            return Ok(None);
+        }
+        let word = |at: usize, n: usize| -> Option<u64> {
+            let b = info.get(at..at + n)?;
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(b);
+            Some(u64::from_le_bytes(w))
+        };
+        let Some(length) = word(offset, 4) else {
+            return Ok(None);
+        };
+        let end = if length == 0xffff_ffff {
+            word(offset + 4, 8).and_then(|l| usize::try_from(l).ok()?.checked_add(offset + 12))
+        } else {
+            (length as usize).checked_add(offset + 4)
+        };
+        let Some(unit) = end.and_then(|end| info.get(offset..end)) else {
+            return Ok(None);
+        };
+        let empty: &[u8] = &[];
+        let load = |id: gimli::SectionId| -> std::result::Result<Reader<'_>, gimli::Error> {
+            Ok(match id {
+                gimli::SectionId::DebugInfo => self.reader(unit, &RelocationView::None),
+                gimli::SectionId::DebugAranges => self.reader(empty, &RelocationView::None),
+                _ => match self.sections.iter().find(|(sid, _, _)| *sid == id) {
+                    Some((_, data, relocations)) => self.reader(data, relocations),
+                    None => self.reader(empty, &RelocationView::None),
+                },
+            })
+        };
+        gimli::Dwarf::load(load).map(Some).map_err(|e| self.err(e))
     }
 
     /// `.debug_frame`, when present.
@@ -355,6 +401,22 @@ impl<'s> DebugInfo<'s> {
             cached,
             sections: self.sections,
         }))
+    }
+
+    /// The offset of the unit `.debug_aranges` says covers `address`
+    /// (no unit is parsed).
+    pub(crate) fn unit_offset_for_address(&self, address: u64) -> Result<Option<usize>> {
+        let aranges = self.aranges()?;
+        let after = aranges
+            .entries
+            .partition_point(|(b, _, _, _)| *b <= address);
+        Ok(aranges.entries[..after]
+            .iter()
+            .rev()
+            .take_while(|(b, _, _, _)| b.saturating_add(aranges.longest) > address)
+            .filter(|(_, e, _, _)| address < *e)
+            .min_by_key(|(_, _, position, _)| *position)
+            .map(|&(_, _, _, offset)| offset.0))
     }
 
     /// Find the unit covering `address`, through `.debug_aranges` first and

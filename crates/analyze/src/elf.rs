@@ -466,7 +466,14 @@ impl<'f> ElfImage<'f> {
     }
 
     /// The relocations that apply to section `section_index`, for gimli.
-    pub fn relocations_for(&self, section_index: usize) -> Result<RelocationView<'f>> {
+    /// Only a relocatable file (`.ko`) has any: an executable's sections
+    /// already hold the linked values, and the `.rela` sections a
+    /// `--emit-relocs` vmlinux keeps (hundreds of megabytes for its DWARF)
+    /// only repeat them.
+    pub fn relocations_for(&self, section_index: usize) -> Result<RelocationView> {
+        if self.kind == ImageKind::Executable {
+            return Ok(RelocationView::None);
+        }
         let data = self.file.data();
         for header in self.file.elf_section_table().iter() {
             if header.sh_type(LE) != elf::SHT_RELA || header.sh_info(LE) as usize != section_index {
@@ -478,24 +485,14 @@ impl<'f> ElfImage<'f> {
             else {
                 continue;
             };
-            return Ok(match self.kind {
-                // Few entries: resolve them all now into a map.
-                ImageKind::Relocatable => {
-                    let mut map = HashMap::with_capacity(relas.len());
-                    for rela in relas {
-                        if let Some(value) = self.relocation_value(rela) {
-                            map.insert(rela.r_offset(LE), value);
-                        }
-                    }
-                    RelocationView::Resolved(std::sync::Arc::new(map))
+            // few entries: resolve them all now into a map
+            let mut map = HashMap::with_capacity(relas.len());
+            for rela in relas {
+                if let Some(value) = self.relocation_value(rela) {
+                    map.insert(rela.r_offset(LE), value);
                 }
-                // Millions of entries, already sorted by offset by the
-                // linker: search them in place, on demand.
-                ImageKind::Executable => RelocationView::InPlace(InPlaceRelocations {
-                    entries: relas,
-                    symbols: self.symbols,
-                }),
-            });
+            }
+            return Ok(RelocationView::Resolved(std::sync::Arc::new(map)));
         }
         Ok(RelocationView::None)
     }
@@ -546,30 +543,11 @@ impl<'f> ElfImage<'f> {
 
 /// The relocations of one debug section, as gimli's [`gimli::Relocate`].
 #[derive(Debug, Clone)]
-pub enum RelocationView<'f> {
+pub enum RelocationView {
     /// The section has no relocations.
     None,
     /// All relocations resolved up front (a `.ko`).
     Resolved(std::sync::Arc<HashMap<u64, u64>>),
-    /// Relocations searched in the mapped file (vmlinux).
-    InPlace(InPlaceRelocations<'f>),
-}
-
-/// A sorted `.rela` section in the mapped file, searched on demand.
-#[derive(Debug, Clone, Copy)]
-pub struct InPlaceRelocations<'f> {
-    entries: &'f [elf::Rela64<LE>],
-    symbols: &'f [elf::Sym64<LE>],
-}
-
-impl InPlaceRelocations<'_> {
-    fn lookup(&self, offset: u64) -> Option<u64> {
-        let index = self
-            .entries
-            .binary_search_by_key(&offset, |r| r.r_offset(LE))
-            .ok()?;
-        dwarf_relocation(&self.entries[index], self.symbols, |sym| sym.st_value(LE))
-    }
 }
 
 /// S + A for the relocation types DWARF uses, truncated for the 32-bit
@@ -596,17 +574,16 @@ fn dwarf_relocation(
     })
 }
 
-impl RelocationView<'_> {
+impl RelocationView {
     fn lookup(&self, offset: usize) -> Option<u64> {
         match self {
             RelocationView::None => None,
             RelocationView::Resolved(map) => map.get(&(offset as u64)).copied(),
-            RelocationView::InPlace(rel) => rel.lookup(offset as u64),
         }
     }
 }
 
-impl gimli::read::Relocate<usize> for RelocationView<'_> {
+impl gimli::read::Relocate<usize> for RelocationView {
     fn relocate_address(&self, offset: usize, value: u64) -> gimli::Result<u64> {
         Ok(self.lookup(offset).unwrap_or(value))
     }

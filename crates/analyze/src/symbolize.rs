@@ -59,10 +59,25 @@ pub fn check_build(image: &ElfImage<'_>, dump_build_id: Option<&str>) -> Result<
 }
 
 /// A debug vmlinux's DWARF placed at the dump's KASLR offset.
+///
+/// addr2line indexes every unit of the file it is given before its first
+/// answer, which for a distribution vmlinux (thousands of units, half a
+/// gigabyte of DWARF) costs more than everything else a command does. So
+/// each unit gets its own small addr2line context, made the first time an
+/// address in it is asked for: `.debug_aranges` names the unit, and the
+/// context sees that unit alone. A file whose `.debug_info` is relocated,
+/// or an address aranges do not cover, falls back to one context over the
+/// whole file, also made once.
 pub struct VmlinuxSource<'s> {
-    context: addr2line::Context<Reader<'s>>,
+    sections: &'s DebugSections<'s>,
+    info: crate::dwarf::DebugInfo<'s>,
+    /// Per unit offset: its context (`None`: it could not be made).
+    units: std::cell::RefCell<std::collections::HashMap<usize, Option<std::rc::Rc<Context<'s>>>>>,
+    whole: std::cell::OnceCell<Option<Context<'s>>>,
     kaslr_offset: u64,
 }
+
+type Context<'s> = addr2line::Context<Reader<'s>>;
 
 impl std::fmt::Debug for VmlinuxSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,10 +91,11 @@ impl<'s> VmlinuxSource<'s> {
     /// Lines and inline chains from `sections` (a vmlinux checked with
     /// [`check_build`]), whose kernel text moved by `kaslr_offset`.
     pub fn new(sections: &'s DebugSections<'s>, kaslr_offset: u64) -> crate::Result<Self> {
-        let context =
-            addr2line::Context::from_dwarf(sections.dwarf()?).map_err(|e| sections.err(e))?;
         Ok(Self {
-            context,
+            sections,
+            info: crate::dwarf::DebugInfo::new(sections)?,
+            units: std::cell::RefCell::default(),
+            whole: std::cell::OnceCell::new(),
             kaslr_offset,
         })
     }
@@ -88,11 +104,34 @@ impl<'s> VmlinuxSource<'s> {
     /// entry is the physical function. Empty when DWARF does not cover it.
     pub fn positions(&self, pc: u64) -> Vec<SourcePosition> {
         let probe = pc.wrapping_sub(self.kaslr_offset);
-        self.context
-            .find_frames(probe)
-            .skip_all_loads()
-            .map(chain)
-            .unwrap_or_default()
+        let find = |c: &Context<'s>| {
+            c.find_frames(probe)
+                .skip_all_loads()
+                .map(chain)
+                .unwrap_or_default()
+        };
+        if let Some(context) = self.unit_context(probe) {
+            return find(&context);
+        }
+        match self
+            .whole
+            .get_or_init(|| Context::from_dwarf(self.sections.dwarf().ok()?).ok())
+        {
+            Some(c) => find(c),
+            None => Vec::new(),
+        }
+    }
+
+    fn unit_context(&self, probe: u64) -> Option<std::rc::Rc<Context<'s>>> {
+        let offset = self.info.unit_offset_for_address(probe).ok()??;
+        let mut units = self.units.borrow_mut();
+        units
+            .entry(offset)
+            .or_insert_with(|| {
+                let dwarf = self.sections.unit_dwarf(offset).ok()??;
+                Context::from_dwarf(dwarf).ok().map(std::rc::Rc::new)
+            })
+            .clone()
     }
 }
 
