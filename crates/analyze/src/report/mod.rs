@@ -343,51 +343,77 @@ fn explain(
     }
 }
 
-/// Where a trace's frames are described: the frames' source lines and
-/// variables from vmlinux and the modules' `.ko` files. Notes say what
-/// could not be read.
+/// Where a trace's frames are described: every frame's source lines,
+/// from vmlinux and the modules' `.ko` files. Notes say what could not be
+/// read.
 pub(crate) fn annotate_trace(
-    model: &KernelModel<'_>,
     debug: &DebugInputs<'_>,
     trace: &mut TaskTrace,
-    with_variables: bool,
     warnings: &mut Vec<String>,
 ) {
     if let Some(v) = &debug.vmlinux {
         crate::symbolize::annotate(&mut trace.trace, v.lines);
-        if with_variables {
-            let done = crate::locals::FrameVariables::new(v.sections, v.kaslr)
-                .and_then(|fv| fv.annotate(&mut trace.trace, model.symbols(), model.memory()));
-            if let Err(e) = done {
-                warnings.push(format!("vmlinux variables: {e}"));
-            }
-        }
     }
     warnings.extend(crate::symbolize::annotate_modules(
         &mut trace.trace,
         debug.modules,
     ));
-    if with_variables {
-        for m in debug.modules {
-            let in_trace =
-                trace.trace.frames.iter().any(|f| {
-                    f.symbol.as_ref().and_then(|s| s.module.as_deref()) == Some(&m.module)
-                });
-            if !in_trace {
-                continue;
-            }
-            let done = m.with_sections(|s| {
-                crate::locals::FrameVariables::for_module(s, &m.module)?.annotate(
-                    &mut trace.trace,
+}
+
+/// The parameters and locals of frame `index` of `trace` (its caller's
+/// frame gives its CFA), from vmlinux or its module's `.ko`.
+pub(crate) fn frame_variables(
+    model: &KernelModel<'_>,
+    debug: &DebugInputs<'_>,
+    trace: &TaskTrace,
+    index: usize,
+    warnings: &mut Vec<String>,
+) -> Vec<crate::locals::FrameVariable> {
+    let mut two = trace.trace.clone();
+    two.frames = trace
+        .trace
+        .frames
+        .iter()
+        .skip(index)
+        .take(2)
+        .cloned()
+        .collect();
+    let Some(module) = two
+        .frames
+        .first()
+        .and_then(|f| f.symbol.as_ref())
+        .map(|s| s.module.clone())
+    else {
+        return Vec::new();
+    };
+    let done = match &module {
+        None => match &debug.vmlinux {
+            Some(v) => crate::locals::FrameVariables::new(v.sections, v.kaslr)
+                .and_then(|fv| fv.annotate(&mut two, model.symbols(), model.memory())),
+            None => Ok(()),
+        },
+        Some(name) => match debug.modules.iter().find(|m| &m.module == name) {
+            Some(m) => m.with_sections(|s| {
+                crate::locals::FrameVariables::for_module(s, name)?.annotate(
+                    &mut two,
                     model.symbols(),
                     model.memory(),
                 )
-            });
-            if let Err(e) = done {
-                warnings.push(format!("module {} variables: {e}", m.module));
-            }
-        }
+            }),
+            None => Ok(()),
+        },
+    };
+    if let Err(e) = done {
+        warnings.push(format!(
+            "the variables of {}: {e}",
+            module.as_deref().unwrap_or("vmlinux")
+        ));
     }
+    two.frames
+        .into_iter()
+        .next()
+        .map(|f| f.variables)
+        .unwrap_or_default()
 }
 
 /// The declaration (name, line) of the function at run-time address

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{DebugInputs, Gap, annotate_trace, frame_gaps};
+use super::{DebugInputs, Gap, annotate_trace, frame_gaps, frame_variables};
 use crate::kernel::KernelModel;
 use crate::locals::FrameVariable;
 use crate::resolve::{ResolveRequest, VariableLocation, frame_layout, resolve};
@@ -82,7 +82,7 @@ pub(super) fn report(
     let cpu = model.panic_cpu();
     let stack = cpu.and_then(|cpu| match unwind::trace_cpu(model, cpu) {
         Ok(mut t) => {
-            annotate_trace(model, debug, &mut t, true, warnings);
+            annotate_trace(debug, &mut t, warnings);
             frame_gaps(&t, debug, gaps);
             Some(t)
         }
@@ -94,9 +94,13 @@ pub(super) fn report(
     if cpu.is_none() {
         warnings.push("the dump names no panic CPU".into());
     }
-    let stack_protector = message
-        .and_then(stack_protector_function)
-        .map(|f| explain_stack_protector(debug, &f, stack.as_ref()));
+    let stack_protector = message.and_then(stack_protector_function).map(|f| {
+        let mut sp = explain_stack_protector(debug, &f, stack.as_ref());
+        if let (Some(i), Some(st)) = (sp.frame, &stack) {
+            sp.locals = frame_variables(model, debug, st, i, warnings);
+        }
+        sp
+    });
     PanicReport {
         reason: message.map(str::to_string),
         cpu,
@@ -118,7 +122,6 @@ fn explain_stack_protector(
         })
     });
     let found = frame.and_then(|i| stack.map(|s| &s.trace.frames[i]));
-    let locals = found.map(|f| f.variables.clone()).unwrap_or_default();
     let module = found.and_then(|f| f.symbol.as_ref()?.module.clone());
     let file = match &module {
         None => debug.vmlinux.as_ref().map(|v| v.file),
@@ -132,7 +135,7 @@ fn explain_stack_protector(
     let mut out = StackProtector {
         function: function.to_string(),
         frame,
-        locals,
+        locals: Vec::new(),
         canary_cfa_offset: None,
         arrays_below_canary: Vec::new(),
         next_watch: None,

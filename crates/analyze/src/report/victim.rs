@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-use super::{DebugInputs, Gap, ResolveCheck, WatchFacts, annotate_trace, frame_gaps};
+use super::{
+    DebugInputs, Gap, ResolveCheck, WatchFacts, annotate_trace, frame_gaps, frame_variables,
+};
 use crate::elf::DebugFile;
 use crate::kernel::{KernelModel, THREAD_SIZE, Task};
 use crate::locals::FrameVariable;
@@ -192,7 +194,7 @@ pub(super) fn explain(
             return (victim, depth, None);
         }
     };
-    annotate_trace(model, debug, &mut trace, true, warnings);
+    annotate_trace(debug, &mut trace, warnings);
     frame_gaps(&trace, debug, gaps);
     let frames = &trace.trace.frames;
     // frame i spans [sp_i, sp_{i+1}): its caller's SP is its CFA
@@ -242,7 +244,7 @@ pub(super) fn explain(
             let cfa = frames[i + 1].sp;
             victim.frame = Some(i);
             victim.function = frames[i].symbol.as_ref().map(|s| s.name.clone());
-            victim.locals = frames[i].variables.clone();
+            victim.locals = frame_variables(model, debug, &trace, i, warnings);
             let file = debug_file_of(debug, &frames[i]);
             let offset = c.watch_addr as i64 - cfa as i64;
             victim.slot = match (&victim.function, file) {

@@ -12,7 +12,7 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, Op
 use ksw_vmcore::VirtAddr;
 use serde::Serialize;
 
-use super::{DebugInputs, Gap, SourceLine, annotate_trace, frame_gaps};
+use super::{DebugInputs, Gap, SourceLine, annotate_trace, frame_gaps, frame_variables};
 use crate::kernel::KernelModel;
 use crate::locals::{FrameVariable, VariableValue};
 use crate::unwind::{self, TaskTrace};
@@ -115,7 +115,7 @@ pub(super) fn explain(
         }
     };
     let mut stack = unwind::trace_catch(model, c);
-    annotate_trace(model, debug, &mut stack, false, warnings);
+    annotate_trace(debug, &mut stack, warnings);
     frame_gaps(&stack, debug, gaps);
     // the store's own line and the variables in scope there: the first
     // frame, moved to the store
@@ -126,7 +126,11 @@ pub(super) fn explain(
         first.symbol = model.symbols().lookup(st.address);
         first.source.clear();
     }
-    annotate_trace(model, debug, &mut at_store, true, warnings);
+    annotate_trace(debug, &mut at_store, warnings);
+    let variables = frame_variables(model, debug, &at_store, 0, warnings);
+    if let Some(f) = at_store.trace.frames.first_mut() {
+        f.variables = variables;
+    }
     let first = at_store.trace.frames.first();
     if let Some(f) = first {
         super::check_frame_source(debug, f);
