@@ -7,10 +7,26 @@ adding or changing one run rebuilds that run only.
 
 import json
 import shutil
+import subprocess
 
 import kernels
 from common import CACHE, REPO, StepError, log, splats
 from scenarios import Run, boot
+
+
+# QEMU 7.2's TCG (Debian 12's QEMU) computes cmpxchg16b's flags from a
+# stale lazy-flags state, so that RFLAGS get the reserved bits of another
+# operand; after a return from #DB (iretq leaves that state), SLUB's
+# this_cpu_cmpxchg16b then sends the guest into a double fault or worse.
+# testdata/scenarios/tcg-cx16.c reproduces it with no module at all; QEMU
+# 8.0 fixed it. Guests that load kstackwatch.ko, whose catches are #DBs,
+# boot with the CPU's cx16 cleared, and SLUB takes its lock instead.
+TCG_CX16 = "clearcpuid=cx16"
+
+
+def with_tcg_cx16(append=""):
+    """A kernel command line with TCG_CX16 added."""
+    return f"{append} {TCG_CX16}".strip()
 
 
 def standard_runs(series):
@@ -20,32 +36,56 @@ def standard_runs(series):
         Run("sysrq-l4", "sysrq", paging=4),
         Run("sysrq-qemu", "sysrq", mode="qemu"),
         Run("sysrq-qemu-novmci", "sysrq", mode="qemu", vmcoreinfo=False),
-        Run("live-kcore", "live-kcore", mode="none",
-            binaries=[str(REPO / "target" / "release" / "ksw")]),
-    ] + kstackwatch_runs(series)
+        Run("live-kcore", "live-kcore", mode="none", project_modules=True,
+            binaries=[str(REPO / "target" / "release" / "ksw")],
+            append=with_tcg_cx16()),
+    ] + kstackwatch_runs(series) + analyze_runs(series)
 
 
 def kstackwatch_runs(series):
     """kstackwatch.ko through its scenarios (testdata/scenarios/kstackwatch*.sh)."""
+    cx16 = with_tcg_cx16()
     return [
         Run("kstackwatch", "kstackwatch", mode="none", project_modules=True,
-            timeout=600, binaries=["/sbin/capsh"]),
-        Run("kstackwatch-panic", "kstackwatch-panic", project_modules=True),
+            timeout=600, binaries=["/sbin/capsh"], append=cx16),
+        Run("kstackwatch-panic", "kstackwatch-panic", project_modules=True,
+            append=cx16),
         Run("kstackwatch-panic-qemu", "kstackwatch-panic", mode="qemu",
-            project_modules=True),
+            project_modules=True, append=cx16),
         Run("kstackwatch-panic-irqoff", "kstackwatch-panic", mode="qemu",
-            project_modules=True),
-        Run("kstackwatch-panic-init", "kstackwatch-panic", project_modules=True),
+            project_modules=True, append=cx16),
+        Run("kstackwatch-panic-init", "kstackwatch-panic", project_modules=True,
+            append=cx16),
         stress_run("kstackwatch-stress"),
         Run("kstackwatch-bench", "kstackwatch-bench", mode="none",
-            project_modules=True),
+            project_modules=True, append=cx16),
         Run("kstackwatch-bench-4cpu", "kstackwatch-bench", mode="none", cpus=4,
-            project_modules=True),
+            project_modules=True, append=cx16),
         Run("kstackwatch-lockdown", "kstackwatch-lockdown", mode="none",
-            project_modules=True),
+            project_modules=True, append=cx16),
         Run("kstackwatch-lockdown-boot", "kstackwatch-lockdown", mode="none",
-            project_modules=True, append="lockdown=integrity"),
+            project_modules=True, append=with_tcg_cx16("lockdown=integrity")),
     ]
+
+
+# The test module's scenarios that kstackwatch-panic-SCENARIO runs catch
+# with ph=1 (silent has kstackwatch-panic and its variants above).
+ANALYZE_SCENARIOS = ("fire", "canary", "recursion", "mthread", "overflow", "loop")
+
+
+def analyze_runs(series):
+    """A panic dump of every test-module scenario for `ksw analyze`
+    (testdata/scenarios/kstackwatch-panic-scenario.sh): a kstackwatch catch
+    with ph=1 per scenario, and a stack-protector panic with kstackwatch
+    loaded but never configured. kdump mode: the capture kernel writes
+    every makedumpfile format (guest/capture-init.sh has no way to ask for
+    fewer); no raw /proc/vmcore copy, the costliest one."""
+    runs = [Run(f"kstackwatch-panic-{s}", "kstackwatch-panic-scenario",
+                project_modules=True, append=with_tcg_cx16())
+            for s in ANALYZE_SCENARIOS]
+    runs.append(Run("stack-protector", "kstackwatch-panic-scenario",
+                    project_modules=True, append=with_tcg_cx16()))
+    return runs
 
 
 # What `pipeline stress-rate` boots again and again: the stress script's
@@ -57,19 +97,40 @@ STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",
                    "kstackwatch-stress-exitwindow", "kstackwatch-split-full",
                    "kstackwatch-split-reconfonly", "kstackwatch-split-armedonly",
                    "kstackwatch-split-prelude",
-                   "tcg-irqentry", "tcg-ftrace", "tcg-drhold")
+                   "tcg-irqentry", "tcg-ftrace", "tcg-drhold", "tcg-cx16",
+                   "tcg-cx16-cleared")
+
+
+def tcg_cx16_binary():
+    """testdata/scenarios/tcg-cx16.c, built static for the guest."""
+    src = REPO / "testdata" / "scenarios" / "tcg-cx16.c"
+    out = CACHE / "build" / "tcg-cx16" / "tcg-cx16"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-Wall", "-static", "-o", str(out), str(src)],
+                       check=True)
+    return out
 
 
 def stress_run(name):
+    if name == "tcg-cx16":
+        return Run(name, name, mode="none", cpus=4, mem="1G",
+                   binaries=[str(tcg_cx16_binary())], timeout=200)
+    if name == "tcg-cx16-cleared":
+        return Run(name, "tcg-cx16", mode="none", cpus=4, mem="1G",
+                   binaries=[str(tcg_cx16_binary())], timeout=200,
+                   append="clearcpuid=cx16")
     if name.startswith("kstackwatch-split-"):
         return Run(name, "kstackwatch-stress-split", mode="none", cpus=4, mem="1G",
-                   project_modules=True, timeout=300, append="log_buf_len=16M")
+                   project_modules=True, timeout=300,
+                   append=with_tcg_cx16("log_buf_len=16M"))
     if name.startswith("tcg-"):
         return Run(name, name, mode="none", cpus=4, mem="1G",
                    project_modules=True, timeout=200)
     # a log buffer large enough that no report is lost between two copies
     return Run(name, "kstackwatch-stress", mode="none", cpus=4, mem="1G",
-               project_modules=True, timeout=400, append="log_buf_len=16M")
+               project_modules=True, timeout=400,
+               append=with_tcg_cx16("log_buf_len=16M"))
 
 
 def stress_rate(series, boots, variants=STRESS_VARIANTS):

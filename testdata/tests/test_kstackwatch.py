@@ -21,6 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "pipeline"))
 
+import matrix  # noqa: E402
 from common import CACHE, splats  # noqa: E402
 
 FIXTURES = Path(os.environ.get("KSW_FIXTURES", CACHE / "fixtures"))
@@ -271,12 +272,28 @@ class Catches(unittest.TestCase):
                 self.assertIn("kstackwatch: module unloaded", console)
 
 
+# The runs of matrix.analyze_runs() (testdata/scenarios/
+# kstackwatch-panic-scenario.sh): one kstackwatch panic per test-module
+# scenario, by run name the scenario whose truth line its catch is judged
+# against, what the run wrote to /proc/kstackwatch_test, and the writer
+# the module README's table names; and a stack-protector panic without
+# kstackwatch.
+ANALYZE_RUNS = {f"kstackwatch-panic-{s}": (s, trigger, writer) for s, trigger, writer in (
+    ("fire", "fire", "ksw_test_fire_writer"),
+    ("canary", "canary", "ksw_test_canary_writer"),
+    ("recursion", "recursion 3", "ksw_test_recursion_writer"),
+    ("mthread", "mthread", "test_mthread_corrupting"),
+    ("overflow", "overflow", "test_overflow_corrupting"),
+    ("loop", "loop", "ksw_test_fire_writer"))}
+STACK_PROTECTOR = "stack-protector"
+
 # Every kstackwatch run of the matrix, and the splats each one expects by
 # name (none so far).
 RUNS = ("kstackwatch", "kstackwatch-panic", "kstackwatch-panic-qemu",
         "kstackwatch-panic-irqoff", "kstackwatch-panic-init", "kstackwatch-stress",
         "kstackwatch-bench",
-        "kstackwatch-bench-4cpu", "kstackwatch-lockdown", "kstackwatch-lockdown-boot")
+        "kstackwatch-bench-4cpu", "kstackwatch-lockdown", "kstackwatch-lockdown-boot",
+        *ANALYZE_RUNS, STACK_PROTECTOR)
 EXPECTED_SPLATS = {}
 
 
@@ -424,7 +441,8 @@ def cstr(b):
 class PanicDump(unittest.TestCase):
     RUNS = (("kstackwatch-panic", "dump.elf"),          # ph=1, kdump
             ("kstackwatch-panic-qemu", "qemu.elf"),     # panic_on_catch=1, QEMU
-            ("kstackwatch-panic-irqoff", "qemu.elf"))   # ph=1, writer's IRQs off
+            ("kstackwatch-panic-irqoff", "qemu.elf"),   # ph=1, writer's IRQs off
+            *((run, "dump.elf") for run in ANALYZE_RUNS))  # ph=1, kdump
 
     def test_writer_with_irqs_off_panics_at_once(self):
         """The writer keeps IRQs off for 2 s after its write, then prints a
@@ -490,7 +508,122 @@ class PanicDump(unittest.TestCase):
                         self.assertEqual(cstr(rec["wcomm"]), rep["wcomm"])
                         self.assertEqual(cstr(rec["vcomm"]), rep["vcomm"])
                         self.assertEqual(rec["regs"]["ip"], int(rep["ip"], 16))
-                        self.assertNotEqual(rec["vtask"], rec["wtask"])
+                        # a callee of the victim (fire, canary, recursion,
+                        # loop) writes from the victim's task, a thread from
+                        # its own
+                        self.assertEqual(rec["vtask"] == rec["wtask"],
+                                         rep["vpid"] == rep["wpid"])
+
+
+class AnalyzeRuns(unittest.TestCase):
+    """A panic dump of every test-module scenario, for `ksw analyze`
+    (matrix.analyze_runs(), testdata/scenarios/kstackwatch-panic-scenario.sh):
+    each kstackwatch-panic-SCENARIO run arms the scenario's listed config
+    with ph=1 and panics at the catch of the true writer; stack-protector
+    runs `canary fatal` with kstackwatch loaded but never configured and
+    panics in __stack_chk_fail, naming the function whose canary failed.
+    Their catch records in the ELF dumps are checked by PanicDump."""
+
+    PANIC = "Kernel panic - not syncing: "
+
+    def dumps(self, d):
+        """The kdump-zlib and ELF dumps are there, whole and of their
+        format; returns the manifest."""
+        man = json.loads((d / "manifest.json").read_text())
+        for name, fmt, magic in (("dump.kdump-zlib", "kdump-compressed", b"KDUMP   "),
+                                 ("dump.elf", "elf", b"\x7fELF")):
+            self.assertIn(name, man["dumps"])
+            self.assertEqual(man["dumps"][name]["format"], fmt)
+            size = (d / name).stat().st_size
+            self.assertEqual(size, man["dumps"][name]["size"], name)
+            self.assertGreater(size, 1 << 20, name)
+            with open(d / name, "rb") as f:
+                self.assertEqual(f.read(len(magic)), magic, name)
+        self.assertEqual(man["run"]["mode"], "kdump")
+        return man
+
+    def test_the_matrix_has_these_runs(self):
+        for series in SERIES:
+            with self.subTest(series=series):
+                runs = {r.name: r for r in matrix.analyze_runs(series)}
+                self.assertEqual(set(runs), {*ANALYZE_RUNS, STACK_PROTECTOR})
+                for r in runs.values():
+                    self.assertEqual((r.script, r.mode, r.project_modules),
+                                     ("kstackwatch-panic-scenario", "kdump", True))
+                std = {r.name for r in matrix.standard_runs(series)}
+                self.assertLessEqual(set(runs), std)
+
+    def test_each_scenario_panics_at_its_true_writer(self):
+        for series in SERIES:
+            for run, (scenario, trigger, writer) in ANALYZE_RUNS.items():
+                with self.subTest(series=series, run=run):
+                    d = fixture(series, run)
+                    console = (d / "console.log").read_text(errors="replace")
+                    self.assertEqual((d / "trigger").read_text().strip(), trigger)
+                    (listed,) = [l.split(" ", 2)[2] for l in
+                                 (d / "configs.txt").read_text().splitlines()
+                                 if l.startswith(f"{scenario} kv ")]
+                    config = (d / "config").read_text().strip()
+                    self.assertEqual(config, f"{listed} ph=1")
+                    st = state(d / "state")
+                    self.assertEqual((st["state"], st["config"], st["panic_hit"]),
+                                     ("watching", config, "1"))
+                    self.assertIn(f"kstackwatch_test: run scenario={scenario}\n", console)
+                    # the scenario's ground truth, and one catch: the true one
+                    (truth,) = truths(console)
+                    self.assertEqual(truth["scenario"], scenario)
+                    self.assertEqual(truth["writer"], writer)
+                    (rep,) = reports(console)
+                    self.assertEqual(rep["writer"], truth["writer"])
+                    self.assertEqual(rep["mod"], "kstackwatch_test")
+                    self.assertEqual(rep["func"], truth["victim"])
+                    self.assertEqual(int(rep["addr"], 16), int(truth["local"], 16))
+                    self.assertEqual((rep["len"], rep["depth"]),
+                                     (truth["len"], truth["depth"]))
+                    self.assertEqual(rep["config"], config)
+                    self.assertEqual(rep["new"], "0xabcdabcdabcdabcd")
+                    self.assertTrue(int(rep["flags"], 16) & 0x4, "panic flag")
+                    # the catch panics: after its report, before the victim's verdict
+                    message = ("kstackwatch: stack corruption caught, writer "
+                               f"{truth['writer']} [kstackwatch_test]")
+                    self.assertIn(self.PANIC + message, console)
+                    self.assertLess(console.index("KStackWatch End"),
+                                    console.index(self.PANIC + message))
+                    self.assertNotIn("result scenario=", console)
+                    man = self.dumps(d)
+                    self.assertEqual(man["panic_message"], message)
+
+    def test_stack_protector_names_the_function_whose_canary_failed(self):
+        for series in SERIES:
+            with self.subTest(series=series):
+                d = fixture(series, STACK_PROTECTOR)
+                console = (d / "console.log").read_text(errors="replace")
+                self.assertEqual((d / "trigger").read_text().strip(), "canary fatal")
+                self.assertEqual((d / "config").read_text().strip(), "")
+                st = state(d / "state")
+                self.assertEqual((st["state"], st["config"], st["catch_log"]),
+                                 ("idle", "none", "0"))
+                (truth,) = truths(console)
+                self.assertEqual((truth["scenario"], truth["victim"], truth["writer"]),
+                                 ("canary", "test_canary_overflow",
+                                  "ksw_test_canary_writer"))
+                self.assertIn(f"result scenario=canary local={truth['local']} unhappy",
+                              console)
+                self.assertEqual(reports(console), [])
+                self.assertNotIn("Caught stack corruption", console)
+                m = re.search(re.escape(self.PANIC) + r"(stack-protector: Kernel stack is "
+                              r"corrupted in: (\w+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[(\w+)\])\n",
+                              console)
+                self.assertTrue(m, "no stack-protector panic")
+                self.assertEqual((m.group(2), m.group(3)), (truth["victim"], "kstackwatch_test"))
+                # the panic's trace: __stack_chk_fail, called by the victim
+                self.assertRegex(console[m.end():],
+                                 r"\] +__stack_chk_fail\+0x[0-9a-f]+/0x[0-9a-f]+\n"
+                                 rf"\[[^\]]*\] +{truth['victim']}\+0x")
+                man = self.dumps(d)
+                self.assertEqual(man["panic_message"], m.group(1))
+                # kstackwatch caught nothing: no catch log counts a catch
+                self.assertEqual(catch_logs(d / "dump.elf"), [])
 
 
 SAMPLE = HERE.parent / "sample" / "kstackwatch-6.1"

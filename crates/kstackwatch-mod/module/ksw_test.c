@@ -38,6 +38,27 @@
  * this very build.  Each run prints its ground truth as one line:
  *
  *   truth scenario=S victim=FUNC local=0xADDR len=8 depth=D writer=FUNC
+ *
+ * Source markers, for tools that map a catch back to this file (file:line
+ * from DWARF) and for readers:
+ *
+ *   KSW_STORE   ends the line of a scenario's corrupting store, the write
+ *               a catch names as the writer's instruction.  A store in a
+ *               helper that several scenarios share (fire, loop and exit
+ *               use ksw_test_fire_writer()) is marked once; the silent
+ *               writer has one store per variant (silent, silent irqoff),
+ *               each marked.  The initcall scenario's store is in
+ *               ksw_test_init.c.
+ *   KSW_VICTIM  ends the declaration line of a watched victim variable,
+ *               the local whose address the scenario's truth line prints.
+ *               "KSW_VICTIM buf[N]": the watched word is that element.
+ *               "KSW_VICTIM canary": canary scenarios (canary, overflow)
+ *               watch the frame's stack canary, which no C variable
+ *               names, so the buffer whose overflow reaches it is marked:
+ *               the nearest source-level name for the corrupted slot.
+ *
+ * Only scenarios that print a truth line (and so have a writer) carry
+ * markers; irq, bench and exitpath corrupt nothing.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -168,13 +189,15 @@ static u64 *ksw_canary_slot(void *from)
 static noinline __noipa void ksw_test_fire_writer(u64 *p)
 {
 	if (!ksw_clean)
-		WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+		WRITE_ONCE(*p, KSW_TEST_CORRUPT); /* KSW_STORE */
 }
 
 static noinline __noipa void test_watch_fire(void)
 {
-	u64 buf[4] = { KSW_TEST_VICTIM, KSW_TEST_VICTIM, KSW_TEST_VICTIM,
-		       KSW_TEST_VICTIM };
+	u64 buf[4] = {		/* KSW_VICTIM buf[1] */
+		KSW_TEST_VICTIM, KSW_TEST_VICTIM,
+		KSW_TEST_VICTIM, KSW_TEST_VICTIM,
+	};
 	unsigned long sp, ip;
 
 	ksw_mark(&sp, &ip);
@@ -193,7 +216,7 @@ static noinline __noipa void ksw_test_canary_writer(u64 *buf, int n)
 	int i;
 
 	for (i = 0; i <= n; i++)
-		WRITE_ONCE(buf[i], KSW_TEST_CORRUPT);
+		WRITE_ONCE(buf[i], KSW_TEST_CORRUPT); /* KSW_STORE */
 }
 
 static noinline __noipa void ksw_test_canary_restore(u64 *slot, u64 value)
@@ -203,7 +226,7 @@ static noinline __noipa void ksw_test_canary_restore(u64 *slot, u64 value)
 
 static noinline __noipa void test_canary_overflow(void)
 {
-	u64 buf[KSW_TEST_BUF_WORDS];
+	u64 buf[KSW_TEST_BUF_WORDS];	/* KSW_VICTIM canary */
 	unsigned long sp, ip;
 	u64 *canary, saved;
 	int i;
@@ -237,13 +260,16 @@ static u64 *ksw_recursion_locals[KSW_TEST_MAX_DEPTH];
 
 static noinline __noipa void ksw_test_recursion_writer(unsigned int depth)
 {
-	if (!ksw_clean)
-		WRITE_ONCE(*ksw_recursion_locals[depth], KSW_TEST_CORRUPT);
+	if (!ksw_clean) {
+		u64 *p = ksw_recursion_locals[depth];
+
+		WRITE_ONCE(*p, KSW_TEST_CORRUPT); /* KSW_STORE */
+	}
 }
 
 static noinline __noipa void recursive_corruption_test(unsigned int depth)
 {
-	u64 local = KSW_TEST_VICTIM + depth;
+	u64 local = KSW_TEST_VICTIM + depth;	/* KSW_VICTIM */
 	unsigned long sp, ip;
 
 	ksw_recursion_locals[depth] = &local;
@@ -312,7 +338,7 @@ static noinline __noipa void silent_corruption_buggy(void)
 static noinline __noipa void silent_corruption_victim(void)
 {
 	unsigned long sp, ip;
-	u64 local;
+	u64 local;	/* KSW_VICTIM */
 
 	ksw_silent_init(&local, true);
 	ksw_mark(&sp, &ip);
@@ -327,7 +353,7 @@ static int silent_corruption_unwitting(void *arg)
 	wait_for_completion(&ksw_silent_go);
 	p = ksw_clean ? &ksw_dummy : READ_ONCE(ksw_stale_ptr);
 	if (!ksw_irqoff) {
-		WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+		WRITE_ONCE(*p, KSW_TEST_CORRUPT); /* KSW_STORE */
 		complete(&ksw_silent_done);
 		return 0;
 	}
@@ -336,7 +362,7 @@ static int silent_corruption_unwitting(void *arg)
 	 * this line is printed, the writer ran on past the scene.
 	 */
 	local_irq_disable();
-	WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+	WRITE_ONCE(*p, KSW_TEST_CORRUPT); /* KSW_STORE */
 	mdelay(2000);
 	pr_info("silent: the writer still runs, 2 s after its write, IRQs off\n");
 	local_irq_enable();
@@ -396,7 +422,7 @@ static int test_mthread_corrupting(void *arg)
 					 !list_empty(&ksw_mt_jobs) ||
 					 kthread_should_stop());
 		while ((job = ksw_mt_pop())) {
-			WRITE_ONCE(*job->ptr, KSW_TEST_CORRUPT);
+			WRITE_ONCE(*job->ptr, KSW_TEST_CORRUPT); /* KSW_STORE */
 			complete(&job->done);
 		}
 	}
@@ -406,7 +432,7 @@ static int test_mthread_corrupting(void *arg)
 /* The watched word sits at the bottom of a deep frame (many calls). */
 static noinline __noipa void test_mthread_victim(int worker, int round)
 {
-	u64 buf[KSW_TEST_DEEP_WORDS];
+	u64 buf[KSW_TEST_DEEP_WORDS];	/* KSW_VICTIM buf[2] */
 	struct ksw_mt_job job;
 	unsigned long sp, ip;
 	int i;
@@ -484,15 +510,18 @@ static int test_overflow_corrupting(void *arg)
 	int i;
 
 	wait_for_completion(&ksw_overflow_go);
-	for (i = 0; i < ksw_overflow_words; i++)
-		WRITE_ONCE(ksw_overflow_buf[i], KSW_TEST_CORRUPT);
+	for (i = 0; i < ksw_overflow_words; i++) {
+		u64 *slot = &ksw_overflow_buf[i];
+
+		WRITE_ONCE(*slot, KSW_TEST_CORRUPT); /* KSW_STORE */
+	}
 	complete(&ksw_overflow_done);
 	return 0;
 }
 
 static noinline __noipa void test_overflow_victim(void)
 {
-	u64 buf[KSW_TEST_BUF_WORDS];
+	u64 buf[KSW_TEST_BUF_WORDS];	/* KSW_VICTIM canary */
 	unsigned long sp, ip;
 	u64 *canary, saved;
 	int i;
@@ -538,7 +567,7 @@ static void ksw_test_overflow(void)
 
 static noinline __noipa void test_loop_victim(void)
 {
-	u64 local = KSW_TEST_VICTIM;
+	u64 local = KSW_TEST_VICTIM;	/* KSW_VICTIM */
 	unsigned long sp, ip;
 	int i;
 
@@ -588,7 +617,7 @@ static struct task_struct *ksw_exit_dead;
 
 static noinline __noipa void test_exit_victim(bool die)
 {
-	u64 local = KSW_TEST_VICTIM;
+	u64 local = KSW_TEST_VICTIM;	/* KSW_VICTIM */
 	unsigned long sp, ip;
 
 	ksw_mark(&sp, &ip);
@@ -755,7 +784,7 @@ static int test_irqoff_writer(void *arg)
 	if (p) {
 		/* the arming IPI has long landed on this CPU by now */
 		mdelay(50);
-		WRITE_ONCE(*p, KSW_TEST_CORRUPT);
+		WRITE_ONCE(*p, KSW_TEST_CORRUPT); /* KSW_STORE */
 		WRITE_ONCE(ksw_irqoff_written, true);
 	}
 	complete(&ksw_irqoff_done);
@@ -764,7 +793,7 @@ static int test_irqoff_writer(void *arg)
 
 static noinline __noipa void test_irqoff_victim(void)
 {
-	u64 local = KSW_TEST_VICTIM;
+	u64 local = KSW_TEST_VICTIM;	/* KSW_VICTIM */
 	unsigned long sp, ip;
 	u64 t0;
 
@@ -953,7 +982,7 @@ static void ksw_test_drhold(unsigned int secs)
  */
 noinline __noipa int test_initcall_victim(void (*write)(u64 *slot))
 {
-	u64 local = KSW_TEST_VICTIM;
+	u64 local = KSW_TEST_VICTIM;	/* KSW_VICTIM */
 	unsigned long sp, ip;
 
 	ksw_mark(&sp, &ip);

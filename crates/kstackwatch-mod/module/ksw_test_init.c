@@ -25,7 +25,7 @@ static void __init ksw_test_init_writer(u64 *slot)
 
 	/* IRQs off, so that kstackwatch panics in the #DB, not after it */
 	local_irq_save(flags);
-	WRITE_ONCE(*slot, KSW_TEST_CORRUPT);
+	WRITE_ONCE(*slot, KSW_TEST_CORRUPT); /* KSW_STORE */
 	local_irq_restore(flags);
 }
 
