@@ -333,7 +333,14 @@ fn analyze_on_the_sample_names_the_store_line_and_the_victim_local() {
         tm["victim"].as_str().unwrap(),
         tm["writer"].as_str().unwrap(),
     );
-    let args = ["analyze", &dump(), "--module-dir", modules, "--source-dir", src];
+    let args = [
+        "analyze",
+        &dump(),
+        "--module-dir",
+        modules,
+        "--source-dir",
+        src,
+    ];
     // the README's command: text
     let text = stdout_of(&args);
     let headline = text
@@ -341,8 +348,14 @@ fn analyze_on_the_sample_names_the_store_line_and_the_victim_local() {
         .find(|l| l.contains(" wrote 0x"))
         .unwrap_or_else(|| panic!("no headline in\n{text}"));
     assert!(headline.starts_with(&format!("{writer} (")), "{headline}");
-    assert!(headline.contains(&format!("in {victim}'s local")), "{headline}");
-    assert!(text.contains("/* KSW_STORE */"), "the store's line text:\n{text}");
+    assert!(
+        headline.contains(&format!("in {victim}'s local")),
+        "{headline}"
+    );
+    assert!(
+        text.contains("/* KSW_STORE */"),
+        "the store's line text:\n{text}"
+    );
     // JSON: the test module's truth
     let mut json_args = args.to_vec();
     json_args.push("--json");
