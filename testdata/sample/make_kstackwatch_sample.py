@@ -30,7 +30,6 @@ FIELDS = {
     "watch": r"kstackwatch: watch: addr=(0x[0-9a-f]+) len=(\d+) old=(0x[0-9a-f]+) new=(0x[0-9a-f]+)",
     "victim": r"kstackwatch: victim: func=(\S+) depth=(\d+) comm=(\S+) pid=(\d+) armed_sp=(0x[0-9a-f]+)",
     "record": r"kstackwatch: record: seq=(\d+) flags=(0x[0-9a-f]+)",
-    "catch_log": r"catch log at (0x[0-9a-f]+)",
     "panic": r"Kernel panic - not syncing: ([^\r\n]*)",
 }
 
