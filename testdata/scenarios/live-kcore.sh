@@ -21,3 +21,23 @@ echo silent > /proc/kstackwatch_test
 	> "$OUT/ksw-analyze.json" 2> "$OUT/ksw-analyze.err"
 echo $? > "$OUT/ksw-analyze.rc"
 echo > /proc/kstackwatch
+
+# The everyday commands on the running kernel, each between two reads of
+# the kernel's own view of the same thing.
+threads() {
+	for s in /proc/[0-9]*/task/[0-9]*/stat; do cat "$s" 2> /dev/null; done
+}
+threads > "$OUT/threads-before"
+/ksw/bin/ksw tasks --json /proc/kcore > "$OUT/ksw-tasks.json" 2> "$OUT/ksw-tasks.err"
+threads > "$OUT/threads-after"
+cat /proc/modules > "$OUT/proc-modules"
+for n in /sys/module/*/notes/.note.gnu.build-id; do
+	m=${n#/sys/module/}
+	echo "${m%%/*} $(od -An -tx1 -v "$n" | tr -d ' \n')"
+done > "$OUT/module-notes"
+/ksw/bin/ksw modules --json /proc/kcore > "$OUT/ksw-modules.json" 2> "$OUT/ksw-modules.err"
+cat /proc/kallsyms > "$OUT/kallsyms-now"
+awk 'NR % 61 == 0 { print $1 }' "$OUT/kallsyms-now" | head -1000 > "$OUT/sym-addresses"
+# shellcheck disable=SC2046
+/ksw/bin/ksw sym --json /proc/kcore $(cat "$OUT/sym-addresses") \
+	> "$OUT/ksw-sym.json" 2> "$OUT/ksw-sym.err"

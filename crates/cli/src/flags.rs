@@ -35,6 +35,12 @@ pub(crate) enum Command {
     Bt(BtArgs),
     /// List the tasks in a dump: pid, tgid, CPU, state, task_struct, comm.
     Tasks(DumpArgs),
+    /// List the loaded modules: name, size, state, base, build ID (as
+    /// /proc/modules and /sys/module/*/notes give them).
+    Modules(DumpArgs),
+    /// Look up symbols: an address (0x...) gives `name+off/size [module]`
+    /// and, with debug files, file:line; a name gives its address.
+    Sym(SymArgs),
     /// Inspect the running kernel through /proc/kcore.
     Live,
 }
@@ -49,6 +55,8 @@ impl Command {
             Command::Resolve(_) => "resolve",
             Command::Bt(_) => "bt",
             Command::Tasks(_) => "tasks",
+            Command::Modules(_) => "modules",
+            Command::Sym(_) => "sym",
             Command::Live => "live",
         }
     }
@@ -156,6 +164,30 @@ fn parse_source_map(s: &str) -> Result<(String, String), String> {
         Some((old, new)) if !old.is_empty() => Ok((old.to_string(), new.to_string())),
         _ => Err(format!("`{s}` is not OLD=NEW")),
     }
+}
+
+/// Arguments of `ksw sym`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SymArgs {
+    /// The dump file or /proc/kcore.
+    pub(crate) dump: PathBuf,
+    /// Addresses (`0x...`, or 16 hex digits as /proc/kallsyms prints
+    /// them) and symbol names.
+    #[arg(required = true)]
+    pub(crate) what: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A file holding VMCOREINFO text (see `ksw info`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmcoreinfo: Option<PathBuf>,
+    /// The debug vmlinux (checked by build ID): file:line of vmlinux
+    /// addresses.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmlinux: Option<PathBuf>,
+    /// A directory with the loaded modules' .ko files (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) module_dir: Vec<PathBuf>,
 }
 
 /// Arguments of `ksw resolve`.

@@ -12,6 +12,7 @@ mod dmesg;
 mod flags;
 mod info;
 mod inputs;
+mod modules;
 mod resolve;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Resolve(args) => Some(resolve::run(args)?),
         Command::Bt(args) => Some(bt::run(args)?),
         Command::Tasks(args) => Some(bt::run_tasks(args)?),
+        Command::Modules(args) => Some(modules::run_modules(args)?),
+        Command::Sym(args) => Some(modules::run_sym(args)?),
         _ => None,
     };
     if let Some(text) = output {

@@ -61,6 +61,26 @@ pub struct Frame {
     pub variables: Vec<crate::locals::FrameVariable>,
 }
 
+impl Frame {
+    /// A frame at the exact address `pc`, not found by a walk: what the
+    /// annotators (`symbolize`, `locals`) take to describe an address.
+    pub fn at(pc: u64, symbol: Option<SymbolHit>) -> Frame {
+        Frame {
+            pc,
+            sp: 0,
+            exact: true,
+            symbol,
+            stack: StackKind::Unknown,
+            regs_at: None,
+            caller_rule: CallerRule::Orc,
+            recovered: false,
+            source: Vec::new(),
+            registers: None,
+            variables: Vec::new(),
+        }
+    }
+}
+
 /// Why a walk ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "kebab-case")]

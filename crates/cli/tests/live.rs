@@ -1,0 +1,184 @@
+//! The everyday commands on a running kernel: the `live-kcore` run boots
+//! each kernel with the ksw binary inside and runs `ksw tasks`, `ksw
+//! modules` and `ksw sym` on `/proc/kcore`, each between reads of the
+//! kernel's own view (`/proc/*/task/*/stat`, `/proc/modules` and
+//! `/sys/module/*/notes`, `/proc/kallsyms`). Here the answers are held
+//! against those views.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use common::fixtures;
+use serde_json::Value;
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn json(dir: &Path, name: &str) -> Value {
+    let err = std::fs::read_to_string(dir.join(name.replace(".json", ".err"))).unwrap_or_default();
+    serde_json::from_str(&read(dir, name)).unwrap_or_else(|e| panic!("{name}: {e}; stderr: {err}"))
+}
+
+/// pid → (comm, state letter) from `/proc/*/task/*/stat` lines.
+fn threads(text: &str) -> HashMap<i64, (String, char)> {
+    text.lines()
+        .filter_map(|l| {
+            let (pid, rest) = l.split_once(" (")?;
+            let (comm, rest) = rest.rsplit_once(") ")?;
+            Some((pid.parse().ok()?, (comm.to_string(), rest.chars().next()?)))
+        })
+        .collect()
+}
+
+fn letter(state: &str) -> char {
+    match state {
+        "Running" => 'R',
+        "Sleeping" => 'S',
+        "DiskSleep" => 'D',
+        "Stopped" => 'T',
+        "Traced" => 't',
+        "Dead" => 'X',
+        "Zombie" => 'Z',
+        "Parked" => 'P',
+        "Idle" => 'I',
+        other => panic!("state {other}"),
+    }
+}
+
+#[test]
+fn tasks_agree_with_proc_for_every_thread_that_lives_through_both_reads() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        let (before, after) = (
+            threads(&read(&dir, "threads-before")),
+            threads(&read(&dir, "threads-after")),
+        );
+        let ksw: HashMap<i64, (String, char)> = json(&dir, "ksw-tasks.json")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["pid"].as_i64().unwrap(),
+                    (
+                        t["comm"].as_str().unwrap().to_string(),
+                        letter(t["state"].as_str().unwrap()),
+                    ),
+                )
+            })
+            .collect();
+        let mut compared = 0;
+        for (pid, (comm, state)) in &before {
+            let Some((comm_after, state_after)) = after.get(pid) else {
+                continue;
+            };
+            if comm != comm_after {
+                continue;
+            }
+            let got = ksw
+                .get(pid)
+                .unwrap_or_else(|| panic!("{series}: pid {pid} ({comm}) missing from ksw tasks"));
+            assert_eq!(&got.0, comm, "{series}: pid {pid}");
+            // a state that held through both reads is the one ksw saw
+            if state == state_after {
+                assert_eq!(got.1, *state, "{series}: pid {pid} ({comm})");
+            }
+            compared += 1;
+        }
+        assert!(compared > 20, "{series}: only {compared} threads compared");
+    }
+}
+
+#[test]
+fn modules_agree_with_proc_modules_and_their_notes() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        let ksw: HashMap<String, Value> = json(&dir, "ksw-modules.json")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap().to_string(), m.clone()))
+            .collect();
+        // "name size refcount deps state address [taints]"
+        let proc_modules = read(&dir, "proc-modules");
+        let mut names = HashSet::new();
+        for l in proc_modules.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let m = ksw
+                .get(f[0])
+                .unwrap_or_else(|| panic!("{series}: {} missing", f[0]));
+            assert_eq!(m["size"].as_u64(), f[1].parse().ok(), "{series}: {}", f[0]);
+            assert_eq!(m["state"].as_str(), Some(f[4].to_lowercase().as_str()));
+            let base = u64::from_str_radix(f[5].trim_start_matches("0x"), 16).unwrap();
+            assert_eq!(m["base"].as_u64(), Some(base), "{series}: {}", f[0]);
+            names.insert(f[0].to_string());
+        }
+        assert_eq!(names.len(), ksw.len(), "{series}: the same modules");
+        assert!(names.contains("kstackwatch"));
+        // the note: namesz, descsz, type (12 bytes), "GNU\0", the ID
+        let mut ids = 0;
+        for l in read(&dir, "module-notes").lines() {
+            let Some((name, hex)) = l.split_once(' ') else {
+                continue;
+            };
+            let Some(m) = ksw.get(name) else { continue };
+            assert_eq!(m["build_id"].as_str(), hex.get(32..), "{series}: {name}");
+            ids += 1;
+        }
+        assert_eq!(ids, names.len(), "{series}: every module's build ID");
+    }
+}
+
+#[test]
+fn sym_agrees_with_kallsyms_on_a_thousand_addresses() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        // address → every name kallsyms gives it
+        let mut names: HashMap<u64, Vec<String>> = HashMap::new();
+        for l in read(&dir, "kallsyms-now").lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(a), Some(n)) = (f.first(), f.get(2)) {
+                if let Ok(a) = u64::from_str_radix(a, 16) {
+                    names.entry(a).or_default().push(n.to_string());
+                }
+            }
+        }
+        let asked: Vec<u64> = read(&dir, "sym-addresses")
+            .lines()
+            .map(|l| u64::from_str_radix(l.trim(), 16).unwrap())
+            .collect();
+        assert_eq!(asked.len(), 1000, "{series}");
+        let got = json(&dir, "ksw-sym.json");
+        let got = got.as_array().unwrap();
+        assert_eq!(got.len(), asked.len());
+        let mut named = 0;
+        for (a, g) in asked.iter().zip(got) {
+            assert_eq!(g["address"].as_u64(), Some(*a));
+            // absolute symbols (per-CPU offsets, at tiny addresses) are not
+            // in kernel text: kallsyms lists them, lookups do not use them
+            let Some(name) = g["name"].as_str() else {
+                assert!(*a < 0xffff_0000_0000_0000, "{series}: {a:#x} unnamed");
+                continue;
+            };
+            let want = &names[a];
+            assert!(
+                want.iter().any(|n| n == name),
+                "{series}: {a:#x} is {want:?} in kallsyms, {name} in ksw"
+            );
+            assert!(
+                g["symbol"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{name}+0x0/"))
+            );
+            named += 1;
+        }
+        assert!(named > 900, "{series}: {named} named");
+    }
+}
