@@ -469,3 +469,42 @@ fn a_live_catch_read_through_proc_kcore_is_the_consoles() {
         assert_eq!(victim["slot"]["kind"], "not-in-a-frame", "{series}");
     }
 }
+
+/// gcc's clones (`.isra`, `.constprop`, `.part`) are named by their
+/// source function through DWARF: what the writer's `function` is made of.
+#[test]
+fn clones_map_back_to_their_source_name() {
+    let Some(root) = fixtures() else { return };
+    let dir = root.join("6.1/sysrq");
+    let kallsyms = std::fs::read_to_string(dir.join("ground-truth/kallsyms")).unwrap();
+    let clones: Vec<&str> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && (f[1] == "t" || f[1] == "T")).then_some(f[2])
+        })
+        .filter(|n| n.contains(".isra.") || n.contains(".constprop.") || n.contains(".part."))
+        .step_by(97)
+        .take(20)
+        .collect();
+    assert!(clones.len() >= 10, "{clones:?}");
+    let vmlinux = debug_vmlinux("6.1");
+    let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .arg("sym")
+        .arg(dir.join("dump.kdump-zlib"))
+        .args(&clones)
+        .args(["--json", "--vmlinux", vmlinux.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    for (clone, answer) in clones.iter().zip(v.as_array().unwrap()) {
+        let source = answer["source"].as_array().unwrap();
+        let own = source
+            .iter()
+            .find(|p| p["inlined"] == false)
+            .unwrap_or_else(|| panic!("{clone}: no source: {answer}"));
+        let base = clone.split('.').next().unwrap();
+        assert_eq!(own["function"].as_str(), Some(base), "{clone}");
+    }
+}
