@@ -167,7 +167,7 @@ fn explain_stack_protector(
                     .filter(|v| v.type_name.ends_with(']'))
                     .filter(|v| matches!(v.location, VariableLocation::Stack(_)))
                     .filter_map(|v| {
-                        let end = v.cfa_offset? + v.size? as i64;
+                        let end = v.cfa_offset?.checked_add(i64::try_from(v.size?).ok()?)?;
                         (end <= r.cfa_offset).then(|| {
                             (
                                 r.cfa_offset - end,

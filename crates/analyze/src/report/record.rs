@@ -115,9 +115,10 @@ pub fn find_catch_log(model: &KernelModel<'_>) -> Result<Option<CatchLog>, Strin
 fn scan(model: &KernelModel<'_>, base: u64, len: u64) -> Option<u64> {
     const PAGE: u64 = 4096;
     let magic = record::MAGIC.to_le_bytes();
+    let end = base.saturating_add(len);
     let mut at = base & !7;
-    while at < base + len {
-        let n = (PAGE - at % PAGE).min(base + len - at) as usize;
+    while at < end {
+        let n = (PAGE - at % PAGE).min(end - at) as usize;
         if let Ok(bytes) = model.memory().read_vec(VirtAddr(at), n) {
             if let Some(i) = bytes.chunks_exact(8).position(|w| w == magic) {
                 return Some(at + i as u64 * 8);

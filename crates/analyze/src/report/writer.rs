@@ -97,7 +97,7 @@ pub(super) fn explain(
         Some(mut st) => {
             st.symbol = model.symbols().lookup(st.address).map(|s| s.to_string());
             if let Some(w) = st.writes_to {
-                let end = c.watch_addr + u64::from(c.watch_len.max(1));
+                let end = c.watch_addr.saturating_add(u64::from(c.watch_len.max(1)));
                 if w >= end || w.saturating_add(8) <= c.watch_addr {
                     warnings.push(format!(
                         "the instruction before the trap ip ({} at {:#x}) writes {w:#x}, not the watched {:#x}: the store may be elsewhere (a string or vector instruction), so its line is only a guess",
@@ -184,7 +184,10 @@ fn find_store(model: &KernelModel<'_>, ip: u64, start: u64, c: &Catch) -> Option
     }
     // no boundary known: try each length that ends exactly at ip and
     // writes memory, longest first
-    let code = model.memory().read_vec(VirtAddr(ip - 15), 15).ok()?;
+    let code = model
+        .memory()
+        .read_vec(VirtAddr(ip.checked_sub(15)?), 15)
+        .ok()?;
     for back in (1..=15u64).rev() {
         let from = ip - back;
         let bytes = &code[(15 - back) as usize..];
