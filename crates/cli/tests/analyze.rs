@@ -53,6 +53,21 @@ fn analyze(dump: &Path, args: &[&str]) -> (Value, i32) {
     (v, code)
 }
 
+/// The kernel's log in `dump`, as `ksw dmesg` reads it.
+fn kernel_log(dump: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .arg("dmesg")
+        .arg(dump)
+        .output()
+        .expect("run ksw dmesg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The kernel's catch report (the last one on the console).
 #[derive(Debug)]
 struct ConsoleCatch {
@@ -160,7 +175,11 @@ fn every_catch_names_the_store_line_and_the_victim_variable() {
         for (run, dump) in CATCH_RUNS {
             let dir = root.join(series).join(run);
             let what = format!("{series}/{run}");
-            let console = std::fs::read_to_string(dir.join("console.log")).unwrap();
+            // the console, and the kernel's log as the dump keeps it: a
+            // panic from the #DB (NMI-like context) may never reach the
+            // console
+            let console = std::fs::read_to_string(dir.join("console.log")).unwrap()
+                + &kernel_log(&dir.join(dump));
             let kernel = console_catch(&console);
             let (t_victim, t_depth, t_writer) = truth(&console, kernel.address);
             let modules = dir.join("modules");

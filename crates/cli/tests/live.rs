@@ -71,7 +71,7 @@ fn tasks_agree_with_proc_for_every_thread_that_lives_through_both_reads() {
                 )
             })
             .collect();
-        let mut compared = 0;
+        let (mut compared, mut ran_between) = (0, 0);
         for (pid, (comm, state)) in &before {
             let Some((comm_after, state_after)) = after.get(pid) else {
                 continue;
@@ -82,14 +82,40 @@ fn tasks_agree_with_proc_for_every_thread_that_lives_through_both_reads() {
             let got = ksw
                 .get(pid)
                 .unwrap_or_else(|| panic!("{series}: pid {pid} ({comm}) missing from ksw tasks"));
-            assert_eq!(&got.0, comm, "{series}: pid {pid}");
-            // a state that held through both reads is the one ksw saw
-            if state == state_after {
-                assert_eq!(got.1, *state, "{series}: pid {pid} ({comm})");
+            // ksw prints the task's own `comm`, as drgn and crash do; /proc
+            // decorates a workqueue worker's with the queue it serves
+            // (`kworker/0:0-events`) and gives a kthread's full name where
+            // `comm` cut it at 15 bytes (`rcu_tasks_rude_kthread`)
+            let same = &got.0 == comm
+                || (got.0.starts_with("kworker/")
+                    && comm
+                        .strip_prefix(got.0.as_str())
+                        .is_some_and(|r| r.starts_with('-')))
+                || (got.0.len() == 15 && comm.starts_with(got.0.as_str()));
+            assert!(
+                same,
+                "{series}: pid {pid}: {} in ksw, {comm} in /proc",
+                got.0
+            );
+            // a state that held through both reads is the one ksw saw,
+            // unless the thread ran in between (a kthread that wakes every
+            // few milliseconds): a difference is allowed only with R on
+            // one side, and only for a few threads
+            if state == state_after && got.1 != *state {
+                assert!(
+                    got.1 == 'R' || *state == 'R',
+                    "{series}: pid {pid} ({comm}): {} in ksw, {state} in /proc",
+                    got.1
+                );
+                ran_between += 1;
             }
             compared += 1;
         }
         assert!(compared > 20, "{series}: only {compared} threads compared");
+        assert!(
+            ran_between * 10 <= compared,
+            "{series}: {ran_between} of {compared} threads changed state between the reads"
+        );
     }
 }
 
