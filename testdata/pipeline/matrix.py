@@ -97,6 +97,7 @@ STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",
                    "kstackwatch-stress-exitwindow", "kstackwatch-split-full",
                    "kstackwatch-split-reconfonly", "kstackwatch-split-armedonly",
                    "kstackwatch-split-prelude",
+                   "kstackwatch-hotplug",
                    "tcg-irqentry", "tcg-ftrace", "tcg-drhold", "tcg-cx16",
                    "tcg-cx16-cleared")
 
@@ -120,6 +121,9 @@ def stress_run(name):
         return Run(name, "tcg-cx16", mode="none", cpus=4, mem="1G",
                    binaries=[str(tcg_cx16_binary())], timeout=200,
                    append="clearcpuid=cx16")
+    if name == "kstackwatch-hotplug":
+        return Run(name, name, mode="none", cpus=4, mem="1G", project_modules=True,
+                   timeout=600, append=with_tcg_cx16())
     if name.startswith("kstackwatch-split-"):
         return Run(name, "kstackwatch-stress-split", mode="none", cpus=4, mem="1G",
                    project_modules=True, timeout=300,

@@ -297,3 +297,38 @@ fn a_missing_or_foreign_ko_is_named_and_nothing_is_made_up() {
     assert!(v["gaps"].to_string().contains("kstackwatch_test.ko"));
     assert_eq!(v["catch"]["writer"]["source"], serde_json::json!([]));
 }
+
+#[test]
+fn the_ring_is_found_by_its_magic_when_its_symbol_is_gone() {
+    let Some(root) = fixtures() else { return };
+    let mut d = PatchableDump::load(&fire(root.as_path()).join("dump.elf"));
+    // every copy of the symbol's name in memory (the module's string
+    // table), renamed
+    let name = b"ksw_catch_log\0";
+    let at: Vec<usize> = d
+        .bytes
+        .windows(name.len())
+        .enumerate()
+        .filter(|(_, w)| *w == name)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty());
+    for i in at {
+        d.bytes[i + 12] = b'x';
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let modules = fire(root.as_path()).join("modules");
+    let (v, code, err) = analyze(
+        &d.write(tmp.path()),
+        &["--module-dir", modules.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v = v.unwrap();
+    assert_eq!(v["catch"]["seq"], 1);
+    assert!(
+        v["warnings"].to_string().contains("was found by its magic"),
+        "{}",
+        v["warnings"]
+    );
+    assert_eq!(v["catch"]["victim"]["slot"]["kind"], "variable");
+}
