@@ -689,8 +689,12 @@ fn module_frames_get_lines_from_their_ko_checked_by_build_id() {
             .unwrap();
         assert!(out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
+        // with the section attributes in the dump, both IDs are named;
+        // where makedumpfile dropped their page, the .ko's ID is looked
+        // for in the module's memory and not found
         assert!(
-            err.contains("is another build (its build ID is"),
+            err.contains("is another build (its build ID is")
+                || err.contains("is not in the module's memory"),
             "{series}: {err}"
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
