@@ -7,6 +7,13 @@
 echo "ksw-scenario: $KSW_SCENARIO on $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs"
 ksw_load
 cfg=$(ksw_cfg silent kv)
+# the module's state, through the kernel's log: printk reaches the
+# console without interrupts, which a tty write needs
+ksw_state() {
+	while read -r l; do
+		echo "ksw-state $1: $l" > /dev/kmsg
+	done < /proc/kstackwatch
+}
 i=0
 while [ $i -lt 30 ]; do
 	echo "ksw-hotplug: cycle $i arm"
@@ -16,10 +23,12 @@ while [ $i -lt 30 ]; do
 	echo 0 > /sys/devices/system/cpu/cpu3/online || ksw_fail "offline"
 	echo "ksw-hotplug: cycle $i catch while offline"
 	echo silent > /proc/kstackwatch_test
+	ksw_state "cycle $i offline"
 	echo "ksw-hotplug: cycle $i online"
 	echo 1 > /sys/devices/system/cpu/cpu3/online || ksw_fail "online"
 	echo "ksw-hotplug: cycle $i catch while online"
 	echo silent > /proc/kstackwatch_test
+	ksw_state "cycle $i online"
 	echo "ksw-hotplug: cycle $i disarm"
 	echo > /proc/kstackwatch
 	i=$((i + 1))
