@@ -32,13 +32,7 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<(String, ExitCode)> {
     let sources = SourceFinder::new(args.source_dir.clone(), args.source_map.clone());
     let report = with_inputs(&paths, move |inputs| {
         let debug = DebugInputs {
-            vmlinux: inputs.vmlinux.as_ref().map(|v| report::VmlinuxDebug {
-                file: v.file,
-                sections: v.sections,
-                lines: v.lines,
-                call_frames: v.call_frames,
-                kaslr: v.kaslr,
-            }),
+            vmlinux: inputs.vmlinux,
             modules: inputs.modules,
             sources,
             vmlinux_hint: inputs.vmlinux_hint(),

@@ -102,7 +102,6 @@ pub(crate) fn with_inputs<T>(
             file,
             sections,
             lines,
-            call_frames: call_frames.as_ref(),
             kaslr,
         }),
         _ => None,

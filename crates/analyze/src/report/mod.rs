@@ -26,7 +26,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cfi::DwarfCallFrames;
 use crate::dwarf::DebugSections;
 use crate::elf::DebugFile;
 use crate::kernel::KernelModel;
@@ -53,6 +52,7 @@ pub struct DebugInputs<'a> {
 }
 
 /// The debug vmlinux, loaded once.
+#[derive(Clone, Copy)]
 pub struct VmlinuxDebug<'a> {
     /// The file (for `resolve` and frame layouts).
     pub file: &'a DebugFile,
@@ -60,8 +60,6 @@ pub struct VmlinuxDebug<'a> {
     pub sections: &'a DebugSections<'a>,
     /// Its lines.
     pub lines: &'a VmlinuxSource<'a>,
-    /// Its call-frame rules.
-    pub call_frames: Option<&'a DwarfCallFrames<'a>>,
     /// The KASLR offset of the dump.
     pub kaslr: u64,
 }
