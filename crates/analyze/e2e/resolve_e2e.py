@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "testdata/pipeline"))
 sys.path.insert(0, str(REPO / "testdata/tests"))
 import kernels  # noqa: E402
+import matrix  # noqa: E402
 import scenarios  # noqa: E402
 from common import splats  # noqa: E402
 # The test module's truth lines and the catch report, parsed as the
@@ -127,8 +128,9 @@ for lib in scenarios.SCENARIOS.glob("*-lib.sh"):
     shutil.copy(lib, sdir / lib.name)
 (sdir / "kstackwatch-resolve.sh").write_text("\n".join(lines) + "\n")
 scenarios.SCENARIOS = sdir
+# booted as every kstackwatch guest is: without cx16 (matrix.TCG_CX16)
 run = scenarios.Run("kstackwatch-resolve", "kstackwatch-resolve", mode="none",
-                    project_modules=True, timeout=600)
+                    project_modules=True, timeout=600, append=matrix.with_tcg_cx16())
 fixture = scenarios.execute(series, run, force=True)
 print("fixture", fixture)
 ok = 0
