@@ -135,6 +135,21 @@ impl<'s> VmlinuxSource<'s> {
     }
 }
 
+/// Adds source positions to every frame of `trace` a debug file
+/// describes: vmlinux frames from `vmlinux`, module frames from their
+/// `.ko` in `modules`. Returns notes on `.ko` files whose DWARF could not
+/// be read.
+pub fn annotate_all(
+    trace: &mut crate::unwind::Trace,
+    vmlinux: Option<&VmlinuxSource<'_>>,
+    modules: &[ModuleDebugFile],
+) -> Vec<String> {
+    if let Some(v) = vmlinux {
+        annotate(trace, v);
+    }
+    annotate_modules(trace, modules)
+}
+
 /// Adds source positions to the vmlinux frames of `trace` (module frames
 /// need their `.ko`).
 pub fn annotate(trace: &mut crate::unwind::Trace, source: &VmlinuxSource<'_>) {

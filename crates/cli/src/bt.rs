@@ -79,22 +79,18 @@ fn traces(args: &BtArgs, inputs: &Inputs<'_>) -> Result<String> {
         vec![unwind::trace_cpu(model, cpu)?]
     };
     let mut traces = traces;
-    if let Some(v) = &inputs.vmlinux {
-        for t in &mut traces {
-            symbolize::annotate(&mut t.trace, v.lines);
-        }
-        if args.verbose {
-            let variables = FrameVariables::new(v.sections, v.kaslr)?;
-            for t in &mut traces {
-                variables
-                    .annotate(&mut t.trace, model.symbols(), model.memory())
-                    .context("reading the variables from the debug vmlinux")?;
-            }
+    for t in &mut traces {
+        let lines = inputs.vmlinux.map(|v| v.lines);
+        for n in symbolize::annotate_all(&mut t.trace, lines, inputs.modules) {
+            eprintln!("ksw: note: {n}");
         }
     }
-    for t in &mut traces {
-        for n in symbolize::annotate_modules(&mut t.trace, inputs.modules) {
-            eprintln!("ksw: note: {n}");
+    if let (true, Some(v)) = (args.verbose, &inputs.vmlinux) {
+        let variables = FrameVariables::new(v.sections, v.kaslr)?;
+        for t in &mut traces {
+            variables
+                .annotate(&mut t.trace, model.symbols(), model.memory())
+                .context("reading the variables from the debug vmlinux")?;
         }
     }
     if args.json {

@@ -183,10 +183,8 @@ pub(crate) fn run_sym(args: &SymArgs) -> Result<String> {
                 .collect(),
             stop: ksw_analyze::unwind::StopReason::EndOfStack,
         };
-        if let Some(v) = &inputs.vmlinux {
-            symbolize::annotate(&mut trace, v.lines);
-        }
-        for n in symbolize::annotate_modules(&mut trace, inputs.modules) {
+        let lines = inputs.vmlinux.map(|v| v.lines);
+        for n in symbolize::annotate_all(&mut trace, lines, inputs.modules) {
             eprintln!("ksw: note: {n}");
         }
         for (l, f) in out.iter_mut().zip(trace.frames) {

@@ -349,11 +349,9 @@ pub(crate) fn annotate_trace(
     trace: &mut TaskTrace,
     warnings: &mut Vec<String>,
 ) {
-    if let Some(v) = &debug.vmlinux {
-        crate::symbolize::annotate(&mut trace.trace, v.lines);
-    }
-    warnings.extend(crate::symbolize::annotate_modules(
+    warnings.extend(crate::symbolize::annotate_all(
         &mut trace.trace,
+        debug.vmlinux.map(|v| v.lines),
         debug.modules,
     ));
 }
