@@ -23,12 +23,7 @@ pub(crate) const NO_CATCH: u8 = 3;
 
 /// Runs `ksw analyze`; returns the output and the exit code.
 pub(crate) fn run(args: &AnalyzeArgs) -> Result<(String, ExitCode)> {
-    let paths = InputPaths {
-        dump: &args.dump,
-        vmcoreinfo: &args.vmcoreinfo,
-        vmlinux: args.vmlinux.as_deref(),
-        module_dirs: &args.module_dir,
-    };
+    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
     let sources = SourceFinder::new(args.source_dir.clone(), args.source_map.clone());
     let report = with_inputs(&paths, move |inputs| {
         let debug = DebugInputs {

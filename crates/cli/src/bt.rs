@@ -16,12 +16,7 @@ use crate::inputs::{InputPaths, Inputs, open_dump, with_inputs};
 
 /// Runs `ksw bt`.
 pub(crate) fn run(args: &BtArgs) -> Result<String> {
-    let paths = InputPaths {
-        dump: &args.dump,
-        vmcoreinfo: &args.vmcoreinfo,
-        vmlinux: args.vmlinux.as_deref(),
-        module_dirs: &args.module_dir,
-    };
+    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
     with_inputs(&paths, |inputs| traces(args, inputs))
 }
 

@@ -77,6 +77,25 @@ pub(crate) struct DumpArgs {
     pub(crate) vmcoreinfo: Option<PathBuf>,
 }
 
+/// The debug files a command may use besides the dump.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DebugFileArgs {
+    /// The debug vmlinux of the dump's build (its -dbg package, checked by
+    /// build ID): file:line, inlined functions and variables of vmlinux
+    /// code, its DWARF CFI where ORC has no rule, and struct layouts when
+    /// the dump's own BTF is unusable. Frames and symbols come from the
+    /// dump either way.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmlinux: Option<PathBuf>,
+    /// A directory with the loaded modules' .ko files (.ko, .ko.xz,
+    /// .ko.zst; searched recursively; repeatable), besides
+    /// /lib/modules/RELEASE and the dump's own directory: each is checked
+    /// by build ID against the module in memory and adds file:line to its
+    /// code.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) module_dir: Vec<PathBuf>,
+}
+
 /// Arguments of `ksw bt`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BtArgs {
@@ -106,20 +125,8 @@ pub(crate) struct BtArgs {
     /// A file holding VMCOREINFO text (see `ksw info`).
     #[arg(long, value_name = "FILE")]
     pub(crate) vmcoreinfo: Option<PathBuf>,
-    /// The debug vmlinux of the dump's build (its -dbg package, checked by
-    /// build ID): adds file:line and inlined functions to vmlinux frames,
-    /// its DWARF CFI where ORC has no rule, and struct layouts when the
-    /// dump's own BTF is unusable. The frames themselves come from the
-    /// dump either way.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) vmlinux: Option<PathBuf>,
-    /// A directory with the loaded modules' .ko files (.ko, .ko.xz,
-    /// .ko.zst; searched recursively; repeatable), besides
-    /// /lib/modules/RELEASE and the dump's own directory: each is checked
-    /// by build ID against the module in memory and adds file:line to its
-    /// frames.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) module_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) debug: DebugFileArgs,
     /// Also print each vmlinux frame's parameters and locals with their
     /// values (needs --vmlinux).
     #[arg(short, long, requires = "vmlinux")]
@@ -134,15 +141,9 @@ pub(crate) struct AnalyzeArgs {
     /// Explain catch SEQ of kstackwatch's ring (default: the newest).
     #[arg(long, value_name = "SEQ")]
     pub(crate) catch: Option<u64>,
-    /// The debug vmlinux of the dump's build (checked by build ID): lines,
-    /// variables and CFI of vmlinux frames. Not needed for a catch in
-    /// module code.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) vmlinux: Option<PathBuf>,
-    /// A directory with the loaded modules' .ko files (repeatable; see
-    /// `ksw bt --module-dir`).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) module_dir: Vec<PathBuf>,
+    /// The debug files (a catch in module code needs only its .ko).
+    #[command(flatten)]
+    pub(crate) debug: DebugFileArgs,
     /// A directory to look for source files in, by the tail of the path
     /// DWARF gives (repeatable).
     #[arg(long, value_name = "DIR")]
@@ -181,13 +182,8 @@ pub(crate) struct SymArgs {
     /// A file holding VMCOREINFO text (see `ksw info`).
     #[arg(long, value_name = "FILE")]
     pub(crate) vmcoreinfo: Option<PathBuf>,
-    /// The debug vmlinux (checked by build ID): file:line of vmlinux
-    /// addresses.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) vmlinux: Option<PathBuf>,
-    /// A directory with the loaded modules' .ko files (repeatable).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) module_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) debug: DebugFileArgs,
 }
 
 /// Arguments of `ksw resolve`.

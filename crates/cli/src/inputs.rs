@@ -25,6 +25,22 @@ pub(crate) struct InputPaths<'a> {
     pub(crate) module_dirs: &'a [PathBuf],
 }
 
+impl<'a> InputPaths<'a> {
+    /// The inputs of a command over `dump` with `debug`'s files.
+    pub(crate) fn new(
+        dump: &'a Path,
+        vmcoreinfo: &'a Option<PathBuf>,
+        debug: &'a crate::flags::DebugFileArgs,
+    ) -> Self {
+        Self {
+            dump,
+            vmcoreinfo,
+            vmlinux: debug.vmlinux.as_deref(),
+            module_dirs: &debug.module_dir,
+        }
+    }
+}
+
 /// The loaded inputs.
 pub(crate) struct Inputs<'a> {
     pub(crate) dump: &'a Dump,

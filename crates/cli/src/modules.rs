@@ -120,12 +120,7 @@ fn parse_address(s: &str) -> Option<u64> {
 
 /// Runs `ksw sym`.
 pub(crate) fn run_sym(args: &SymArgs) -> Result<String> {
-    let paths = InputPaths {
-        dump: &args.dump,
-        vmcoreinfo: &args.vmcoreinfo,
-        vmlinux: args.vmlinux.as_deref(),
-        module_dirs: &args.module_dir,
-    };
+    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
     with_inputs(&paths, |inputs| {
         let model = inputs.model;
         let mut out = Vec::new();
