@@ -13,7 +13,7 @@ use ksw_analyze::report::{
     SourceLine,
 };
 
-use crate::bt::{render_trace, value_text};
+use crate::bt::{own_position, render_trace, value_text};
 use crate::flags::AnalyzeArgs;
 use crate::inputs::{InputPaths, with_inputs};
 
@@ -264,12 +264,7 @@ fn render_catch(o: &mut String, c: &CatchReport) {
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_else(|| format!("{:#x}", f.pc));
-        let at = f
-            .source
-            .iter()
-            .find(|p| !p.inlined)
-            .and_then(|p| Some(format!("  {}:{}", p.file.as_deref()?, p.line?)))
-            .unwrap_or_default();
+        let at = own_position(&f.source);
         vr.push(("frame", format!("#{i} {sym}{at}")));
     }
     let slot = match &v.slot {

@@ -143,12 +143,7 @@ pub(crate) fn render_trace(o: &mut String, t: &TaskTrace) {
                 position(p)
             );
         }
-        let at = f
-            .source
-            .iter()
-            .find(|p| !p.inlined)
-            .map(position)
-            .unwrap_or_default();
+        let at = own_position(&f.source);
         let derived = match f.caller_rule {
             CallerRule::Orc => "",
             CallerRule::DwarfCfi => "  [caller found by the vmlinux's DWARF CFI: no ORC here]",
@@ -210,7 +205,17 @@ pub(crate) fn value_text(v: &VariableValue) -> String {
     }
 }
 
-pub(crate) fn position(p: &symbolize::SourcePosition) -> String {
+/// `  file:line` of the function's own (not inlined) position in an
+/// inline chain; empty without one.
+pub(crate) fn own_position(source: &[symbolize::SourcePosition]) -> String {
+    source
+        .iter()
+        .find(|p| !p.inlined)
+        .map(position)
+        .unwrap_or_default()
+}
+
+fn position(p: &symbolize::SourcePosition) -> String {
     match (&p.file, p.line) {
         (Some(f), Some(l)) => format!("  {f}:{l}"),
         (Some(f), None) => format!("  {f}"),

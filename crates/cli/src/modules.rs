@@ -190,12 +190,7 @@ pub(crate) fn run_sym(args: &SymArgs) -> Result<String> {
         }
         let mut o = String::new();
         for l in &out {
-            let at = l
-                .source
-                .iter()
-                .find(|p| !p.inlined)
-                .and_then(|p| Some(format!("  {}:{}", p.file.as_deref()?, p.line?)))
-                .unwrap_or_default();
+            let at = crate::bt::own_position(&l.source);
             match (l.address, &l.symbol) {
                 (Some(a), Some(s)) => {
                     let _ = writeln!(o, "{a:016x} {s}{at}");
