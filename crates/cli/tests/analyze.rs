@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{debug_vmlinux, fixtures};
+use common::{debug_vmlinux, fixtures, ksw_analyze};
 use serde_json::Value;
 
 /// Runs with a kstackwatch catch, and the dump each is read from.
@@ -35,22 +35,28 @@ fn module_source() -> PathBuf {
 
 /// `ksw analyze --json` with `args`; the JSON and the exit code.
 fn analyze(dump: &Path, args: &[&str]) -> (Value, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
-        .arg("analyze")
-        .arg(dump)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run ksw");
-    let code = out.status.code().unwrap_or(-1);
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: not JSON ({e}); exit {code}, stderr: {}",
-            dump.display(),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (v, code, err) = ksw_analyze(dump, args);
+    let v = v.unwrap_or_else(|| panic!("{}: not JSON; exit {code}, stderr: {err}", dump.display()));
     (v, code)
+}
+
+/// A JSON frame's symbol as the kernel prints it: `name+off/size [module]`.
+fn frame_symbol(sym: &Value) -> String {
+    format!(
+        "{}+{:#x}/{:#x} [{}]",
+        sym["name"].as_str().unwrap(),
+        sym["offset"].as_u64().unwrap(),
+        sym["size"].as_u64().unwrap(),
+        sym["module"].as_str().unwrap()
+    )
+}
+
+/// (function, offset, module) of `name+off/size [module]`.
+fn symbol_site(sym: &str) -> (&str, u64, &str) {
+    let (func, rest) = sym.split_once('+').unwrap();
+    let off = hex(rest.split('/').next().unwrap());
+    let module = sym.rsplit_once('[').unwrap().1.trim_end_matches(']');
+    (func, off, module)
 }
 
 /// The kernel's log in `dump`, as `ksw dmesg` reads it.
@@ -206,14 +212,7 @@ fn every_catch_names_the_store_line_and_the_victim_variable() {
             let w = &c["writer"];
             // the writer, as the kernel reported it
             let frame0 = &w["stack"]["trace"]["frames"][0]["symbol"];
-            let shown = format!(
-                "{}+{:#x}/{:#x} [{}]",
-                frame0["name"].as_str().unwrap(),
-                frame0["offset"].as_u64().unwrap(),
-                frame0["size"].as_u64().unwrap(),
-                frame0["module"].as_str().unwrap()
-            );
-            assert_eq!(shown, kernel.writer, "{what}");
+            assert_eq!(frame_symbol(frame0), kernel.writer, "{what}");
             assert_eq!(w["trap_ip"].as_u64(), Some(kernel.ip), "{what}");
             assert_eq!(w["function"].as_str(), Some(t_writer.as_str()), "{what}");
             // the store: it writes the watched address; its line is gdb's,
@@ -221,10 +220,7 @@ fn every_catch_names_the_store_line_and_the_victim_variable() {
             let store = &w["store"];
             assert_eq!(store["writes_to"].as_u64(), Some(kernel.address), "{what}");
             assert_eq!(store["decoded_from_function_start"], true, "{what}");
-            let sym = store["symbol"].as_str().unwrap();
-            let (func, rest) = sym.split_once('+').unwrap();
-            let off = hex(rest.split('/').next().unwrap());
-            let module = sym.rsplit_once('[').unwrap().1.trim_end_matches(']');
+            let (func, off, module) = symbol_site(store["symbol"].as_str().unwrap());
             let (file, line) = gdb_line(&modules.join(format!("{module}.ko")), func, off);
             let at = &w["source"][0];
             assert_eq!(at["file"].as_str(), Some(file.as_str()), "{what}");
@@ -462,14 +458,7 @@ fn a_live_catch_read_through_proc_kcore_is_the_consoles() {
         let c = &v["catch"];
         let w = &c["writer"];
         let frame0 = &w["stack"]["trace"]["frames"][0]["symbol"];
-        let shown = format!(
-            "{}+{:#x}/{:#x} [{}]",
-            frame0["name"].as_str().unwrap(),
-            frame0["offset"].as_u64().unwrap(),
-            frame0["size"].as_u64().unwrap(),
-            frame0["module"].as_str().unwrap()
-        );
-        assert_eq!(shown, kernel.writer, "{series}");
+        assert_eq!(frame_symbol(frame0), kernel.writer, "{series}");
         assert_eq!(w["trap_ip"].as_u64(), Some(kernel.ip));
         assert_eq!(w["store"]["writes_to"].as_u64(), Some(kernel.address));
         let victim = &c["victim"];
@@ -477,10 +466,8 @@ fn a_live_catch_read_through_proc_kcore_is_the_consoles() {
         assert_eq!(victim["old_value"]["raw"].as_u64(), Some(kernel.old));
         assert_eq!(victim["new_value"]["raw"].as_u64(), Some(kernel.new));
         // the store's line, from the .ko the guest loaded, is gdb's
-        let sym = w["store"]["symbol"].as_str().unwrap();
-        let (func, rest) = sym.split_once('+').unwrap();
-        let off = hex(rest.split('/').next().unwrap());
-        let (file, line) = gdb_line(&dir.join("modules/kstackwatch_test.ko"), func, off);
+        let (func, off, module) = symbol_site(w["store"]["symbol"].as_str().unwrap());
+        let (file, line) = gdb_line(&dir.join(format!("modules/{module}.ko")), func, off);
         assert_eq!(w["source"][0]["line"].as_u64(), Some(line), "{series}");
         assert_eq!(w["source"][0]["file"].as_str(), Some(file.as_str()));
         // no panic: the victim went on, and its frame is gone; said so

@@ -8,9 +8,8 @@ mod common;
 
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::fixtures;
+use common::{fixtures, ksw_analyze as analyze};
 use kstackwatch_contract::record::{Catch, CatchLog, HEADER_SIZE, VERSION};
 use ksw_analyze::kernel::KernelModel;
 use ksw_vmcore::{Dump, OpenOptions, VirtAddr};
@@ -96,33 +95,19 @@ impl PatchableDump {
         self.ring + (HEADER_SIZE + i * size_of::<Catch>() + field) as u64
     }
 
-    fn write(&self, dir: &Path) -> PathBuf {
-        let p = dir.join("dump.elf");
+    /// `ksw analyze ARGS` on the patched dump, written to a directory of
+    /// its own.
+    fn analyze(&self, args: &[&str]) -> (Option<Value>, i32, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dump.elf");
         std::fs::write(&p, &self.bytes).unwrap();
-        p
+        analyze(&p, args)
     }
 }
 
 fn dump_read(dump: &Dump, va: u64, buf: &mut [u8]) {
     let pa = dump.translate(VirtAddr(va)).unwrap().phys;
     dump.read_phys(pa, buf).unwrap();
-}
-
-fn analyze(dump: &Path, args: &[&str]) -> (Option<Value>, i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ksw"))
-        .arg("analyze")
-        .arg(dump)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run ksw");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (
-        serde_json::from_slice(&out.stdout).ok(),
-        out.status.code().unwrap_or(-1),
-        stderr,
-    )
 }
 
 fn fire(root: &Path) -> PathBuf {
@@ -137,8 +122,7 @@ fn a_future_record_version_is_refused_by_name() {
         d.ring + offset_of!(CatchLog, version) as u64,
         &(VERSION + 1).to_le_bytes(),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let (_, code, err) = analyze(&d.write(tmp.path()), &[]);
+    let (_, code, err) = d.analyze(&[]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!("layout version {}", VERSION + 1))
@@ -166,12 +150,8 @@ fn a_torn_ring_is_said_and_its_committed_catches_explained() {
         d.ring + offset_of!(CatchLog, total) as u64,
         &3u64.to_le_bytes(),
     );
-    let tmp = tempfile::tempdir().unwrap();
     let modules = fire(root.as_path()).join("modules");
-    let (v, code, err) = analyze(
-        &d.write(tmp.path()),
-        &["--module-dir", modules.to_str().unwrap()],
-    );
+    let (v, code, err) = d.analyze(&["--module-dir", modules.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let v = v.unwrap();
     let seqs: Vec<u64> = v["catches"]
@@ -199,8 +179,7 @@ fn a_watch_address_on_no_stack_is_named_not_placed() {
         d.slot(0, offset_of!(Catch, watch_addr)),
         &ring.to_le_bytes(),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let (v, code, err) = analyze(&d.write(tmp.path()), &[]);
+    let (v, code, err) = d.analyze(&[]);
     assert_eq!(code, 0, "{err}");
     let v = v.unwrap();
     let slot = &v["catch"]["victim"]["slot"];
@@ -223,7 +202,6 @@ fn a_watch_address_on_no_stack_is_named_not_placed() {
 #[test]
 fn a_victim_that_has_exited_is_said() {
     let Some(root) = fixtures() else { return };
-    let tmp = tempfile::tempdir().unwrap();
     // its task_struct reused by another task
     let mut reused = PatchableDump::load(&fire(root.as_path()).join("dump.elf"));
     let other = reused.other_task;
@@ -238,7 +216,7 @@ fn a_victim_that_has_exited_is_said() {
         reused.slot(0, offset_of!(Catch, watch_addr)),
         &word.to_le_bytes(),
     );
-    let (v, code, err) = analyze(&reused.write(tmp.path()), &[]);
+    let (v, code, err) = reused.analyze(&[]);
     assert_eq!(code, 0, "{err}");
     let v = v.unwrap();
     let slot = &v["catch"]["victim"]["slot"];
@@ -255,7 +233,7 @@ fn a_victim_that_has_exited_is_said() {
         gone.slot(0, offset_of!(Catch, victim_task)),
         &0xffff_8880_dead_0000u64.to_le_bytes(),
     );
-    let (v, code, err) = analyze(&gone.write(tmp.path()), &[]);
+    let (v, code, err) = gone.analyze(&[]);
     assert_eq!(code, 0, "{err}");
     let v = v.unwrap();
     let why = v["catch"]["victim"]["slot"]["why"]
@@ -319,12 +297,8 @@ fn the_ring_is_found_by_its_magic_when_its_symbol_is_gone() {
     for i in at {
         d.bytes[i + 12] = b'x';
     }
-    let tmp = tempfile::tempdir().unwrap();
     let modules = fire(root.as_path()).join("modules");
-    let (v, code, err) = analyze(
-        &d.write(tmp.path()),
-        &["--module-dir", modules.to_str().unwrap()],
-    );
+    let (v, code, err) = d.analyze(&["--module-dir", modules.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let v = v.unwrap();
     assert_eq!(v["catch"]["seq"], 1);

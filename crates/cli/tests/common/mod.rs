@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // each test file uses a part
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The fixture root, or `None` when fixtures are missing and that is
 /// allowed.
@@ -51,4 +51,23 @@ pub fn debug_vmlinux(series: &str) -> PathBuf {
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinux-"))
         })
         .unwrap_or_else(|| panic!("no vmlinux-* in {}", dir.display()))
+}
+
+/// `ksw analyze DUMP ARGS --json`: its JSON (`None` when stdout is not
+/// JSON), its exit code and its stderr. A Rust panic fails the caller.
+pub fn ksw_analyze(dump: &Path, args: &[&str]) -> (Option<serde_json::Value>, i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .arg("analyze")
+        .arg(dump)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run ksw");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        serde_json::from_slice(&out.stdout).ok(),
+        out.status.code().unwrap_or(-1),
+        stderr,
+    )
 }
