@@ -29,6 +29,9 @@ import subprocess
 import sys
 import tempfile
 
+# one fresh process per run, its own peak RSS: as the bt bench measures
+from bt_versus_drgn import measure
+
 SAMPLE = os.path.join("testdata", "sample", "kstackwatch-6.1")
 
 # argv: DUMP VMLINUX KO... Loads everything, prints the crashed thread's
@@ -47,27 +50,6 @@ done = time.perf_counter()
 sys.stdout.write(trace + "\n")
 print(json.dumps({"open_s": opened - t0, "work_s": done - opened}))
 """
-
-WRAPPER = (
-    "import json,resource,subprocess,sys,time\n"
-    "t=time.perf_counter()\n"
-    "o=subprocess.run(sys.argv[1:],capture_output=True,text=True)\n"
-    "w=time.perf_counter()-t\n"
-    "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(json.dumps({'rc':o.returncode,'wall':w,'rss_kb':r,"
-    "'tail':(o.stdout.strip().splitlines() or [''])[-1],'err':o.stderr[-500:]}))\n"
-)
-
-
-def measure(cmd):
-    """One run of cmd in a fresh wrapper."""
-    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], check=True,
-                         capture_output=True, text=True).stdout
-    r = json.loads(out)
-    if r["rc"] != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({r['rc']}): {r['err']}")
-    return r
-
 
 def main():
     if len(sys.argv) < 2:
