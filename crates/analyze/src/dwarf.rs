@@ -606,11 +606,16 @@ impl<'d, 's> UnitContext<'d, 's> {
             .map(|(_, offset)| *offset))
     }
 
-    /// Every subprogram's entry pc with its DIE, sorted by pc.
+    /// Every subprogram's entry pc with its DIE, sorted by pc. C puts
+    /// every function at the unit's top level, so only that level is
+    /// read; the subtrees between are skipped by their sibling links.
     fn subprogram_entries(&self) -> Result<Vec<(u64, UnitOffset)>> {
         let mut list = Vec::new();
-        let mut cursor = self.unit.entries();
-        while let Some((_, entry)) = cursor.next_dfs().map_err(|e| self.e(e))? {
+        let mut tree = self.unit.entries_tree(None).map_err(|e| self.e(e))?;
+        let root = tree.root().map_err(|e| self.e(e))?;
+        let mut children = root.children();
+        while let Some(child) = children.next().map_err(|e| self.e(e))? {
+            let entry = child.entry();
             if entry.tag() != gimli::DW_TAG_subprogram {
                 continue;
             }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ksw_analyze::cfi::DwarfCallFrames;
-use ksw_analyze::kernel::KernelModel;
-use ksw_analyze::kernel::types::{DwarfKernelTypes, KernelTypes};
+use ksw_analyze::kernel::types::DwarfKernelTypes;
+use ksw_analyze::kernel::{KernelModel, VmlinuxLoan};
 use ksw_analyze::report::VmlinuxDebug;
 use ksw_analyze::symbolize::{self, ModuleDebugFile, VmlinuxSource};
 use ksw_analyze::{DebugSections, ElfImage};
@@ -88,9 +88,15 @@ pub(crate) fn with_inputs<T>(
     let call_frames = sections.as_ref().map(|s| DwarfCallFrames::new(s, kaslr));
     // read only if the kernel's BTF is missing or damaged
     let types = sections.as_ref().map(DwarfKernelTypes::new).transpose()?;
-    let mut model =
-        KernelModel::from_dump_with(&dump, types.as_ref().map(|t| t as &dyn KernelTypes))
-            .context("reading the kernel's model from the dump")?;
+    let loan = types.as_ref().map(|types| VmlinuxLoan {
+        btf: image
+            .as_ref()
+            .and_then(|i| i.alloc_section(".BTF"))
+            .map(|(_, bytes)| bytes),
+        types,
+    });
+    let mut model = KernelModel::from_dump_with(&dump, loan.as_ref())
+        .context("reading the kernel's model from the dump")?;
     if let Some(c) = &call_frames {
         model.set_call_frames(c);
     }

@@ -82,11 +82,12 @@ impl Kallsyms {
             .collect();
         let table_len = usize::from(token_index.iter().copied().max().unwrap_or(0)) + 256;
         let token_table = read_prefix(mem, token_table_at, table_len)?;
-        let tokens: Vec<Vec<u8>> = token_index
+        // each token's text as a range of `token_table`
+        let tokens: Vec<std::ops::Range<usize>> = token_index
             .iter()
             .map(|&i| {
-                let rest = token_table.get(usize::from(i)..).unwrap_or(&[]);
-                crate::bytes::c_str(rest).to_vec()
+                let start = usize::from(i).min(token_table.len());
+                start..start + crate::bytes::c_str(&token_table[start..]).len()
             })
             .collect();
 
@@ -99,22 +100,22 @@ impl Kallsyms {
 
         let mut names = NameStream {
             mem,
-            at: names_at,
+            next: names_at,
             buf: Vec::new(),
             pos: 0,
         };
         let mut entries = Vec::with_capacity(num as usize);
-        let mut all_names = String::new();
-        let mut text = Vec::with_capacity(64);
+        // all names, one after another
+        let mut all_names: Vec<u8> = Vec::with_capacity(num as usize * 24);
+        let mut text = Vec::with_capacity(128);
         for &offset in offsets.iter() {
             let mut len = usize::from(names.byte()?);
             if len & 0x80 != 0 {
                 len = (len & 0x7f) | (usize::from(names.byte()?) << 7);
             }
             text.clear();
-            for _ in 0..len {
-                let t = names.byte()?;
-                text.extend_from_slice(&tokens[usize::from(t)]);
+            for &t in names.take(len)? {
+                text.extend_from_slice(&token_table[tokens[usize::from(t)].clone()]);
             }
             let Some((&kind, name)) = text.split_first() else {
                 return Err(Error::Corrupt("empty kallsyms name".into()));
@@ -128,16 +129,15 @@ impl Kallsyms {
             } else {
                 base.wrapping_add(offset as u32 as u64)
             };
-            // names are ASCII; anything else is shown, not trusted
-            let name = match std::str::from_utf8(name) {
-                Ok(n) => std::borrow::Cow::Borrowed(n),
-                Err(_) => String::from_utf8_lossy(name),
-            };
             let name_start = u32::try_from(all_names.len())
                 .map_err(|_| Error::Corrupt("kallsyms names exceed 4 GiB".into()))?;
-            let name_len = u16::try_from(name.len())
+            // names are ASCII; anything else is shown, not trusted
+            match std::str::from_utf8(name) {
+                Ok(_) => all_names.extend_from_slice(name),
+                Err(_) => all_names.extend_from_slice(String::from_utf8_lossy(name).as_bytes()),
+            }
+            let name_len = u16::try_from(all_names.len() - name_start as usize)
                 .map_err(|_| Error::Corrupt(format!("a kallsyms name of {} bytes", name.len())))?;
-            all_names.push_str(&name);
             entries.push(Entry {
                 address,
                 name_start,
@@ -145,6 +145,9 @@ impl Kallsyms {
                 kind,
             });
         }
+        // every name pushed was valid UTF-8 on its own
+        let all_names = String::from_utf8(all_names)
+            .map_err(|_| Error::Corrupt("kallsyms names are not UTF-8".into()))?;
         let mut t = Kallsyms {
             names: all_names,
             entries,
@@ -241,27 +244,52 @@ fn read_prefix(mem: &dyn KernelMemory, at: VirtAddr, len: usize) -> Result<Vec<u
     Ok(out)
 }
 
-/// `kallsyms_names`, read a page at a time (one page kept).
+/// How much of `kallsyms_names` is read at a time.
+const NAMES_WINDOW: usize = 64 << 10;
+
+/// `kallsyms_names`, read a window at a time (one window kept).
 struct NameStream<'a> {
     mem: &'a dyn KernelMemory,
-    /// The address `buf` starts at.
-    at: VirtAddr,
+    /// The address just past `buf`.
+    next: VirtAddr,
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl NameStream<'_> {
+    #[inline]
     fn byte(&mut self) -> Result<u8> {
-        if self.pos >= self.buf.len() {
-            let a = self.at.0.wrapping_add(self.buf.len() as u64);
-            let n = 4096 - (a % 4096) as usize;
-            self.buf.resize(n, 0);
-            self.mem.read_virt(VirtAddr(a), &mut self.buf)?;
-            self.at = VirtAddr(a);
-            self.pos = 0;
+        Ok(self.take(1)?[0])
+    }
+
+    /// The next `n` bytes.
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.buf.len() - self.pos < n {
+            self.refill(n)?;
         }
-        let b = self.buf[self.pos];
-        self.pos += 1;
-        Ok(b)
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// Keeps the unread bytes and reads on until `n` are there (or the
+    /// window is full); an unreadable page ends the read early, and is an
+    /// error only when fewer than `n` bytes could be had.
+    #[cold]
+    fn refill(&mut self, n: usize) -> Result<()> {
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        let want = NAMES_WINDOW.max(n) - self.buf.len();
+        let more = read_prefix(self.mem, self.next, want)?;
+        self.next = VirtAddr(self.next.0.wrapping_add(more.len() as u64));
+        self.buf.extend_from_slice(&more);
+        if self.buf.len() < n {
+            return Err(Error::Corrupt(format!(
+                "kallsyms_names ends in an unreadable page at {:#x}",
+                self.next.0
+            )));
+        }
+        Ok(())
     }
 }

@@ -72,6 +72,16 @@ const MAX_BTF: u64 = 64 << 20;
 /// `THREAD_SIZE` on x86_64 without KASAN (16 KiB), also the IRQ stack size.
 pub const THREAD_SIZE: u64 = 16 << 10;
 
+/// What a debug vmlinux that matches the dump lends the model.
+pub struct VmlinuxLoan<'a> {
+    /// Its `.BTF` section, byte for byte what the kernel has between
+    /// `__start_BTF` and `__stop_BTF` (checked before use).
+    pub btf: Option<&'a [u8]>,
+    /// Its DWARF types: the struct layouts when the kernel's BTF is
+    /// missing or damaged.
+    pub types: &'a dyn types::KernelTypes,
+}
+
 /// The kernel, as read from memory.
 pub struct KernelModel<'m> {
     mem: &'m dyn KernelMemory,
@@ -102,13 +112,9 @@ impl<'m> KernelModel<'m> {
         Self::from_dump_with(dump, None)
     }
 
-    /// Reads the model from a dump, taking struct layouts from
-    /// `fallback_types` (a debug vmlinux's DWARF) when the kernel's own
-    /// BTF is missing or unreadable.
-    pub fn from_dump_with(
-        dump: &'m Dump,
-        fallback_types: Option<&dyn types::KernelTypes>,
-    ) -> Result<Self> {
+    /// Reads the model from a dump, with what a debug vmlinux that
+    /// matches it (checked by build ID) lends: see [`VmlinuxLoan`].
+    pub fn from_dump_with(dump: &'m Dump, vmlinux: Option<&VmlinuxLoan<'_>>) -> Result<Self> {
         let mem: &dyn KernelMemory = dump;
         let kallsyms = dump.kallsyms().map_err(|e| KernelError::Memory {
             what: "kallsyms".into(),
@@ -123,18 +129,22 @@ impl<'m> KernelModel<'m> {
         let mut warnings = Vec::new();
         // the kernel's own BTF; a debug vmlinux's DWARF when it has none
         let btf = sym("__start_BTF")
-            .and_then(|start| read_btf(mem, start, sym("__stop_BTF")?))
+            .and_then(|start| {
+                let range = start..sym("__stop_BTF")?;
+                let copy = vmlinux.and_then(|v| v.btf);
+                read_btf(mem, range, copy, &mut warnings)
+            })
             .map(Arc::new);
-        let (btf, layout) = match (btf, fallback_types) {
+        let (btf, layout) = match (btf, vmlinux) {
             (Ok(btf), _) => {
                 let layout = KernelLayout::from_btf(&btf)?;
                 (Some(btf), layout)
             }
-            (Err(e), Some(types)) => {
+            (Err(e), Some(v)) => {
                 warnings.push(format!(
                     "{e}; struct layouts come from the vmlinux's DWARF instead"
                 ));
-                (None, KernelLayout::from_types(types)?)
+                (None, KernelLayout::from_types(v.types)?)
             }
             (Err(e), None) => return Err(e),
         };
@@ -335,18 +345,110 @@ impl<'m> KernelModel<'m> {
     }
 }
 
-fn read_btf(mem: &dyn KernelMemory, start: u64, stop: u64) -> Result<Btf> {
+/// The kernel's BTF at `range`. A vmlinux's copy of it (its `.BTF`
+/// section) saves decompressing some thousand dump pages; it is used when
+/// its length and its first and last page equal memory's, and memory is
+/// read otherwise, with a warning.
+fn read_btf(
+    mem: &dyn KernelMemory,
+    range: std::ops::Range<u64>,
+    copy: Option<&[u8]>,
+    warnings: &mut Vec<String>,
+) -> Result<Btf> {
+    let (start, stop) = (range.start, range.end);
     let len = stop
         .checked_sub(start)
         .filter(|&l| l > 0 && l <= MAX_BTF)
         .ok_or_else(|| {
             KernelError::Btf(format!("__start_BTF..__stop_BTF is {start:#x}..{stop:#x}"))
-        })?;
+        })? as usize;
+    if let Some(copy) = copy {
+        let ends = len.min(4096);
+        let same = |at: usize| {
+            mem.read_vec(VirtAddr(start + at as u64), ends)
+                .is_ok_and(|m| copy.get(at..at + ends) == Some(&m[..]))
+        };
+        if copy.len() == len && same(0) && same(len - ends) {
+            return Btf::parse(copy.to_vec()).map_err(|e| KernelError::Btf(e.to_string()));
+        }
+        warnings.push(format!(
+            "the vmlinux's .BTF ({} bytes) differs from the kernel's ({len} bytes at \
+             {start:#x}); reading the kernel's",
+            copy.len()
+        ));
+    }
     let bytes = mem
-        .read_vec(VirtAddr(start), len as usize)
+        .read_vec(VirtAddr(start), len)
         .map_err(|e| KernelError::Memory {
             what: "the kernel's BTF".into(),
             source: e,
         })?;
     Btf::parse(bytes).map_err(|e| KernelError::Btf(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ksw_vmcore::RegionMemory;
+
+    const AT: u64 = 0xffff_ffff_8240_0000;
+
+    /// BTF of one `int` named `name`, whose name sits between two long
+    /// strings of `fill`, so that it is on neither the first nor the
+    /// last page.
+    fn btf_bytes(name: &str, fill: u8) -> Vec<u8> {
+        let mut strings = vec![0u8];
+        strings.extend(std::iter::repeat_n(fill, 6000));
+        strings.push(0);
+        let name_off = strings.len() as u32;
+        strings.extend_from_slice(name.as_bytes());
+        strings.push(0);
+        strings.extend(std::iter::repeat_n(fill, 6000));
+        strings.push(0);
+        let types: Vec<u8> = [name_off, 1 << 24, 4, 32]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        let mut out = vec![0x9f, 0xeb, 1, 0];
+        for word in [
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend(types);
+        out.extend(strings);
+        out
+    }
+
+    fn read(copy: &[u8], warnings: &mut Vec<String>) -> String {
+        let memory = btf_bytes("mem_int", b'x');
+        let range = AT..AT + memory.len() as u64;
+        let mem = RegionMemory::new().with(VirtAddr(AT), memory);
+        let btf = read_btf(&mem, range, Some(copy), warnings).unwrap();
+        btf.type_name(crate::btf::TypeId(1)).unwrap()
+    }
+
+    #[test]
+    fn vmlinux_btf_is_used_when_its_ends_match_memory() {
+        let mut warnings = Vec::new();
+        assert_eq!(read(&btf_bytes("cpy_int", b'x'), &mut warnings), "cpy_int");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn vmlinux_btf_that_differs_is_refused_with_a_warning() {
+        for copy in [btf_bytes("cpy_int", b'y'), btf_bytes("cpy_int_", b'x')] {
+            let mut warnings = Vec::new();
+            assert_eq!(read(&copy, &mut warnings), "mem_int");
+            assert_eq!(warnings.len(), 1);
+            assert!(
+                warnings[0].contains("differs from the kernel's"),
+                "{warnings:?}"
+            );
+        }
+    }
 }
