@@ -301,6 +301,88 @@ impl Record<'_> {
     }
 }
 
+/// One type, as [`Btf::shape`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// `void`.
+    Void,
+    /// An integer (`char` and `_Bool` included).
+    Int {
+        /// Bytes.
+        size: u32,
+        /// Signed.
+        signed: bool,
+        /// A `char`.
+        is_char: bool,
+        /// A `_Bool`.
+        is_bool: bool,
+    },
+    /// A floating-point type.
+    Float {
+        /// Bytes.
+        size: u32,
+    },
+    /// A pointer.
+    Pointer {
+        /// What it points at.
+        target: TypeId,
+    },
+    /// An array.
+    Array {
+        /// The element type.
+        element: TypeId,
+        /// The number of elements.
+        len: u32,
+    },
+    /// A struct or union.
+    Struct {
+        /// A union.
+        is_union: bool,
+        /// Bytes.
+        size: u32,
+        /// The members in order (anonymous ones with an empty name).
+        members: Vec<(String, Member)>,
+    },
+    /// An enum.
+    Enum {
+        /// Bytes.
+        size: u32,
+        /// Its values are signed.
+        signed: bool,
+        /// Its enumerators.
+        values: Vec<(String, i64)>,
+    },
+    /// A typedef, qualifier or type tag of `target`.
+    Alias {
+        /// Which one.
+        kind: Kind,
+        /// The type it names.
+        target: TypeId,
+    },
+    /// A variable of type `target`.
+    Var {
+        /// Its type.
+        target: TypeId,
+    },
+    /// A function type.
+    FuncProto {
+        /// The return type.
+        ret: TypeId,
+        /// The parameter types (`void` for a trailing `...`).
+        params: Vec<TypeId>,
+    },
+    /// A declared but undefined struct or union.
+    Fwd {
+        /// A union.
+        is_union: bool,
+    },
+    /// Anything else (functions, sections, declaration tags).
+    Other {
+        /// Its kind.
+        kind: Kind,
+    },
+}
+
 /// Parsed BTF: vmlinux's, or a module's split on top of it.
 pub struct Btf {
     bytes: Vec<u8>,
@@ -316,6 +398,8 @@ pub struct Btf {
     base: Option<Arc<Btf>>,
     /// Own structs and unions by name, first id wins; built on first lookup.
     structs_by_name: OnceLock<HashMap<Box<[u8]>, u32>>,
+    /// Every named type's ids, in id order (for [`Btf::find_named`]).
+    types_by_name: OnceLock<HashMap<Box<[u8]>, Vec<u32>>>,
 }
 
 impl fmt::Debug for Btf {
@@ -420,6 +504,7 @@ impl Btf {
             first_string,
             base,
             structs_by_name: OnceLock::new(),
+            types_by_name: OnceLock::new(),
         };
         btf.type_starts = btf.scan_types(types)?;
         if u64::from(first_id) + btf.type_starts.len() as u64 > u64::from(u32::MAX) {
@@ -615,6 +700,116 @@ impl Btf {
             .map(|&id| TypeId(id))
     }
 
+    /// The first type called `name` whose kind is one of `kinds`, in id
+    /// order (the base's before a split BTF's own). Struct, union and
+    /// enum names are given without their keyword.
+    pub fn find_named(&self, name: &str, kinds: &[Kind]) -> Option<TypeId> {
+        if let Some(found) = self.base.as_ref().and_then(|b| b.find_named(name, kinds)) {
+            return Some(found);
+        }
+        let index = self.types_by_name.get_or_init(|| self.index_names());
+        index
+            .get(name.as_bytes())?
+            .iter()
+            .map(|&id| TypeId(id))
+            .find(|&id| self.kind(id).is_ok_and(|k| kinds.contains(&k)))
+    }
+
+    fn index_names(&self) -> HashMap<Box<[u8]>, Vec<u32>> {
+        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        for (i, &start) in self.type_starts.iter().enumerate() {
+            let Ok(name) = self.u32_at(start as usize).and_then(|off| self.string(off)) else {
+                continue;
+            };
+            if !name.is_empty() {
+                index
+                    .entry(Box::from(name))
+                    .or_default()
+                    .push(self.first_id + i as u32);
+            }
+        }
+        index
+    }
+
+    /// What `ty` is, with the parts a value printer needs.
+    pub fn shape(&self, ty: TypeId) -> Result<Shape, BtfError> {
+        let record = self.record(ty)?;
+        let size = record.size_or_type;
+        Ok(match record.kind {
+            Kind::Void => Shape::Void,
+            Kind::Int => {
+                let encoding = (record.data_u32(0)? >> 24) & 0xf;
+                Shape::Int {
+                    size,
+                    signed: encoding & 1 != 0,
+                    is_char: encoding & 2 != 0,
+                    is_bool: encoding & 4 != 0,
+                }
+            }
+            Kind::Float => Shape::Float { size },
+            Kind::Ptr => Shape::Pointer {
+                target: TypeId(size),
+            },
+            Kind::Array => Shape::Array {
+                element: TypeId(record.data_u32(0)?),
+                len: record.data_u32(2)?,
+            },
+            Kind::Struct | Kind::Union => Shape::Struct {
+                is_union: record.kind == Kind::Union,
+                size,
+                members: (0..record.vlen as usize)
+                    .map(|i| {
+                        let (name, member) = self.member_at(&record, i)?;
+                        Ok((String::from_utf8_lossy(name).into_owned(), member))
+                    })
+                    .collect::<Result<_, BtfError>>()?,
+            },
+            Kind::Enum | Kind::Enum64 => {
+                let wide = record.kind == Kind::Enum64;
+                let stride = if wide { 3 } else { 2 };
+                let values = (0..record.vlen as usize)
+                    .map(|i| {
+                        let name = record.owner.string(record.data_u32(stride * i)?)?;
+                        let low = record.data_u32(stride * i + 1)?;
+                        let value = if wide {
+                            (u64::from(record.data_u32(stride * i + 2)?) << 32 | u64::from(low))
+                                as i64
+                        } else if record.kind_flag {
+                            i64::from(low as i32)
+                        } else {
+                            i64::from(low)
+                        };
+                        Ok((String::from_utf8_lossy(name).into_owned(), value))
+                    })
+                    .collect::<Result<_, BtfError>>()?;
+                Shape::Enum {
+                    size,
+                    signed: record.kind_flag,
+                    values,
+                }
+            }
+            Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag => {
+                Shape::Alias {
+                    kind: record.kind,
+                    target: TypeId(size),
+                }
+            }
+            Kind::Var => Shape::Var {
+                target: TypeId(size),
+            },
+            Kind::FuncProto => Shape::FuncProto {
+                ret: TypeId(size),
+                params: (0..record.vlen as usize)
+                    .map(|i| record.data_u32(2 * i + 1).map(TypeId))
+                    .collect::<Result<_, BtfError>>()?,
+            },
+            Kind::Fwd => Shape::Fwd {
+                is_union: record.kind_flag,
+            },
+            Kind::Func | Kind::Datasec | Kind::DeclTag => Shape::Other { kind: record.kind },
+        })
+    }
+
     fn index_structs(&self) -> HashMap<Box<[u8]>, u32> {
         let mut index = HashMap::new();
         for (i, &start) in self.type_starts.iter().enumerate() {
@@ -714,44 +909,20 @@ impl Btf {
             });
         }
         for index in 0..record.vlen as usize {
-            let name_off = record.data_u32(3 * index)?;
-            let member_ty = TypeId(record.data_u32(3 * index + 1)?);
-            let raw_offset = record.data_u32(3 * index + 2)?;
-            let member_name = record.owner.string(name_off)?;
-            let (mut bit_offset, mut bitfield_size) = if record.kind_flag {
-                (u64::from(raw_offset & 0x00ff_ffff), raw_offset >> 24)
-            } else {
-                (u64::from(raw_offset), 0)
-            };
+            let (member_name, member) = self.member_at(&record, index)?;
             if member_name == name {
-                // The member's type must exist, whatever the encoding.
-                let int = self.record(member_ty)?;
-                if !record.kind_flag {
-                    // Old encoding: a bitfield is an int narrower than its
-                    // storage, with its own bit offset.
-                    if int.kind == Kind::Int {
-                        let encoding = int.data_u32(0)?;
-                        let bits = encoding & 0xff;
-                        let shift = (encoding >> 16) & 0xff;
-                        if shift != 0 || u64::from(bits) != u64::from(int.size_or_type) * 8 {
-                            bit_offset += u64::from(shift);
-                            bitfield_size = bits;
-                        }
-                    }
-                }
                 return Ok(Some(Member {
-                    bit_offset: outer_bits.saturating_add(bit_offset),
-                    bitfield_size,
-                    ty: member_ty,
+                    bit_offset: outer_bits.saturating_add(member.bit_offset),
+                    ..member
                 }));
             }
             if member_name.is_empty() {
-                let inner = self.strip_aliases(member_ty)?;
+                let inner = self.strip_aliases(member.ty)?;
                 if matches!(inner.kind, Kind::Struct | Kind::Union) {
                     let found = self.member_within(
                         inner.id,
                         name,
-                        outer_bits.saturating_add(bit_offset),
+                        outer_bits.saturating_add(member.bit_offset),
                         depth + 1,
                     )?;
                     if found.is_some() {
@@ -761,6 +932,45 @@ impl Btf {
             }
         }
         Ok(None)
+    }
+
+    /// Member `index` of the struct or union `record`: its name (empty
+    /// for an anonymous member) and where it is in the struct.
+    fn member_at<'r>(
+        &self,
+        record: &Record<'r>,
+        index: usize,
+    ) -> Result<(&'r [u8], Member), BtfError> {
+        let name_off = record.data_u32(3 * index)?;
+        let ty = TypeId(record.data_u32(3 * index + 1)?);
+        let raw_offset = record.data_u32(3 * index + 2)?;
+        let name = record.owner.string(name_off)?;
+        let (mut bit_offset, mut bitfield_size) = if record.kind_flag {
+            (u64::from(raw_offset & 0x00ff_ffff), raw_offset >> 24)
+        } else {
+            (u64::from(raw_offset), 0)
+        };
+        // The member's type must exist, whatever the encoding.
+        let int = self.record(ty)?;
+        if !record.kind_flag && int.kind == Kind::Int {
+            // Old encoding: a bitfield is an int narrower than its
+            // storage, with its own bit offset.
+            let encoding = int.data_u32(0)?;
+            let bits = encoding & 0xff;
+            let shift = (encoding >> 16) & 0xff;
+            if shift != 0 || u64::from(bits) != u64::from(int.size_or_type) * 8 {
+                bit_offset += u64::from(shift);
+                bitfield_size = bits;
+            }
+        }
+        Ok((
+            name,
+            Member {
+                bit_offset,
+                bitfield_size,
+                ty,
+            },
+        ))
     }
 
     /// The member at `path` (`thread.sp`, `a.b.c`: member names, no

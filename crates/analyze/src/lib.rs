@@ -28,6 +28,7 @@ mod disasm;
 mod dwarf;
 pub mod elf;
 mod error;
+pub mod expr;
 mod index;
 pub mod kernel;
 pub mod locals;

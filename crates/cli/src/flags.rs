@@ -41,6 +41,10 @@ pub(crate) enum Command {
     /// Look up symbols: an address (0x...) gives `name+off/size [module]`
     /// and, with debug files, file:line; a name gives its address.
     Sym(SymArgs),
+    /// Print a C expression over kernel globals with its type, as drgn
+    /// prints an object: `init_task.comm`, `jiffies`,
+    /// `per_cpu(runqueues, 0).nr_running`, `*(struct task_struct *)0x...`.
+    Print(PrintArgs),
     /// Inspect the running kernel through /proc/kcore.
     Live,
 }
@@ -57,6 +61,7 @@ impl Command {
             Command::Tasks(_) => "tasks",
             Command::Modules(_) => "modules",
             Command::Sym(_) => "sym",
+            Command::Print(_) => "print",
             Command::Live => "live",
         }
     }
@@ -176,6 +181,24 @@ pub(crate) struct SymArgs {
     /// them) and symbol names.
     #[arg(required = true)]
     pub(crate) what: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A file holding VMCOREINFO text (see `ksw info`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmcoreinfo: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) debug: DebugFileArgs,
+}
+
+/// Arguments of `ksw print`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PrintArgs {
+    /// The dump file or /proc/kcore.
+    pub(crate) dump: PathBuf,
+    /// The expression: globals, `.` `->` `[i]` `*` `&`, casts to a named
+    /// type (`(struct rq *)`, `(unsigned long)`), `per_cpu(VAR, CPU)`.
+    pub(crate) expression: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,

@@ -13,6 +13,7 @@ mod flags;
 mod info;
 mod inputs;
 mod modules;
+mod print;
 mod resolve;
 
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => Some(bt::run_tasks(args)?),
         Command::Modules(args) => Some(modules::run_modules(args)?),
         Command::Sym(args) => Some(modules::run_sym(args)?),
+        Command::Print(args) => Some(print::run(args)?),
         _ => None,
     };
     if let Some(text) = output {

@@ -129,7 +129,7 @@ impl Dump {
     /// Opens a dump.
     pub fn open_with(path: &Path, options: &OpenOptions) -> Result<Self> {
         if is_procfs(path) {
-            let src = PositionedFile::open(path)?;
+            let src = PositionedFile::open(path).map_err(|e| live_refusal(path, e))?;
             return Self::from_elf(path, src, options, true);
         }
         let map = MappedFile::open(path)?;
@@ -725,6 +725,35 @@ fn vmcoreinfo_note(notes: &[u8]) -> Result<Option<Vec<u8>>> {
 }
 
 /// True if `path` is on procfs (`/proc/kcore`).
+/// An open of `/proc/kcore` that the kernel refused, told as its cause:
+/// not root (EACCES: the file is root's, mode 0400), no CAP_SYS_RAWIO, or
+/// lockdown (both EPERM; the lockdown level is in securityfs).
+fn live_refusal(path: &Path, e: Error) -> Error {
+    // Linux's errno values
+    const EPERM: i32 = 1;
+    const EACCES: i32 = 13;
+    let Error::Io { source, .. } = &e else {
+        return e;
+    };
+    let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
+    let reason = match source.raw_os_error() {
+        Some(EACCES) => "only root may read it; run ksw as root (e.g. with sudo)",
+        Some(EPERM) if lockdown.contains("[confidentiality]") => {
+            "the kernel is locked down (lockdown=confidentiality), which closes it to everyone; \
+             boot without that lockdown level, or take a dump with kdump and read the dump"
+        }
+        Some(EPERM) => {
+            "reading it needs CAP_SYS_RAWIO, which this process does not have (a container, \
+             or capabilities dropped); run ksw as root with CAP_SYS_RAWIO"
+        }
+        _ => return e,
+    };
+    Error::LiveRefused {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
 fn is_procfs(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {

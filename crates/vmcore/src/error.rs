@@ -22,6 +22,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The running kernel's memory (`/proc/kcore`) is closed to this
+    /// process; `reason` says why and what to do.
+    #[error("cannot read the running kernel through {}: {reason}", path.display())]
+    LiveRefused {
+        /// The file (`/proc/kcore`).
+        path: PathBuf,
+        /// The cause and the next step.
+        reason: String,
+    },
     /// The file is not a kernel dump this crate reads.
     #[error("not a kernel dump: {0}")]
     NotADump(String),
