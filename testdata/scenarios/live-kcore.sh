@@ -41,3 +41,24 @@ awk 'NR % 61 == 0 { print $1 }' "$OUT/kallsyms-now" | head -1000 > "$OUT/sym-add
 # shellcheck disable=SC2046
 /ksw/bin/ksw sym --json /proc/kcore $(cat "$OUT/sym-addresses") \
 	> "$OUT/ksw-sym.json" 2> "$OUT/ksw-sym.err"
+
+# `ksw print`: a typed global twice (jiffies moves on between the reads),
+# and a member of init_task.
+for n in 1 2; do
+	/ksw/bin/ksw print --json /proc/kcore jiffies \
+		> "$OUT/ksw-print-jiffies$n.json" 2> "$OUT/ksw-print-jiffies$n.err"
+	sleep 0.1
+done
+/ksw/bin/ksw print /proc/kcore init_task.comm \
+	> "$OUT/ksw-print-comm.txt" 2> "$OUT/ksw-print-comm.err"
+
+# Refusals: an unprivileged user (kcore is root's, mode 0400), and root
+# without CAP_SYS_RAWIO (which opening kcore needs).
+/ksw/bin/capsh --shell=/bin/sh --gid=65534 --uid=65534 -- \
+	-c '/ksw/bin/ksw tasks /proc/kcore' \
+	> "$OUT/ksw-nonroot.out" 2> "$OUT/ksw-nonroot.err"
+echo $? > "$OUT/ksw-nonroot.rc"
+/ksw/bin/capsh --shell=/bin/sh --drop=cap_sys_rawio -- \
+	-c '/ksw/bin/ksw tasks /proc/kcore' \
+	> "$OUT/ksw-norawio.out" 2> "$OUT/ksw-norawio.err"
+echo $? > "$OUT/ksw-norawio.rc"

@@ -208,3 +208,59 @@ fn sym_agrees_with_kallsyms_on_a_thousand_addresses() {
         assert!(named > 900, "{series}: {named} named");
     }
 }
+
+#[test]
+fn print_reads_typed_globals_on_the_running_kernel() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        assert_eq!(
+            read(&dir, "ksw-print-comm.txt"),
+            "(char [16])\"swapper/0\"\n",
+            "{series}: {}",
+            read(&dir, "ksw-print-comm.err")
+        );
+        let jiffies: Vec<u64> = [1, 2]
+            .iter()
+            .map(|n| {
+                let v = json(&dir, &format!("ksw-print-jiffies{n}.json"));
+                assert_eq!(v["type"], "volatile unsigned long", "{series}");
+                v["value"]["unsigned"].as_u64().expect("jiffies")
+            })
+            .collect();
+        // 0.1 s apart (and a whole ksw run each), at HZ 250
+        assert!(
+            jiffies[1] > jiffies[0],
+            "{series}: jiffies did not move: {jiffies:?}"
+        );
+    }
+}
+
+#[test]
+fn kcore_refusals_name_the_cause() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        for (run, cause) in [
+            ("ksw-nonroot", "only root may read it"),
+            ("ksw-norawio", "needs CAP_SYS_RAWIO"),
+        ] {
+            let err = read(&dir, &format!("{run}.err"));
+            assert_eq!(
+                read(&dir, &format!("{run}.rc")).trim(),
+                "1",
+                "{series} {run}: {err}"
+            );
+            assert!(
+                read(&dir, &format!("{run}.out")).is_empty(),
+                "{series} {run}"
+            );
+            assert!(!err.contains("panicked"), "{series} {run}: {err}");
+            assert!(
+                err.contains("cannot read the running kernel through /proc/kcore")
+                    && err.contains(cause),
+                "{series} {run}: {err}"
+            );
+        }
+    }
+}
