@@ -166,7 +166,8 @@ def stress_rate(series, boots, variants=STRESS_VARIANTS):
                     entry = {"outcome": "splat", "first": bad[0].strip()}
             except StepError as e:
                 entry = {"outcome": "fail", "first": str(e).splitlines()[0]}
-                logs = [work / "console.log"]
+                # a hang also leaves the vCPUs' registers and APICs
+                logs = [work / "console.log", work / "hang-state.txt"]
             if entry["outcome"] != "pass":
                 k = len(report.get(name, [])) + 1
                 entry["logs"] = []

@@ -1,8 +1,10 @@
 """QEMU under TCG: boot a guest, watch its serial console, and talk QMP
-to save QEMU's own dumps (dump-guest-memory) after a pvpanic pause."""
+to save QEMU's own dumps (dump-guest-memory) after a pvpanic pause, or the
+vCPUs' registers and local APICs when a guest hangs."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -15,7 +17,7 @@ class Guest:
     """One QEMU process with its console going to a file."""
 
     def __init__(self, workdir, kernel, initrd, append, disk, cpus=2, mem="512M",
-                 paging=5, qemu_dump=None):
+                 paging=5, qemu_dump=None, qmp=False):
         self.workdir = Path(workdir)
         self.console = self.workdir / "console.log"
         self.qmp_path = self.workdir / "qmp.sock"
@@ -28,11 +30,14 @@ class Guest:
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
             "-drive", f"file={disk},format=raw,if=virtio",
         ]
+        self.cpus = cpus
+        self.qmp = qmp or qemu_dump is not None
+        if self.qmp:
+            self.cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         if qemu_dump is not None:
             # pvpanic tells QEMU about the panic; QEMU pauses the guest so
             # that dump-guest-memory sees the crash as it happened.
-            self.cmd += ["-device", "pvpanic-pci", "-action", "panic=pause",
-                         "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+            self.cmd += ["-device", "pvpanic-pci", "-action", "panic=pause"]
             if qemu_dump.get("vmcoreinfo"):
                 self.cmd += ["-device", "vmcoreinfo"]
         self.proc = None
@@ -67,6 +72,8 @@ class Guest:
                 if grown != size:
                     size, since = grown, now
                 elif now - since > stall:
+                    if self.qmp:
+                        self.save_hang_state(self.workdir / "hang-state.txt")
                     self.kill()
                     raise StepError(f"step '{step}': guest console silent for "
                                     f"{stall}s (hung); console log: {self.console}")
@@ -85,6 +92,32 @@ class Guest:
         self.kill()
         raise StepError(f"step '{step}': no '{marker}' within {timeout}s; "
                         f"console log: {self.console}")
+
+    def save_hang_state(self, path):
+        """Pause the guest and write to `path` every vCPU's registers (DR0-DR7
+        too) and local APIC (ISR, IRR), and the memory around each kernel
+        RSP and debug register address; best effort, never raises."""
+        out = []
+        try:
+            qmp = Qmp(self.qmp_path, timeout=5)
+            qmp.sock.settimeout(60)
+            qmp.command("stop")
+
+            def hmp(line):
+                text = qmp.command("human-monitor-command", **{"command-line": line})
+                out.append(f"### {line}\n{text}")
+                return text
+
+            regs = hmp("info registers -a")
+            for n in range(self.cpus):
+                hmp(f"info lapic {n}")  # the argument is an APIC ID
+            # kernel addresses read the same through any vCPU's page tables
+            addrs = re.findall(r"\b(?:RSP|DR[0-3])=(ff[0-9a-f]{14})", regs)
+            for addr in dict.fromkeys(addrs):
+                hmp(f"x /12gx 0x{int(addr, 16) - 48:x}")
+        except (OSError, StepError) as e:
+            out.append(f"### failed: {e}\n")
+        path.write_text("\n".join(out))
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

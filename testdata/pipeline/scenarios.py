@@ -181,8 +181,10 @@ def boot(kernel, r, step, digest, final, work=None, stall=None):
     else:
         append += " panic=-1"
     qdump = {"vmcoreinfo": r.vmcoreinfo} if r.mode == "qemu" else None
+    # a boot watched for hangs saves the vCPUs' state when it hangs
     guest = Guest(work, kernel.vmlinuz, initrd, append, disk, cpus=r.cpus,
-                  mem=r.mem, paging=r.paging, qemu_dump=qdump)
+                  mem=r.mem, paging=r.paging, qemu_dump=qdump,
+                  qmp=stall is not None)
     log(f"{step}: booting ({r.mode}, {r.paging}-level paging, {r.cpus} vCPUs)")
     guest.start()
     dumps = {}

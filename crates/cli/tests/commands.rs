@@ -14,7 +14,9 @@ fn help_lists_the_planned_commands() {
     let out = ksw(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["info", "dmesg", "analyze", "resolve", "bt", "tasks", "live"] {
+    for cmd in [
+        "info", "dmesg", "analyze", "resolve", "bt", "tasks", "modules", "sym", "print", "live",
+    ] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(cmd)),
             "`{cmd}` missing from --help:\n{text}"
