@@ -115,7 +115,7 @@ class Guest:
             addrs = re.findall(r"\b(?:RSP|DR[0-3])=(ff[0-9a-f]{14})", regs)
             for addr in dict.fromkeys(addrs):
                 hmp(f"x /12gx 0x{int(addr, 16) - 48:x}")
-        except (OSError, StepError) as e:
+        except (OSError, ValueError, StepError) as e:
             out.append(f"### failed: {e}\n")
         path.write_text("\n".join(out))
 

@@ -648,8 +648,56 @@ fn elf_stats<S: ByteSource>(e: &ElfPhysicalMemory<S>) -> PageStats {
     }
 }
 
+/// Reads of at least this many bytes from a compressed dump are split
+/// across threads (the kernel's BTF, kallsyms' names): each page
+/// decompresses on its own.
+const PARALLEL_READ: usize = 512 << 10;
+
+impl Physical {
+    /// Whether its pages are decompressed as they are read.
+    fn is_compressed(&self) -> bool {
+        matches!(
+            self,
+            Physical::Kdump(_) | Physical::KdumpOwned(_) | Physical::Flattened(_)
+        )
+    }
+}
+
 impl KernelMemory for Dump {
     fn read_virt(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<()> {
+        if buf.len() < PARALLEL_READ || !self.physical.is_compressed() {
+            return self.read_virt_serial(addr, buf);
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        if threads < 2 {
+            return self.read_virt_serial(addr, buf);
+        }
+        let chunk = buf.len().div_ceil(threads).next_multiple_of(4096);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let parts: Vec<_> = buf
+                .chunks_mut(chunk)
+                .enumerate()
+                .map(|(i, part)| {
+                    let at = VirtAddr(addr.0.wrapping_add((i * chunk) as u64));
+                    scope.spawn(move || self.read_virt_serial(at, part))
+                })
+                .collect();
+            parts
+                .into_iter()
+                .map(|p| {
+                    p.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        // the first failure in address order, as a serial read gives it
+        results.into_iter().collect()
+    }
+}
+
+impl Dump {
+    /// [`KernelMemory::read_virt`] in one thread, page by page.
+    fn read_virt_serial(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<()> {
         let walker = self.page_table_walker()?;
         let mem = self.physical();
         let mut done = 0usize;
@@ -735,6 +783,9 @@ fn live_refusal(path: &Path, e: Error) -> Error {
     let Error::Io { source, .. } = &e else {
         return e;
     };
+    if path.file_name() != Some(std::ffi::OsStr::new("kcore")) {
+        return e;
+    }
     let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
     let reason = match source.raw_os_error() {
         Some(EACCES) => "only root may read it; run ksw as root (e.g. with sudo)",

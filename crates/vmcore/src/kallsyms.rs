@@ -104,20 +104,32 @@ impl Kallsyms {
             buf: Vec::new(),
             pos: 0,
         };
+        // kallsyms.S puts kallsyms_names below kallsyms_token_table, with
+        // only the markers (and since 6.2 the name order) between: all of
+        // it is read at once where it can be, in pieces where it cannot
+        if let Some(len) = token_table_at
+            .0
+            .checked_sub(names_at.0)
+            .filter(|&l| l <= MAX_NAMES_SPAN)
+            && let Ok(all) = mem.read_vec(names_at, len as usize)
+        {
+            names.buf = all;
+            names.next = token_table_at;
+        }
         let mut entries = Vec::with_capacity(num as usize);
-        // all names, one after another
+        // every name as decoded, type character included (skipped by
+        // `name_start`): one buffer, one copy of each token
         let mut all_names: Vec<u8> = Vec::with_capacity(num as usize * 24);
-        let mut text = Vec::with_capacity(128);
         for &offset in offsets.iter() {
             let mut len = usize::from(names.byte()?);
             if len & 0x80 != 0 {
                 len = (len & 0x7f) | (usize::from(names.byte()?) << 7);
             }
-            text.clear();
+            let start = all_names.len();
             for &t in names.take(len)? {
-                text.extend_from_slice(&token_table[tokens[usize::from(t)].clone()]);
+                all_names.extend_from_slice(&token_table[tokens[usize::from(t)].clone()]);
             }
-            let Some((&kind, name)) = text.split_first() else {
+            let Some(&kind) = all_names.get(start) else {
                 return Err(Error::Corrupt("empty kallsyms name".into()));
             };
             let address = if absolute_percpu {
@@ -129,15 +141,14 @@ impl Kallsyms {
             } else {
                 base.wrapping_add(offset as u32 as u64)
             };
-            let name_start = u32::try_from(all_names.len())
+            let name_start = u32::try_from(start + 1)
                 .map_err(|_| Error::Corrupt("kallsyms names exceed 4 GiB".into()))?;
-            // names are ASCII; anything else is shown, not trusted
-            match std::str::from_utf8(name) {
-                Ok(_) => all_names.extend_from_slice(name),
-                Err(_) => all_names.extend_from_slice(String::from_utf8_lossy(name).as_bytes()),
-            }
-            let name_len = u16::try_from(all_names.len() - name_start as usize)
-                .map_err(|_| Error::Corrupt(format!("a kallsyms name of {} bytes", name.len())))?;
+            let name_len = u16::try_from(all_names.len() - start - 1).map_err(|_| {
+                Error::Corrupt(format!(
+                    "a kallsyms name of {} bytes",
+                    all_names.len() - start - 1
+                ))
+            })?;
             entries.push(Entry {
                 address,
                 name_start,
@@ -145,9 +156,11 @@ impl Kallsyms {
                 kind,
             });
         }
-        // every name pushed was valid UTF-8 on its own
-        let all_names = String::from_utf8(all_names)
-            .map_err(|_| Error::Corrupt("kallsyms names are not UTF-8".into()))?;
+        // names are ASCII; anything else is shown, not trusted
+        let all_names = match String::from_utf8(all_names) {
+            Ok(text) => text,
+            Err(e) => relabel_lossy(e.as_bytes(), &mut entries),
+        };
         let mut t = Kallsyms {
             names: all_names,
             entries,
@@ -227,6 +240,27 @@ impl Kallsyms {
     }
 }
 
+/// `names` with every name that is not UTF-8 replaced by its lossy
+/// rendering, and the entries moved to match.
+fn relabel_lossy(names: &[u8], entries: &mut [Entry]) -> String {
+    let mut out = String::with_capacity(names.len());
+    for e in entries.iter_mut() {
+        let start = e.name_start as usize;
+        let name = &names[start..start + usize::from(e.name_len)];
+        let shown = String::from_utf8_lossy(name);
+        out.push(char::from(e.kind));
+        // a lossy name is longer; cut at a character boundary to fit u16
+        let mut end = shown.len().min(usize::from(u16::MAX));
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        e.name_start = (out.len()) as u32;
+        e.name_len = end as u16;
+        out.push_str(&shown[..end]);
+    }
+    out
+}
+
 /// Reads up to `len` bytes, stopping early at an unreadable page.
 fn read_prefix(mem: &dyn KernelMemory, at: VirtAddr, len: usize) -> Result<Vec<u8>> {
     let mut out = vec![0u8; len];
@@ -243,6 +277,10 @@ fn read_prefix(mem: &dyn KernelMemory, at: VirtAddr, len: usize) -> Result<Vec<u
     out.truncate(done);
     Ok(out)
 }
+
+/// The most bytes between `kallsyms_names` and `kallsyms_token_table` that
+/// are read in one piece.
+const MAX_NAMES_SPAN: u64 = 32 << 20;
 
 /// How much of `kallsyms_names` is read at a time.
 const NAMES_WINDOW: usize = 64 << 10;
@@ -291,5 +329,120 @@ impl NameStream<'_> {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::RegionMemory;
+
+    const NAMES: u64 = 0xffff_ffff_8200_0000;
+    const TOKEN_TABLE: u64 = 0xffff_ffff_8210_0000;
+    const TOKEN_INDEX: u64 = 0xffff_ffff_8210_1000;
+    const OFFSETS: u64 = 0xffff_ffff_8220_0000;
+    const BASE: u64 = 0xffff_ffff_8230_0000;
+    const NUM: u64 = 0xffff_ffff_8230_0008;
+
+    /// A table of `names` (each with its type character first), one token
+    /// per byte, at 0x1000 apart from `_text`, with a names stream that
+    /// crosses 64 KiB windows when there are enough names. Memory is read
+    /// a page at a time, so the stream is padded to a page's end unless
+    /// `cut`, where it ends with the last name.
+    fn table(names: &[&[u8]], cut: bool) -> (RegionMemory, Vmcoreinfo) {
+        let mut token_table = Vec::new();
+        let mut token_index = Vec::new();
+        for b in 0..=255u8 {
+            token_index.extend_from_slice(&(token_table.len() as u16).to_le_bytes());
+            token_table.push(if b == 0 { 0xff } else { b });
+            token_table.push(0);
+        }
+        // the reader takes 256 bytes past the last token's start
+        token_table.resize(1024, 0);
+        let mut stream = Vec::new();
+        let mut offsets = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            assert!(name.len() < 0x80);
+            stream.push(name.len() as u8);
+            stream.extend_from_slice(name);
+            offsets.extend_from_slice(&(0x1000 * i as u32).to_le_bytes());
+        }
+        if !cut {
+            stream.resize(stream.len().next_multiple_of(4096), 0);
+        }
+        let mem = RegionMemory::new()
+            .with(VirtAddr(NAMES), stream)
+            .with(VirtAddr(TOKEN_TABLE), token_table)
+            .with(VirtAddr(TOKEN_INDEX), token_index)
+            .with(VirtAddr(OFFSETS), offsets)
+            .with(
+                VirtAddr(BASE),
+                0xffff_ffff_8100_0000u64.to_le_bytes().to_vec(),
+            )
+            .with(VirtAddr(NUM), (names.len() as u32).to_le_bytes().to_vec());
+        let info = Vmcoreinfo::parse(
+            format!(
+                "OSRELEASE=6.1.0\nSYMBOL(kallsyms_names)={NAMES:x}\n\
+                 SYMBOL(kallsyms_token_table)={TOKEN_TABLE:x}\n\
+                 SYMBOL(kallsyms_token_index)={TOKEN_INDEX:x}\n\
+                 SYMBOL(kallsyms_offsets)={OFFSETS:x}\n\
+                 SYMBOL(kallsyms_relative_base)={BASE:x}\n\
+                 SYMBOL(kallsyms_num_syms)={NUM:x}\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        (mem, info)
+    }
+
+    #[test]
+    fn names_kinds_addresses_and_lookups() {
+        let many: Vec<Vec<u8>> = (0..20_000).map(|i| format!("Tf{i}").into_bytes()).collect();
+        let mut names: Vec<&[u8]> = vec![b"T_text", b"dsome_data", b"T_text"];
+        names.extend(many.iter().map(Vec::as_slice));
+        let (mem, info) = table(&names, false);
+        let k = Kallsyms::from_memory(&mem, &info).unwrap();
+        assert_eq!(k.len(), names.len());
+        let s = k.get(1).unwrap();
+        assert_eq!((s.name, s.kind), ("some_data", 'd'));
+        assert_eq!(s.address, VirtAddr(0xffff_ffff_8100_1000));
+        // the first of equal names; names read across windows
+        assert_eq!(k.address_of("_text"), Some(VirtAddr(0xffff_ffff_8100_0000)));
+        let last = names.len() - 1;
+        assert_eq!(
+            k.address_of("f19999"),
+            Some(VirtAddr(0xffff_ffff_8100_0000 + 0x1000 * last as u64))
+        );
+        assert_eq!(k.address_of("nope"), None);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_shown_lossily() {
+        let (mem, info) = table(&[b"Tgood", b"t\xc3(bad", b"Tafter"], false);
+        let k = Kallsyms::from_memory(&mem, &info).unwrap();
+        let names: Vec<&str> = k.symbols().map(|s| s.name).collect();
+        assert_eq!(names, ["good", "\u{fffd}(bad", "after"]);
+        assert_eq!(k.get(1).unwrap().kind, 't');
+        assert_eq!(k.address_of("after"), Some(VirtAddr(0xffff_ffff_8100_2000)));
+    }
+
+    #[test]
+    fn a_names_stream_cut_by_an_unreadable_page_is_an_error() {
+        // 32 names of 127 bytes fill the stream's page exactly
+        let long: Vec<Vec<u8>> = (0..32)
+            .map(|i| format!("T{i:0>126}").into_bytes())
+            .collect();
+        let names: Vec<&[u8]> = long.iter().map(Vec::as_slice).collect();
+        let (mem, info) = table(&names, true);
+        assert_eq!(Kallsyms::from_memory(&mem, &info).unwrap().len(), 32);
+        // the count claims one more name, past the stream's page
+        let mem = mem
+            .with(VirtAddr(NUM), 33u32.to_le_bytes().to_vec())
+            .with(VirtAddr(OFFSETS + 32 * 4), 0u32.to_le_bytes().to_vec());
+        let err = Kallsyms::from_memory(&mem, &info).unwrap_err();
+        assert!(
+            matches!(err, Error::Unmapped { addr, .. } if addr == VirtAddr(NAMES + 4096)),
+            "{err:?}"
+        );
     }
 }

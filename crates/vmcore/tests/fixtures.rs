@@ -180,6 +180,39 @@ const PANIC_OFF_CONSOLE: &[(&str, &str)] = &[
     ),
 ];
 
+/// A read large enough to be split across threads (the kernel's BTF, 4
+/// MiB and more) gives the bytes of the same read made a page at a time,
+/// in every dump of every run: compressed and not, 4- and 5-level paging.
+#[test]
+fn a_large_read_equals_the_same_read_page_by_page() {
+    let Some(fx) = common::fixtures() else {
+        return;
+    };
+    let mut runs = 0;
+    for run in fx.dump_runs() {
+        for d in run.dumps() {
+            let dump = open(run, &d.path);
+            let (Ok(start), Ok(stop)) = (dump.symbol("__start_BTF"), dump.symbol("__stop_BTF"))
+            else {
+                panic!("{}: no BTF symbols", run.label());
+            };
+            // an odd start, to cross pages unaligned
+            let (at, len) = (start.0 + 5, (stop.0 - start.0 - 5) as usize);
+            let whole = dump
+                .read_vec(ksw_vmcore::VirtAddr(at), len)
+                .unwrap_or_else(|e| panic!("{}: {e}", d.path.display()));
+            let mut paged = vec![0u8; len];
+            for (i, part) in paged.chunks_mut(4096).enumerate() {
+                dump.read_virt(ksw_vmcore::VirtAddr(at + i as u64 * 4096), part)
+                    .unwrap();
+            }
+            assert!(whole == paged, "{}: the two reads differ", d.path.display());
+        }
+        runs += 1;
+    }
+    assert!(runs > 0);
+}
+
 #[test]
 fn dmesg_agrees_with_the_serial_console() {
     let Some(fx) = common::fixtures() else {
