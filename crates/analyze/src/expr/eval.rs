@@ -436,45 +436,43 @@ impl<'a, 'm> Evaluator<'a, 'm> {
     }
 
     fn member(&self, obj: Object, name: &str) -> Result<Object> {
-        let Place::Memory {
-            address,
-            bits: None,
-        } = obj.place
-        else {
-            return Err(EvalError::Type(format!(
-                "`.{name}` needs a struct in memory"
-            )));
-        };
-        let btf = self.btf()?;
-        let id = match &obj.ty {
-            Type::Btf(id) => *id,
-            Type::Volatile(inner) => match &**inner {
-                Type::Btf(id) => *id,
-                _ => return Err(EvalError::Type(format!("`.{name}` of a non-struct"))),
-            },
-            Type::Untyped => {
+        match self.resolve(&obj.ty)? {
+            Resolved::Struct { .. } => {}
+            Resolved::Pointer(_) => {
+                return Err(EvalError::Type(format!(
+                    "`.{name}` of a pointer; use `->{name}`"
+                )));
+            }
+            Resolved::Untyped => {
                 return Err(EvalError::Type(format!(
                     "`.{name}` of a symbol of no type; cast it first, e.g. \
                      `((struct foo *)&sym)->{name}`"
                 )));
             }
-            _ => {
+            other => {
                 return Err(EvalError::Type(format!(
-                    "`.{name}` of a pointer; use `->{name}`"
+                    "`.{name}` of a {}",
+                    describe(&other)
                 )));
             }
-        };
-        if let Resolved::Pointer(_) = self.resolve(&obj.ty)? {
-            return Err(EvalError::Type(format!(
-                "`.{name}` of a pointer; use `->{name}`"
-            )));
         }
-        let member = btf.member(id, name)?;
-        let at = address.wrapping_add(member.bit_offset / 8);
+        let (
+            Place::Memory {
+                address,
+                bits: None,
+            },
+            Some(id),
+        ) = (obj.place, obj.ty.btf_id())
+        else {
+            return Err(EvalError::Type(format!(
+                "`.{name}` needs a struct in memory"
+            )));
+        };
+        let member = self.btf()?.member(id, name)?;
         Ok(Object {
             ty: Type::Btf(member.ty),
             place: Place::Memory {
-                address: at,
+                address: address.wrapping_add(member.bit_offset / 8),
                 bits: member
                     .is_bitfield()
                     .then_some(((member.bit_offset % 8) as u32, member.bitfield_size)),

@@ -31,6 +31,17 @@ pub enum Type {
     Untyped,
 }
 
+impl Type {
+    /// The BTF type under any `volatile` the evaluator added.
+    pub fn btf_id(&self) -> Option<TypeId> {
+        match self {
+            Type::Btf(id) => Some(*id),
+            Type::Volatile(inner) => inner.btf_id(),
+            _ => None,
+        }
+    }
+}
+
 /// Where an object's value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
