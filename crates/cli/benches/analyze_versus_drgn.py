@@ -30,7 +30,7 @@ import sys
 import tempfile
 
 # one fresh process per run, its own peak RSS: as the bt bench measures
-from bt_versus_drgn import measure
+from bt_versus_drgn import interleaved
 
 SAMPLE = os.path.join("testdata", "sample", "kstackwatch-6.1")
 
@@ -73,12 +73,7 @@ def main():
             "ksw analyze --vmlinux": analyze + ["--vmlinux", vmlinux],
             "drgn load + crashed thread": [drgn_py, script, dump, vmlinux, *kos],
         }
-        results = {name: [] for name in commands}
-        for cmd in commands.values():  # warm-up
-            measure(cmd)
-        for _ in range(runs):
-            for name, cmd in commands.items():
-                results[name].append(measure(cmd))
+        results = interleaved(commands, runs)
 
     def med(name, key):
         return statistics.median(r[key] for r in results[name])

@@ -84,6 +84,18 @@ def measure(cmd):
     return r
 
 
+def interleaved(commands, runs):
+    """{name: [measure() of each run]}: one warm-up run of every command
+    (page cache), then `runs` rounds, each running every command once."""
+    for cmd in commands.values():
+        measure(cmd)
+    results = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, cmd in commands.items():
+            results[name].append(measure(cmd))
+    return results
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)

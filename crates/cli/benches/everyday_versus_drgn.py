@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-from bt_versus_drgn import measure
+from bt_versus_drgn import interleaved
 
 # argv: DUMP VMLINUX. Prints every task and every module, as ksw does.
 DRGN_SIDE = r"""
@@ -75,12 +75,7 @@ def main():
         with open(script, "w") as f:
             f.write(DRGN_SIDE)
         commands["drgn tasks+modules"] = [drgn_py, script, dump, vmlinux]
-        results = {name: [] for name in commands}
-        for cmd in commands.values():  # warm-up
-            measure(cmd)
-        for _ in range(runs):
-            for name, cmd in commands.items():
-                results[name].append(measure(cmd))
+        results = interleaved(commands, runs)
 
     def med(name, key):
         return statistics.median(r[key] for r in results[name])
