@@ -36,7 +36,7 @@ def standard_runs(series):
         Run("sysrq-l4", "sysrq", paging=4),
         Run("sysrq-qemu", "sysrq", mode="qemu"),
         Run("sysrq-qemu-novmci", "sysrq", mode="qemu", vmcoreinfo=False),
-        Run("live-kcore", "live-kcore", mode="none", project_modules=True,
+        Run("live-kcore", "live-kcore", project_modules=True,
             binaries=[str(REPO / "target" / "release" / "ksw"), "/sbin/capsh"],
             append=with_tcg_cx16()),
     ] + kstackwatch_runs(series) + analyze_runs(series)

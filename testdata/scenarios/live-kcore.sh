@@ -62,3 +62,19 @@ echo $? > "$OUT/ksw-nonroot.rc"
 	-c '/ksw/bin/ksw tasks /proc/kcore' \
 	> "$OUT/ksw-norawio.out" 2> "$OUT/ksw-norawio.err"
 echo $? > "$OUT/ksw-norawio.rc"
+
+# `ksw bt --pid` of a thread asleep in a known module function, with the
+# module's .ko for file:line.
+echo park > /proc/kstackwatch_test
+parked=$(dmesg | sed -n 's/.*park: pid \([0-9]*\) asleep.*/\1/p' | tail -n 1)
+echo "$parked" > "$OUT/parked-pid"
+/ksw/bin/ksw bt --json --pid "$parked" --module-dir /ksw/modules /proc/kcore \
+	> "$OUT/ksw-bt-parked.json" 2> "$OUT/ksw-bt-parked.err"
+echo unpark > /proc/kstackwatch_test
+
+# With kdump armed (the fixture's mode), the run ends in a panic, and the
+# dump taken right after is read with the same commands.
+if [ "$KSW_MODE" = kdump ]; then
+	ksw_before_panic
+	echo c > /proc/sysrq-trigger
+fi

@@ -1,9 +1,10 @@
 //! The everyday commands on a running kernel: the `live-kcore` run boots
 //! each kernel with the ksw binary inside and runs `ksw tasks`, `ksw
-//! modules` and `ksw sym` on `/proc/kcore`, each between reads of the
-//! kernel's own view (`/proc/*/task/*/stat`, `/proc/modules` and
-//! `/sys/module/*/notes`, `/proc/kallsyms`). Here the answers are held
-//! against those views.
+//! modules`, `ksw sym` and `ksw print` on `/proc/kcore`, each between
+//! reads of the kernel's own view (`/proc/*/task/*/stat`, `/proc/modules`
+//! and `/sys/module/*/notes`, `/proc/kallsyms`), then panics, and kdump
+//! saves the dump. Here the answers are held against those views and
+//! against the same commands on that dump.
 
 mod common;
 
@@ -262,5 +263,139 @@ fn kcore_refusals_name_the_cause() {
                 "{series} {run}: {err}"
             );
         }
+    }
+}
+
+/// `ksw CMD --json DUMP ARGS`, parsed.
+fn ksw_json(cmd: &str, dump: &Path, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .args([cmd, "--json"])
+        .arg(dump)
+        .args(args)
+        .output()
+        .expect("run ksw");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ksw {cmd} {}: {err}", dump.display());
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ksw {cmd}: {e}"))
+}
+
+#[test]
+fn the_dump_taken_right_after_agrees_with_the_live_answers() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        let dump = dir.join("dump.kdump-zlib");
+        // modules: nothing loads or unloads between the reads
+        let key = |m: &Value| {
+            (
+                m["name"].as_str().map(str::to_owned),
+                m["base"].as_u64(),
+                m["size"].as_u64(),
+                m["build_id"].as_str().map(str::to_owned),
+            )
+        };
+        let live: HashSet<_> = json(&dir, "ksw-modules.json")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect();
+        let after: HashSet<_> = ksw_json("modules", &dump, &[])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect();
+        assert_eq!(live, after, "{series}: modules");
+        // tasks: every thread seen live and still there has the same
+        // name; most are still there (the shell's own children come and
+        // go)
+        let comms = |v: &Value| -> HashMap<i64, String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["pid"].as_i64().unwrap(),
+                        t["comm"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let live = comms(&json(&dir, "ksw-tasks.json"));
+        let after = comms(&ksw_json("tasks", &dump, &[]));
+        let both: Vec<i64> = live
+            .keys()
+            .filter(|p| after.contains_key(p))
+            .copied()
+            .collect();
+        assert!(
+            both.len() * 10 >= live.len() * 9,
+            "{series}: {} of {} live tasks in the dump",
+            both.len(),
+            live.len()
+        );
+        for pid in &both {
+            // a kworker renames itself as it takes other work
+            if !live[pid].starts_with("kworker/") {
+                assert_eq!(live[pid], after[pid], "{series}: pid {pid}");
+            }
+        }
+        // print: the same init_task, and a later jiffies
+        let comm = ksw_json("print", &dump, &["init_task.comm"]);
+        assert_eq!(comm["value"]["string"], "swapper/0", "{series}");
+        let then = json(&dir, "ksw-print-jiffies2.json")["value"]["unsigned"].as_u64();
+        let now = ksw_json("print", &dump, &["jiffies"])["value"]["unsigned"].as_u64();
+        assert!(
+            now > then,
+            "{series}: jiffies {then:?} live, {now:?} in the dump"
+        );
+    }
+}
+
+#[test]
+fn bt_pid_names_the_module_function_a_thread_sleeps_in_with_its_line() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        let pid: i64 = read(&dir, "parked-pid")
+            .trim()
+            .parse()
+            .expect("the parked pid");
+        let v = json(&dir, "ksw-bt-parked.json");
+        let t = &v[0];
+        assert_eq!(t["task"]["pid"].as_i64(), Some(pid), "{series}");
+        assert_eq!(t["task"]["comm"], "ksw_parked", "{series}");
+        assert_eq!(t["origin"], "switch-frame", "{series}: asleep, not running");
+        let frames = t["trace"]["frames"].as_array().unwrap();
+        let names: Vec<&str> = frames
+            .iter()
+            .filter_map(|f| f["symbol"]["name"].as_str())
+            .collect();
+        // schedule() under the wait, then the module's functions
+        let at = names
+            .iter()
+            .position(|n| *n == "test_park_victim")
+            .unwrap_or_else(|| panic!("{series}: {names:?}"));
+        assert!(names[..at].contains(&"schedule"), "{series}: {names:?}");
+        assert_eq!(
+            names.get(at + 1),
+            Some(&"ksw_park_thread"),
+            "{series}: {names:?}"
+        );
+        let f = &frames[at];
+        assert_eq!(f["symbol"]["module"], "kstackwatch_test", "{series}");
+        let src = &f["source"][0];
+        let file = src["file"].as_str().expect("file:line from the .ko");
+        assert!(file.ends_with("/ksw_test.c"), "{series}: {file}");
+        // the line is the wait's, as the .ko's DWARF has it; the source
+        // is the one the module was built from
+        let line = src["line"].as_u64().unwrap() as usize;
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let there = text.lines().nth(line - 1).unwrap_or("");
+        assert!(
+            there.contains("wait_event_interruptible(ksw_park_wq"),
+            "{series}: {file}:{line} is {there:?}"
+        );
     }
 }

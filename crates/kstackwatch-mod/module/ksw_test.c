@@ -27,6 +27,9 @@
  *                           entry pushes onto, then idle
  *   drhold [S]              no kstackwatch: four perf watchpoints on words
  *                           nobody writes, held S seconds
+ *   park, unpark            no kstackwatch: thread "ksw_parked" sleeps
+ *                           inside test_park_victim() until unpark (for
+ *                           tools that read a sleeping task's stack)
  *
  * The initcall scenario is run by loading kstackwatch_test_init.ko: its
  * init function calls test_initcall_victim() with a writer of its own.
@@ -995,6 +998,38 @@ static void ksw_test_drhold(unsigned int secs)
 		atomic_read(&ksw_irqentry_hits));
 }
 
+/* ---- park: a thread asleep in a known function ---- */
+
+static struct task_struct *ksw_parked;
+static DECLARE_WAIT_QUEUE_HEAD(ksw_park_wq);
+
+static noinline __noipa void test_park_victim(void)
+{
+	pr_info("park: pid %d asleep in %s\n", current->pid, __func__);
+	wait_event_interruptible(ksw_park_wq, kthread_should_stop());
+}
+
+static int ksw_park_thread(void *arg)
+{
+	test_park_victim();
+	return 0;
+}
+
+/* Only one parked thread; kthread_stop() ends its wait and reaps it. */
+static void ksw_test_park(bool park)
+{
+	if (park && !ksw_parked) {
+		ksw_parked = kthread_run(ksw_park_thread, NULL, "ksw_parked");
+		if (IS_ERR(ksw_parked)) {
+			pr_err("park: no thread (%ld)\n", PTR_ERR(ksw_parked));
+			ksw_parked = NULL;
+		}
+	} else if (!park && ksw_parked) {
+		kthread_stop(ksw_parked);
+		ksw_parked = NULL;
+	}
+}
+
 /* ---- initcall: the writer is another module's init code ---- */
 
 /*
@@ -1170,7 +1205,8 @@ static int ksw_test_run(char *cmd)
 		ksw_test_irqentry(n ? nums[0] : 5);
 	} else if (!strcmp(name, "drhold")) {
 		ksw_test_drhold(n ? nums[0] : 60);
-
+	} else if (!strcmp(name, "park") || !strcmp(name, "unpark")) {
+		ksw_test_park(name[0] == 'p');
 	} else {
 		pr_err("unknown scenario '%s'\n", name);
 		return -EINVAL;
@@ -1220,6 +1256,7 @@ static int __init ksw_test_init(void)
 static void __exit ksw_test_exit(void)
 {
 	proc_remove(ksw_test_entry);
+	ksw_test_park(false);
 }
 
 module_init(ksw_test_init);
