@@ -239,15 +239,14 @@ mod tests {
             let idx = |l: u32| (va >> (12 + 9 * (l - 1))) & 511;
             for missing in 1..=u32::from(levels) {
                 let mut p = Pages(HashMap::new());
-                let mut pfn = 1;
-                for l in (1..=u32::from(levels)).rev() {
+                // level l's table is at pfn 1, 2, ... from the top down
+                for (pfn, l) in (1..).zip((1..=u32::from(levels)).rev()) {
                     if l == missing {
                         // An entry with everything but the present bit.
                         set(&mut p, pfn, idx(l), ((pfn + 1) << 12) | 0x62);
                         break;
                     }
                     set(&mut p, pfn, idx(l), ((pfn + 1) << 12) | 0x63);
-                    pfn += 1;
                 }
                 let w = PageTableWalker::new(PhysAddr(0x1000), levels, 0);
                 let want = match (missing, levels) {

@@ -276,8 +276,7 @@ fn dmesg_agrees_with_the_serial_console() {
                 let last = console
                     .lines()
                     .map(|l| l.trim_end_matches('\r'))
-                    .filter(|l| secs(l).is_some_and(|t| t <= panic_secs))
-                    .last()
+                    .rfind(|l| secs(l).is_some_and(|t| t <= panic_secs))
                     .unwrap_or_else(|| panic!("{what}: no kernel line on the console"));
                 let seen = log
                     .iter()

@@ -76,7 +76,10 @@ type Load = (u64, u64, u64, u64);
 /// The program headers of an ELF64 little-endian core: loads and notes.
 /// With `head_only`, segments past the end of `data` are tolerated (the
 /// kept head of `/proc/kcore`).
-fn parse_elf(data: &[u8], head_only: bool) -> (Vec<Load>, Vec<(String, u32, Vec<u8>)>) {
+/// A note: its name, type and descriptor.
+type Note = (String, u32, Vec<u8>);
+
+fn parse_elf(data: &[u8], head_only: bool) -> (Vec<Load>, Vec<Note>) {
     assert_eq!(&data[..4], b"\x7fELF", "not an ELF file");
     assert_eq!((data[4], data[5]), (2, 1), "not ELF64 little-endian");
     let phoff = u64_at(data, 32) as usize;
