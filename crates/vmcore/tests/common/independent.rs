@@ -48,8 +48,11 @@ pub trait Phys {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Miss>;
 }
 
+/// A note: its name, type and descriptor.
+pub type Note = (String, u32, Vec<u8>);
+
 /// The notes of an ELF note segment: (name, type, descriptor).
-pub fn parse_notes(buf: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+pub fn parse_notes(buf: &[u8]) -> Vec<Note> {
     let mut out = Vec::new();
     let mut p = 0usize;
     while p + 12 <= buf.len() {
@@ -76,9 +79,6 @@ type Load = (u64, u64, u64, u64);
 /// The program headers of an ELF64 little-endian core: loads and notes.
 /// With `head_only`, segments past the end of `data` are tolerated (the
 /// kept head of `/proc/kcore`).
-/// A note: its name, type and descriptor.
-type Note = (String, u32, Vec<u8>);
-
 fn parse_elf(data: &[u8], head_only: bool) -> (Vec<Load>, Vec<Note>) {
     assert_eq!(&data[..4], b"\x7fELF", "not an ELF file");
     assert_eq!((data[4], data[5]), (2, 1), "not ELF64 little-endian");
@@ -118,7 +118,7 @@ fn parse_elf(data: &[u8], head_only: bool) -> (Vec<Load>, Vec<Note>) {
 pub struct RawElf {
     data: Mmap,
     loads: Vec<Load>,
-    notes: Vec<(String, u32, Vec<u8>)>,
+    notes: Vec<Note>,
 }
 
 impl RawElf {
