@@ -398,8 +398,6 @@ pub struct Btf {
     base: Option<Arc<Btf>>,
     /// Own structs and unions by name, first id wins; built on first lookup.
     structs_by_name: OnceLock<HashMap<Box<[u8]>, u32>>,
-    /// Every named type's ids, in id order (for [`Btf::find_named`]).
-    types_by_name: OnceLock<HashMap<Box<[u8]>, Vec<u32>>>,
 }
 
 impl fmt::Debug for Btf {
@@ -504,7 +502,6 @@ impl Btf {
             first_string,
             base,
             structs_by_name: OnceLock::new(),
-            types_by_name: OnceLock::new(),
         };
         btf.type_starts = btf.scan_types(types)?;
         if u64::from(first_id) + btf.type_starts.len() as u64 > u64::from(u32::MAX) {
@@ -702,33 +699,20 @@ impl Btf {
 
     /// The first type called `name` whose kind is one of `kinds`, in id
     /// order (the base's before a split BTF's own). Struct, union and
-    /// enum names are given without their keyword.
+    /// enum names are given without their keyword. A scan, not an index:
+    /// one look-up costs less than building one for the few that a
+    /// command makes.
     pub fn find_named(&self, name: &str, kinds: &[Kind]) -> Option<TypeId> {
         if let Some(found) = self.base.as_ref().and_then(|b| b.find_named(name, kinds)) {
             return Some(found);
         }
-        let index = self.types_by_name.get_or_init(|| self.index_names());
-        index
-            .get(name.as_bytes())?
-            .iter()
-            .map(|&id| TypeId(id))
-            .find(|&id| self.kind(id).is_ok_and(|k| kinds.contains(&k)))
-    }
-
-    fn index_names(&self) -> HashMap<Box<[u8]>, Vec<u32>> {
-        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
-        for (i, &start) in self.type_starts.iter().enumerate() {
-            let Ok(name) = self.u32_at(start as usize).and_then(|off| self.string(off)) else {
-                continue;
-            };
-            if !name.is_empty() {
-                index
-                    .entry(Box::from(name))
-                    .or_default()
-                    .push(self.first_id + i as u32);
-            }
-        }
-        index
+        self.type_starts.iter().enumerate().find_map(|(i, &start)| {
+            let at = start as usize;
+            let kind = Kind::from_raw((self.u32_at(at + 4).ok()? >> 24) & 0x1f)?;
+            let found = kinds.contains(&kind)
+                && self.u32_at(at).and_then(|off| self.string(off)).ok()? == name.as_bytes();
+            found.then_some(TypeId(self.first_id + i as u32))
+        })
     }
 
     /// What `ty` is, with the parts a value printer needs.
