@@ -895,6 +895,8 @@ impl Btf {
         for index in 0..record.vlen as usize {
             let (member_name, member) = self.member_at(&record, index)?;
             if member_name == name {
+                // The member's type must exist, whatever the encoding.
+                self.record(member.ty)?;
                 return Ok(Some(Member {
                     bit_offset: outer_bits.saturating_add(member.bit_offset),
                     ..member
@@ -934,9 +936,10 @@ impl Btf {
         } else {
             (u64::from(raw_offset), 0)
         };
-        // The member's type must exist, whatever the encoding.
-        let int = self.record(ty)?;
-        if !record.kind_flag && int.kind == Kind::Int {
+        if !record.kind_flag
+            && let Ok(int) = self.record(ty)
+            && int.kind == Kind::Int
+        {
             // Old encoding: a bitfield is an int narrower than its
             // storage, with its own bit offset.
             let encoding = int.data_u32(0)?;
