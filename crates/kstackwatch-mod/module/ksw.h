@@ -6,6 +6,7 @@
 #define KSW_H
 
 #include <linux/atomic.h>
+#include <linux/bits.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/percpu.h>
 #include <linux/sched.h>
@@ -52,6 +53,9 @@ struct ksw_wp {
 };
 
 /* ksw_watch.c */
+extern unsigned long ksw_holder;
+extern struct ksw_wp ksw_wps[KSW_MAX_WATCH];
+extern int ksw_nr_wps;
 int ksw_watch_init(const struct ksw_config *cfg);
 void ksw_watch_exit(void);
 struct ksw_wp *ksw_wp_get(void);
@@ -75,6 +79,9 @@ struct ksw_task_ctx {
 };
 
 /* ksw_task.c */
+#define KSW_TASK_BITS	10
+#define KSW_TASK_SLOTS	BIT(KSW_TASK_BITS)
+extern struct ksw_task_ctx ksw_tasks[KSW_TASK_SLOTS];
 struct ksw_task_ctx *ksw_task_get(struct task_struct *t, bool create);
 void ksw_task_put(struct ksw_task_ctx *ctx);
 void ksw_task_reset_all(void);
@@ -92,11 +99,20 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 		       struct pt_regs *regs);
 DECLARE_PER_CPU(int, ksw_in_exit_handler);
 
+/* ksw_state_map.c */
+struct seq_file;
+void ksw_state_map_init(void);
+void ksw_state_map_show_stats(struct seq_file *m);
+
 /* ksw_proc.c */
 int ksw_proc_init(void);
 void ksw_proc_exit(void);
 
-/* Counters, all readable from /proc/kstackwatch. */
+/*
+ * Counters, all readable from /proc/kstackwatch.  A new one must also be
+ * listed in ksw_state_map.c, which names them for the proc file and for
+ * readers of memory (a build-time check says so).
+ */
 struct ksw_stats {
 	atomic64_t arms;
 	atomic64_t disarms;

@@ -123,6 +123,7 @@ static int __init ksw_init(void)
 	int ret;
 
 	atomic_set(&ksw.pending_ipis, 0);
+	ksw_state_map_init();
 	ret = ksw_watch_selftest();
 	if (ret)
 		return ret;

@@ -43,14 +43,6 @@ static atomic_t ksw_proc_busy = ATOMIC_INIT(0);
 static struct proc_dir_entry *ksw_proc_entry;
 static DEFINE_MUTEX(ksw_proc_lock);
 
-static void ksw_show_counter(struct seq_file *m, const char *name,
-			     atomic64_t *v)
-{
-	seq_printf(m, "%s: %lld\n", name, (long long)atomic64_read(v));
-}
-
-#define KSW_SHOW(m, field) ksw_show_counter(m, #field, &ksw.stats.field)
-
 static int ksw_proc_show(struct seq_file *m, void *v)
 {
 	const struct ksw_config *cfg = &ksw.cfg;
@@ -74,33 +66,7 @@ static int ksw_proc_show(struct seq_file *m, void *v)
 	seq_printf(m, "pending_ipis: %d\n", atomic_read(&ksw.pending_ipis));
 	seq_printf(m, "catch_log: %llu\n",
 		   (unsigned long long)READ_ONCE(ksw_catch_log.total));
-	KSW_SHOW(m, arms);
-	KSW_SHOW(m, disarms);
-	KSW_SHOW(m, hits);
-	KSW_SHOW(m, stale_hits);
-	KSW_SHOW(m, catches);
-	KSW_SHOW(m, missed_no_slot);
-	KSW_SHOW(m, missed_no_task);
-	KSW_SHOW(m, trampoline_filtered);
-	KSW_SHOW(m, loop_skips);
-	KSW_SHOW(m, canary_not_found);
-	KSW_SHOW(m, bad_address);
-	KSW_SHOW(m, not_in_task);
-	KSW_SHOW(m, off_task_stack);
-	KSW_SHOW(m, exit_disarms);
-	KSW_SHOW(m, ring_busy);
-	KSW_SHOW(m, retarget_failed);
-	KSW_SHOW(m, ipi_busy);
-	KSW_SHOW(m, entries);
-	KSW_SHOW(m, exits);
-	KSW_SHOW(m, arm_ns);
-	KSW_SHOW(m, arm_calls);
-	KSW_SHOW(m, noarm_ns);
-	KSW_SHOW(m, noarm_calls);
-	KSW_SHOW(m, disarm_ns);
-	KSW_SHOW(m, disarm_calls);
-	KSW_SHOW(m, nodisarm_ns);
-	KSW_SHOW(m, nodisarm_calls);
+	ksw_state_map_show_stats(m);
 	mutex_unlock(&ksw_proc_lock);
 	return 0;
 }

@@ -30,11 +30,10 @@
 
 #include "ksw.h"
 
-#define KSW_TASK_BITS	10
-#define KSW_TASK_SLOTS	BIT(KSW_TASK_BITS)
 #define KSW_TASK_PROBES	64
 
-static struct ksw_task_ctx ksw_tasks[KSW_TASK_SLOTS];
+/* global only for the state map (ksw_state_map.c) */
+struct ksw_task_ctx ksw_tasks[KSW_TASK_SLOTS];
 
 static void ksw_task_init(struct ksw_task_ctx *ctx)
 {

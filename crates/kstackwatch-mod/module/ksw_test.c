@@ -27,9 +27,10 @@
  *                           entry pushes onto, then idle
  *   drhold [S]              no kstackwatch: four perf watchpoints on words
  *                           nobody writes, held S seconds
- *   park, unpark            no kstackwatch: thread "ksw_parked" sleeps
- *                           inside test_park_victim() until unpark (for
- *                           tools that read a sleeping task's stack)
+ *   park, unpark            thread "ksw_parked" sleeps inside
+ *                           test_park_victim() until unpark, with its
+ *                           local's address printed (for tools that read
+ *                           a sleeping task's stack, or an armed watch)
  *
  * The initcall scenario is run by loading kstackwatch_test_init.ko: its
  * init function calls test_initcall_victim() with a writer of its own.
@@ -126,6 +127,7 @@ enum ksw_scenario {
 	KSW_IRQOFF,
 	KSW_EXITPATH,
 	KSW_INITCALL,
+	KSW_PARK,
 	KSW_NR_SCENARIOS,
 };
 
@@ -1003,10 +1005,23 @@ static void ksw_test_drhold(unsigned int secs)
 static struct task_struct *ksw_parked;
 static DECLARE_WAIT_QUEUE_HEAD(ksw_park_wq);
 
+/*
+ * Armed with the "park" config, the watch stays armed on @parked for as
+ * long as the thread sleeps: what a reader of live memory (ksw live) can
+ * hold against the address printed here.
+ */
 static noinline __noipa void test_park_victim(void)
 {
-	pr_info("park: pid %d asleep in %s\n", current->pid, __func__);
+	u64 parked = KSW_TEST_VICTIM;
+	unsigned long sp, ip;
+
+	ksw_mark(&sp, &ip);
+	if (ksw_calibrate(KSW_PARK, sp, ip, (unsigned long)&parked))
+		return;
+	pr_info("park: pid %d asleep in %s local=0x%lx\n", current->pid,
+		__func__, (unsigned long)&parked);
 	wait_event_interruptible(ksw_park_wq, kthread_should_stop());
+	ksw_verdict("park", &parked, KSW_TEST_VICTIM);
 }
 
 static int ksw_park_thread(void *arg)
@@ -1060,7 +1075,7 @@ static void ksw_test_describe(void)
 	static const char * const names[KSW_NR_SCENARIOS] = {
 		"fire", "canary", "recursion", "silent", "mthread",
 		"overflow", "loop", "bench", "exit", "irq", "irqoff",
-		"exitpath", "initcall",
+		"exitpath", "initcall", "park",
 	};
 	static const char * const funcs[KSW_NR_SCENARIOS] = {
 		"test_watch_fire", "test_canary_overflow",
@@ -1069,6 +1084,7 @@ static void ksw_test_describe(void)
 		"test_loop_victim", "test_bench_victim", "test_exit_victim",
 		"test_irq_victim", "test_irqoff_victim",
 		"test_exitpath_victim", "test_initcall_victim",
+		"test_park_victim",
 	};
 	static void * const addrs[KSW_NR_SCENARIOS] = {
 		test_watch_fire, test_canary_overflow,
@@ -1076,7 +1092,7 @@ static void ksw_test_describe(void)
 		test_mthread_victim, test_overflow_victim, test_loop_victim,
 		test_bench_victim, test_exit_victim, test_irq_victim,
 		test_irqoff_victim, test_exitpath_victim,
-		test_initcall_victim,
+		test_initcall_victim, test_park_victim,
 	};
 	int i;
 
@@ -1107,6 +1123,7 @@ static void ksw_test_calibrate(void)
 	test_irqoff_victim();
 	ksw_test_exitpath();
 	test_initcall_victim(NULL);
+	test_park_victim();
 	ksw_calibrating = false;
 }
 

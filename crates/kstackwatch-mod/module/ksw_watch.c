@@ -57,11 +57,13 @@
 
 #include "ksw.h"
 
-/* Idle watchpoints watch this word; nothing ever writes it. */
-static unsigned long ksw_holder __aligned(8);
-
-static struct ksw_wp ksw_wps[KSW_MAX_WATCH];
-static int ksw_nr_wps;
+/*
+ * Idle watchpoints watch ksw_holder; nothing ever writes it.  These three
+ * are global only for the state map (ksw_state_map.c).
+ */
+unsigned long ksw_holder __aligned(8);
+struct ksw_wp ksw_wps[KSW_MAX_WATCH];
+int ksw_nr_wps;
 static u16 ksw_len = sizeof(unsigned long);
 static int ksw_hp_state = -1;
 static bool ksw_defer_ipis;

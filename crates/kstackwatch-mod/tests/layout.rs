@@ -1,4 +1,5 @@
-//! The C header `module/ksw_record.h` and the Rust mirror agree: a C
+//! The C headers `module/ksw_record.h` and `module/ksw_state_map.h` and
+//! their Rust mirrors agree: a C
 //! program compiled here with gcc prints the offset and size of every
 //! field, and each must equal what Rust computes.
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kstackwatch_contract::record::{self, Catch, CatchLog, Regs};
+use kstackwatch_contract::state_map::{self, RawEntry, RawStateMap};
 
 fn size_of_field<T, F>(_: fn(&T) -> &F) -> usize {
     size_of::<F>()
@@ -78,6 +80,17 @@ fn rust_layout() -> BTreeMap<String, (usize, usize)> {
             records
         ]
     );
+    fields!(m, "ksw_state_map_entry", RawEntry, [name, value, size]);
+    fields!(
+        m,
+        "ksw_state_map",
+        RawStateMap,
+        [magic, version, nr_entries, entry_size, reserved, entries]
+    );
+    m.insert("CONST.MAP_MAGIC".into(), (0, state_map::MAGIC as usize));
+    m.insert("CONST.MAP_VERSION".into(), (0, state_map::VERSION as usize));
+    m.insert("CONST.MAP_NAME_LEN".into(), (0, state_map::NAME_LEN));
+    m.insert("CONST.MAP_ENTRIES".into(), (0, state_map::ENTRIES));
     m.insert("CONST.MAGIC".into(), (0, record::MAGIC as usize));
     m.insert("CONST.VERSION".into(), (0, record::VERSION as usize));
     m.insert("CONST.RING".into(), (0, record::RING));
@@ -94,6 +107,7 @@ const C_PROGRAM: &str = r#"
 #include <stddef.h>
 #include <stdio.h>
 #include "ksw_record.h"
+#include "ksw_state_map.h"
 
 #define F(s, f) printf("%s.%s %zu %zu\n", #s, #f, offsetof(struct s, f), \
 		       sizeof(((struct s *)0)->f))
@@ -126,6 +140,16 @@ int main(void)
 	C("COMM_LEN", KSW_RECORD_COMM_LEN); C("CONFIG_LEN", KSW_RECORD_CONFIG_LEN);
 	C("CANARY", KSW_CATCH_CANARY); C("SELF", KSW_CATCH_SELF);
 	C("PANIC", KSW_CATCH_PANIC);
+	F(ksw_state_map_entry, name); F(ksw_state_map_entry, value);
+	F(ksw_state_map_entry, size); S(ksw_state_map_entry);
+	F(ksw_state_map, magic); F(ksw_state_map, version);
+	F(ksw_state_map, nr_entries); F(ksw_state_map, entry_size);
+	F(ksw_state_map, reserved); F(ksw_state_map, entries);
+	S(ksw_state_map);
+	C("MAP_MAGIC", KSW_STATE_MAP_MAGIC);
+	C("MAP_VERSION", KSW_STATE_MAP_VERSION);
+	C("MAP_NAME_LEN", KSW_STATE_MAP_NAME_LEN);
+	C("MAP_ENTRIES", KSW_STATE_MAP_ENTRIES);
 	return 0;
 }
 "#;
@@ -183,7 +207,13 @@ fn c_header_and_rust_mirror_agree() {
 fn no_implicit_padding() {
     // Fields laid end to end: every struct's size is the sum of its fields.
     let m = rust_layout();
-    for s in ["ksw_regs", "ksw_catch", "ksw_catch_log"] {
+    for s in [
+        "ksw_regs",
+        "ksw_catch",
+        "ksw_catch_log",
+        "ksw_state_map_entry",
+        "ksw_state_map",
+    ] {
         let sum: usize = m
             .iter()
             .filter(|(k, _)| k.starts_with(&format!("{s}.")) && !k.ends_with("SIZEOF"))
