@@ -14,12 +14,42 @@ dmesg > "$OUT/dmesg.txt"
 # After the log above is saved: loading clears the log buffer.
 . /ksw/kstackwatch-lib.sh
 ksw_load
+
+# `ksw live --watch` ends by itself when kstackwatch is unloaded under it,
+# and cleanly on SIGINT (Ctrl-C); a stuck one is killed after 10 s.
+live_watch() {
+	/ksw/bin/ksw live --watch 0.5 > "$OUT/ksw-live-watch-$1.txt" \
+		2> "$OUT/ksw-live-watch-$1.err" &
+	pid=$!
+	sleep 2
+	case $1 in
+	unload) rmmod kstackwatch_test kstackwatch ;;
+	sigint) kill -INT "$pid" ;;
+	esac
+	n=0
+	while kill -0 "$pid" 2> /dev/null && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	kill -9 "$pid" 2> /dev/null && echo "still running after 10 s" >> "$OUT/ksw-live-watch-$1.err"
+	wait "$pid"
+	echo $? > "$OUT/ksw-live-watch-$1.rc"
+}
+live_watch sigint
+live_watch unload
+ksw_load
+
 err=$(ksw_set "$(ksw_cfg silent kv)")
 [ -z "$err" ] || ksw_fail "silent config refused: $err"
 echo silent > /proc/kstackwatch_test
 /ksw/bin/ksw analyze --json --module-dir /ksw/modules /proc/kcore \
 	> "$OUT/ksw-analyze.json" 2> "$OUT/ksw-analyze.err"
 echo $? > "$OUT/ksw-analyze.rc"
+# the module's state after the catch, between two reads of its own view
+cat /proc/kstackwatch > "$OUT/proc-state-catch-before"
+/ksw/bin/ksw live --json --module-dir /ksw/modules \
+	> "$OUT/ksw-live-catch.json" 2> "$OUT/ksw-live-catch.err"
+cat /proc/kstackwatch > "$OUT/proc-state-catch-after"
 echo > /proc/kstackwatch
 
 # The everyday commands on the running kernel, each between two reads of
@@ -63,18 +93,33 @@ echo $? > "$OUT/ksw-nonroot.rc"
 	> "$OUT/ksw-norawio.out" 2> "$OUT/ksw-norawio.err"
 echo $? > "$OUT/ksw-norawio.rc"
 
-# `ksw bt --pid` of a thread asleep in a known module function, with the
-# module's .ko for file:line.
+# A thread asleep in a known module function, with kstackwatch armed on
+# its local: `ksw bt --pid` (the module's .ko for file:line), and
+# `ksw live` between two reads of the module's own view.
+err=$(ksw_set "$(ksw_cfg park kv)")
+[ -z "$err" ] || ksw_fail "park config refused: $err"
 echo park > /proc/kstackwatch_test
-parked=$(dmesg | sed -n 's/.*park: pid \([0-9]*\) asleep.*/\1/p' | tail -n 1)
+n=0
+while ! dmesg | grep -q 'park: pid .* asleep' && [ $n -lt 50 ]; do
+	sleep 0.1
+	n=$((n + 1))
+done
+dmesg | grep 'park: pid .* asleep' | tail -n 1 > "$OUT/parked-line"
+parked=$(sed -n 's/.*park: pid \([0-9]*\) asleep.*/\1/p' "$OUT/parked-line")
 echo "$parked" > "$OUT/parked-pid"
 /ksw/bin/ksw bt --json --pid "$parked" --module-dir /ksw/modules /proc/kcore \
 	> "$OUT/ksw-bt-parked.json" 2> "$OUT/ksw-bt-parked.err"
+cat /proc/kstackwatch > "$OUT/proc-state-park-before"
+/ksw/bin/ksw live --json > "$OUT/ksw-live-park.json" 2> "$OUT/ksw-live-park.err"
+cat /proc/kstackwatch > "$OUT/proc-state-park-after"
+/ksw/bin/ksw live > "$OUT/ksw-live-park.txt" 2>&1
 echo unpark > /proc/kstackwatch_test
+echo > /proc/kstackwatch
 
 # With kdump armed (the fixture's mode), the run ends in a panic, and the
 # dump taken right after is read with the same commands.
 if [ "$KSW_MODE" = kdump ]; then
+	/ksw/bin/ksw live --json > "$OUT/ksw-live-final.json" 2> "$OUT/ksw-live-final.err"
 	ksw_before_panic
 	echo c > /proc/sysrq-trigger
 fi

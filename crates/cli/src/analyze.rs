@@ -51,7 +51,7 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<(String, ExitCode)> {
     Ok((text, code))
 }
 
-fn section(o: &mut String, title: &str) {
+pub(crate) fn section(o: &mut String, title: &str) {
     let _ = writeln!(o, "\n== {title} ==");
 }
 
@@ -123,7 +123,7 @@ fn render(r: &Report) -> String {
     o
 }
 
-fn seconds(ns: u64) -> String {
+pub(crate) fn seconds(ns: u64) -> String {
     format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
 }
 
@@ -168,38 +168,9 @@ fn render_catch(o: &mut String, c: &CatchReport) {
             flags.join(", ")
         ),
     );
+    let _ = writeln!(o, "{}", catch_headline(c));
     let w = &c.writer;
     let v = &c.victim;
-    let victim_name = match &v.slot {
-        Slot::Variable { path, .. } => format!(
-            "{}'s {path}",
-            v.function.as_deref().unwrap_or("the victim frame")
-        ),
-        Slot::Canary { .. } => format!(
-            "{}'s stack canary",
-            v.function.as_deref().unwrap_or("the victim frame")
-        ),
-        Slot::ReturnAddress => format!(
-            "{}'s return address",
-            v.function.as_deref().unwrap_or("the victim frame")
-        ),
-        _ => format!("{:#x}", v.address),
-    };
-    let writer_func = w
-        .function
-        .clone()
-        .or_else(|| w.symbol.clone())
-        .unwrap_or_else(|| format!("{:#x}", w.trap_ip));
-    let line = w
-        .source
-        .first()
-        .and_then(|l| Some(format!("{}:{}", l.file.as_deref()?, l.line?)))
-        .unwrap_or_else(|| "an unknown line".into());
-    let _ = writeln!(
-        o,
-        "{writer_func} ({line}) wrote {:#x} over {:#x} in {victim_name}, {} (pid {}), depth {}",
-        v.new_value.raw, v.old_value.raw, v.comm, v.pid, c.depth.recorded
-    );
     let _ = writeln!(o, "watch: {}", c.config);
 
     section(o, "WRITER");
@@ -238,7 +209,7 @@ fn render_catch(o: &mut String, c: &CatchReport) {
     wr.extend(source_rows(&w.source));
     if let Some(p) = &w.through {
         let target = if p.value == v.address {
-            format!(" = &{victim_name}")
+            format!(" = &{}", victim_name(c))
         } else {
             String::new()
         };
@@ -355,6 +326,47 @@ fn render_catch(o: &mut String, c: &CatchReport) {
         section(o, "VICTIM STACK");
         render_trace(o, st);
     }
+}
+
+/// The watched slot's name: `func's path`, its canary or return address.
+fn victim_name(c: &CatchReport) -> String {
+    let v = &c.victim;
+    match &v.slot {
+        Slot::Variable { path, .. } => format!(
+            "{}'s {path}",
+            v.function.as_deref().unwrap_or("the victim frame")
+        ),
+        Slot::Canary { .. } => format!(
+            "{}'s stack canary",
+            v.function.as_deref().unwrap_or("the victim frame")
+        ),
+        Slot::ReturnAddress => format!(
+            "{}'s return address",
+            v.function.as_deref().unwrap_or("the victim frame")
+        ),
+        _ => format!("{:#x}", v.address),
+    }
+}
+
+/// One sentence: who wrote what over which variable of which task.
+pub(crate) fn catch_headline(c: &CatchReport) -> String {
+    let w = &c.writer;
+    let v = &c.victim;
+    let victim_name = victim_name(c);
+    let writer_func = w
+        .function
+        .clone()
+        .or_else(|| w.symbol.clone())
+        .unwrap_or_else(|| format!("{:#x}", w.trap_ip));
+    let line = w
+        .source
+        .first()
+        .and_then(|l| Some(format!("{}:{}", l.file.as_deref()?, l.line?)))
+        .unwrap_or_else(|| "an unknown line".into());
+    format!(
+        "{writer_func} ({line}) wrote {:#x} over {:#x} in {victim_name}, {} (pid {}), depth {}",
+        v.new_value.raw, v.old_value.raw, v.comm, v.pid, c.depth.recorded
+    )
 }
 
 fn render_locals(o: &mut String, vars: &[FrameVariable]) {

@@ -45,8 +45,12 @@ pub(crate) enum Command {
     /// prints an object: `init_task.comm`, `jiffies`,
     /// `per_cpu(runqueues, 0).nr_running`, `*(struct task_struct *)0x...`.
     Print(PrintArgs),
-    /// Inspect the running kernel through /proc/kcore.
-    Live,
+    /// Show kstackwatch.ko's state on the running kernel (/proc/kcore) or
+    /// in a dump: its config, the watchpoint slots and what each CPU's
+    /// debug registers hold, the per-task depth table, the counters, and
+    /// every catch in its ring explained as `ksw analyze` explains one.
+    /// Read from memory alone: the module describes its own state.
+    Live(LiveArgs),
 }
 
 impl Command {
@@ -62,7 +66,7 @@ impl Command {
             Command::Modules(_) => "modules",
             Command::Sym(_) => "sym",
             Command::Print(_) => "print",
-            Command::Live => "live",
+            Command::Live(_) => "live",
         }
     }
 }
@@ -99,6 +103,36 @@ pub(crate) struct DebugFileArgs {
     /// code.
     #[arg(long, value_name = "DIR")]
     pub(crate) module_dir: Vec<PathBuf>,
+}
+
+/// Arguments of `ksw live`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LiveArgs {
+    /// The memory to read: the running kernel's /proc/kcore, or a dump.
+    #[arg(long, value_name = "FILE", default_value = "/proc/kcore")]
+    pub(crate) core: PathBuf,
+    /// Print JSON instead of text (with --watch, one document per line).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Read again every SECS seconds and redraw, like top, until Ctrl-C
+    /// or until kstackwatch is unloaded.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    pub(crate) watch: Option<f64>,
+    /// A file holding VMCOREINFO text (see `ksw info`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vmcoreinfo: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) debug: DebugFileArgs,
+}
+
+/// A refresh interval: a positive number of seconds, at most a day.
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 /// Arguments of `ksw bt`.

@@ -12,6 +12,7 @@ mod dmesg;
 mod flags;
 mod info;
 mod inputs;
+mod live;
 mod modules;
 mod print;
 mod resolve;
@@ -38,6 +39,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         let (text, code) = analyze::run(args)?;
         print_all(&text);
         return Ok(code);
+    }
+    if let Command::Live(args) = &command {
+        return live::run(args);
     }
     let output = match &command {
         Command::Info(args) => Some(info::run(args)?),

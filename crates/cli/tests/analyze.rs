@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{debug_vmlinux, fixtures, ksw_analyze};
+use common::{console_catch, debug_vmlinux, fixtures, hex, ksw_analyze};
 use serde_json::Value;
 
 /// Runs with a kstackwatch catch, and the dump each is read from.
@@ -72,44 +72,6 @@ fn kernel_log(dump: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The kernel's catch report (the last one on the console).
-#[derive(Debug)]
-struct ConsoleCatch {
-    writer: String,
-    ip: u64,
-    address: u64,
-    old: u64,
-    new: u64,
-    victim: String,
-    depth: u64,
-}
-
-fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("hex {s}"))
-}
-
-fn console_catch(console: &str) -> ConsoleCatch {
-    let writer =
-        regex::Regex::new(r"kstackwatch: writer: (\S+(?: \[\w+\])?) ip=(0x[0-9a-f]+)").unwrap();
-    let watch = regex::Regex::new(
-        r"kstackwatch: watch: addr=(0x[0-9a-f]+) len=\d+ old=(0x[0-9a-f]+) new=(0x[0-9a-f]+)",
-    )
-    .unwrap();
-    let victim = regex::Regex::new(r"kstackwatch: victim: func=(\S+) depth=(\d+)").unwrap();
-    let w = writer.captures_iter(console).last().expect("a writer line");
-    let a = watch.captures_iter(console).last().expect("a watch line");
-    let v = victim.captures_iter(console).last().expect("a victim line");
-    ConsoleCatch {
-        writer: w[1].to_string(),
-        ip: hex(&w[2]),
-        address: hex(&a[1]),
-        old: hex(&a[2]),
-        new: hex(&a[3]),
-        victim: v[1].to_string(),
-        depth: v[2].parse().unwrap(),
-    }
 }
 
 /// The test module's `truth` line for the watched local `address`.

@@ -4,14 +4,16 @@
 //! reads of the kernel's own view (`/proc/*/task/*/stat`, `/proc/modules`
 //! and `/sys/module/*/notes`, `/proc/kallsyms`), then panics, and kdump
 //! saves the dump. Here the answers are held against those views and
-//! against the same commands on that dump.
+//! against the same commands on that dump. `ksw live` is held against
+//! kstackwatch's own view (`/proc/kstackwatch`, the console's catch report,
+//! the test module's printed address of the parked victim's local).
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use common::fixtures;
+use common::{console_catch, fixtures, hex};
 use serde_json::Value;
 
 fn read(dir: &Path, name: &str) -> String {
@@ -341,6 +343,39 @@ fn the_dump_taken_right_after_agrees_with_the_live_answers() {
                 assert_eq!(live[pid], after[pid], "{series}: pid {pid}");
             }
         }
+        // live: kstackwatch's state did not change after the last live
+        // read; the dump has the same config, slots, task table,
+        // counters, debug registers and catches
+        let live = json(&dir, "ksw-live-final.json");
+        let after = ksw_json("live", Path::new("--core"), &[dump.to_str().unwrap()]);
+        assert_eq!(live["loaded"], true, "{series}");
+        for key in [
+            "config",
+            "watching",
+            "generation",
+            "slots",
+            "tasks",
+            "counters",
+            "cpus",
+        ] {
+            assert_eq!(live["state"][key], after["state"][key], "{series}: {key}");
+        }
+        let seqs = |v: &Value| -> Vec<(Value, Value, Value)> {
+            v["catches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["seq"].clone(),
+                        c["writer"]["store"].clone(),
+                        c["victim"]["address"].clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(seqs(&live), seqs(&after), "{series}: catches");
+        assert!(!seqs(&live).is_empty(), "{series}");
         // print: the same init_task, and a later jiffies
         let comm = ksw_json("print", &dump, &["init_task.comm"]);
         assert_eq!(comm["value"]["string"], "swapper/0", "{series}");
@@ -396,6 +431,211 @@ fn bt_pid_names_the_module_function_a_thread_sleeps_in_with_its_line() {
         assert!(
             there.contains("wait_event_interruptible(ksw_park_wq"),
             "{series}: {file}:{line} is {there:?}"
+        );
+    }
+}
+
+/// The counters `/proc/kstackwatch` prints ("name: value" lines), by the
+/// names `ksw live` gives.
+fn proc_counters(text: &str, names: &[String]) -> Vec<(String, i64)> {
+    names
+        .iter()
+        .map(|n| {
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{n}: ")))
+                .unwrap_or_else(|| panic!("/proc/kstackwatch has no counter {n}"));
+            (n.clone(), v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+fn live_counters(v: &Value) -> Vec<(String, i64)> {
+    v["state"]["counters"]
+        .as_array()
+        .expect("counters")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["value"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `ksw live`'s counters equal the module's own, read just before and
+/// just after it (and those two agree: nothing ran in between).
+fn assert_counters_are_the_modules(dir: &Path, v: &Value, case: &str, series: &str) {
+    let ksw = live_counters(v);
+    assert!(ksw.len() >= 20, "{series} {case}: {ksw:?}");
+    let names: Vec<String> = ksw.iter().map(|(n, _)| n.clone()).collect();
+    let before = proc_counters(&read(dir, &format!("proc-state-{case}-before")), &names);
+    let after = proc_counters(&read(dir, &format!("proc-state-{case}-after")), &names);
+    assert_eq!(
+        before, after,
+        "{series} {case}: the counters moved between the reads"
+    );
+    assert_eq!(ksw, before, "{series} {case}");
+}
+
+/// The config line the test module proposes for a scenario.
+fn proposed_config(dir: &Path, scenario: &str) -> String {
+    read(dir, "configs.txt")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{scenario} kv ")))
+        .unwrap_or_else(|| panic!("no {scenario} config"))
+        .to_string()
+}
+
+#[test]
+fn live_shows_the_catch_the_console_reported_and_the_modules_own_counters() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        let v = json(&dir, "ksw-live-catch.json");
+        assert_eq!(v["loaded"], true, "{series}");
+        let s = &v["state"];
+        assert_eq!(s["watching"], true, "{series}");
+        assert_eq!(
+            s["config"].as_str(),
+            Some(proposed_config(&dir, "silent").as_str())
+        );
+        assert_eq!(
+            v["watch"]["function"], "silent_corruption_victim",
+            "{series}"
+        );
+        assert_counters_are_the_modules(&dir, &v, "catch", series);
+        let catches = live_counters(&v)
+            .into_iter()
+            .find(|(n, _)| n == "catches")
+            .map(|(_, c)| c);
+        assert_eq!(catches, Some(1), "{series}");
+        // the ring's catch, explained: the kernel's own report
+        let kernel = console_catch(&read(&dir, "console.log"));
+        let list = v["catches"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{series}");
+        let c = &list[0];
+        let frame0 = &c["writer"]["stack"]["trace"]["frames"][0]["symbol"];
+        let writer = format!(
+            "{}+{:#x}/{:#x}{}",
+            frame0["name"].as_str().unwrap(),
+            frame0["offset"].as_u64().unwrap(),
+            frame0["size"].as_u64().unwrap(),
+            frame0["module"]
+                .as_str()
+                .map(|m| format!(" [{m}]"))
+                .unwrap_or_default()
+        );
+        assert_eq!(writer, kernel.writer, "{series}");
+        assert_eq!(c["writer"]["trap_ip"].as_u64(), Some(kernel.ip));
+        assert_eq!(c["victim"]["address"].as_u64(), Some(kernel.address));
+        assert_eq!(c["victim"]["old_value"]["raw"].as_u64(), Some(kernel.old));
+        assert_eq!(c["victim"]["new_value"]["raw"].as_u64(), Some(kernel.new));
+        assert_eq!(c["depth"]["recorded"].as_u64(), Some(kernel.depth));
+    }
+}
+
+#[test]
+fn live_shows_the_watch_armed_on_the_parked_victim() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        // "park: pid N asleep in test_park_victim local=0x..."
+        let line = read(&dir, "parked-line");
+        let pid: i64 = read(&dir, "parked-pid")
+            .trim()
+            .parse()
+            .expect("the parked pid");
+        let local = hex(line
+            .trim()
+            .rsplit_once("local=")
+            .unwrap_or_else(|| panic!("{series}: {line}"))
+            .1);
+        let v = json(&dir, "ksw-live-park.json");
+        let s = &v["state"];
+        assert_eq!(
+            s["config"].as_str(),
+            Some(proposed_config(&dir, "park").as_str())
+        );
+        assert_counters_are_the_modules(&dir, &v, "park", series);
+        // one slot armed, on the local the test module printed, for it
+        let armed: Vec<&Value> = s["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["busy"] == true)
+            .collect();
+        assert_eq!(armed.len(), 1, "{series}: {armed:?}");
+        let slot = armed[0];
+        assert_eq!(slot["address"].as_u64(), Some(local), "{series}");
+        assert_eq!(slot["idle"], false);
+        assert_eq!(slot["victim"]["pid"].as_i64(), Some(pid), "{series}");
+        assert_eq!(slot["victim"]["comm"], "ksw_parked", "{series}");
+        assert_eq!(slot["depth"].as_u64(), Some(0));
+        // the depth table: the parked task, one activation, armed at 0
+        let tasks = s["tasks"].as_array().unwrap();
+        let mine: Vec<&Value> = tasks
+            .iter()
+            .filter(|t| t["task"]["pid"].as_i64() == Some(pid))
+            .collect();
+        assert_eq!(mine.len(), 1, "{series}: {tasks:?}");
+        assert_eq!(mine[0]["depth"].as_i64(), Some(1));
+        assert_eq!(mine[0]["armed_depth"].as_i64(), Some(0));
+        assert_eq!(mine[0]["slot"], slot["index"]);
+        assert_eq!(mine[0]["stale"], false);
+        // every CPU was told: one enabled debug register on the local,
+        // holding that slot's breakpoint
+        let cpus = s["cpus"].as_array().unwrap();
+        assert!(cpus.len() >= 2, "{series}: {cpus:?}");
+        for c in cpus {
+            let on: Vec<&Value> = c["registers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["enabled"] == true && r["address"].as_u64() == Some(local))
+                .collect();
+            assert_eq!(on.len(), 1, "{series}: cpu {}: {c}", c["cpu"]);
+            assert_eq!(on[0]["slot"], slot["index"], "{series}: {c}");
+        }
+        assert_eq!(s["pending_ipis"].as_i64(), Some(0), "{series}");
+        let text = read(&dir, "ksw-live-park.txt");
+        assert!(text.contains(&format!("{local:#x}")), "{series}: {text}");
+        assert!(
+            text.contains(&format!("ksw_parked (pid {pid})")),
+            "{series}: {text}"
+        );
+    }
+}
+
+#[test]
+fn live_watch_stops_cleanly_on_sigint_and_when_the_module_unloads() {
+    let Some(root) = fixtures() else { return };
+    for series in ["6.1", "6.12"] {
+        let dir = root.join(series).join("live-kcore");
+        for case in ["sigint", "unload"] {
+            let rc = read(&dir, &format!("ksw-live-watch-{case}.rc"));
+            let err = read(&dir, &format!("ksw-live-watch-{case}.err"));
+            assert_eq!(rc.trim(), "0", "{series} {case}: {err}");
+            let out = read(&dir, &format!("ksw-live-watch-{case}.txt"));
+            // a refresh every 0.5 s for 2 s: several views, each whole
+            let views = out.matches("read from /proc/kcore").count();
+            assert!(views >= 2, "{series} {case}: {views} views\n{out}");
+            assert_eq!(
+                out.matches("== COUNTERS ==").count(),
+                views,
+                "{series} {case}"
+            );
+            assert!(
+                !out.contains("\x1b["),
+                "{series} {case}: redraws into a file"
+            );
+        }
+        let err = read(&dir, "ksw-live-watch-unload.err");
+        assert!(err.contains("kstackwatch was unloaded"), "{series}: {err}");
+        assert!(
+            read(&dir, "ksw-live-watch-sigint.err").trim().is_empty(),
+            "{series}"
         );
     }
 }

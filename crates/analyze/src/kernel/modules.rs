@@ -362,3 +362,33 @@ pub fn find_build_id(mem: &dyn KernelMemory, module: &Module, id: &[u8]) -> bool
     }
     false
 }
+
+/// Most bytes of one module region scanned by [`find_word`].
+const MAX_SCAN: u64 = 16 << 20;
+
+/// The first 8-byte aligned word equal to `word` in the module's data
+/// (every region but text), read page by page; pages not in memory are
+/// skipped. How a module's object is found by its magic when its symbol
+/// table cannot be read.
+pub fn find_word(mem: &dyn KernelMemory, module: &Module, word: u64) -> Option<u64> {
+    const PAGE: u64 = 4096;
+    let magic = word.to_le_bytes();
+    for region in module
+        .regions
+        .iter()
+        .filter(|r| !r.name.contains("text") && r.size > 0)
+    {
+        let end = region.base.saturating_add(region.size.min(MAX_SCAN));
+        let mut at = region.base & !7;
+        while at < end {
+            let n = (PAGE - at % PAGE).min(end - at) as usize;
+            if let Ok(bytes) = mem.read_vec(VirtAddr(at), n) {
+                if let Some(i) = bytes.chunks_exact(8).position(|w| w == magic) {
+                    return Some(at + i as u64 * 8);
+                }
+            }
+            at += n as u64;
+        }
+    }
+    None
+}

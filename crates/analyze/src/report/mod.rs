@@ -14,8 +14,10 @@
 //! - `victim`: the victim's frame that holds the watched address, the
 //!   variable there, the depth rebuilt from the stack;
 //! - `panic`: the report of a dump without a catch;
+//! - `live`: the module's state and every catch, for `ksw live`;
 //! - `source`: source files found from `--source-dir` and `--source-map`.
 
+mod live;
 mod panic;
 mod record;
 mod source;
@@ -32,6 +34,7 @@ use crate::kernel::KernelModel;
 use crate::symbolize::{ModuleDebugFile, SourcePosition, VmlinuxSource};
 use crate::unwind::TaskTrace;
 
+pub use live::{LiveReport, build_live};
 pub use panic::PanicReport;
 pub use record::{CatchLog, find_catch_log};
 pub use source::SourceFinder;
@@ -149,6 +152,23 @@ pub struct WatchFacts {
     pub canary: bool,
     /// Panic on a hit.
     pub panic: bool,
+}
+
+impl WatchFacts {
+    /// A watch string, parsed by the module's grammar; `None` when empty.
+    pub fn parse(config: &str) -> Result<Option<Self>, kstackwatch_contract::ConfigError> {
+        Ok(
+            kstackwatch_contract::config::parse(config)?.map(|w| WatchFacts {
+                function: w.func_name,
+                func_offset: w.func_offset,
+                depth: w.depth,
+                sp_offset: w.sp_offset,
+                len: w.watch_len,
+                canary: w.canary,
+                panic: w.panic_hit,
+            }),
+        )
+    }
 }
 
 /// Whether `ksw resolve` gives back the watch that was armed.
@@ -302,16 +322,8 @@ fn explain(
 ) -> CatchReport {
     use kstackwatch_contract::record::{FLAG_CANARY, FLAG_PANIC, FLAG_SELF};
     let config = c.config();
-    let watch = match kstackwatch_contract::config::parse(&config) {
-        Ok(Some(w)) => Some(WatchFacts {
-            function: w.func_name,
-            func_offset: w.func_offset,
-            depth: w.depth,
-            sp_offset: w.sp_offset,
-            len: w.watch_len,
-            canary: w.canary,
-            panic: w.panic_hit,
-        }),
+    let watch = match WatchFacts::parse(&config) {
+        Ok(Some(w)) => Some(w),
         Ok(None) => {
             warnings.push("the catch's config string is empty".into());
             None

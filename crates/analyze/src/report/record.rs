@@ -34,9 +34,6 @@ pub enum FoundBy {
     Scan,
 }
 
-/// Most bytes of one module region scanned for the magic.
-const MAX_SCAN: u64 = 16 << 20;
-
 /// The ring of the kstackwatch module loaded in `model`; `Ok(None)` when
 /// no kstackwatch is loaded; `Err` when it is there but unreadable or of
 /// an unknown version.
@@ -91,42 +88,17 @@ pub fn find_catch_log(model: &KernelModel<'_>) -> Result<Option<CatchLog>, Strin
     let Some(module) = model.modules().iter().find(|m| m.name == "kstackwatch") else {
         return Ok(None);
     };
-    for region in module
-        .regions
-        .iter()
-        .filter(|r| !r.name.contains("text") && r.size > 0)
-    {
-        if let Some(at) = scan(model, region.base, region.size.min(MAX_SCAN)) {
-            return decode(at, FoundBy::Scan).map(|mut r| {
+    if let Some(at) = crate::kernel::modules::find_word(model.memory(), module, record::MAGIC) {
+        return decode(at, FoundBy::Scan)
+            .map(|mut r| {
                 r.warnings.push(format!(
                     "kstackwatch's symbol ksw_catch_log is not readable; its ring was found by its magic at {at:#x}"
                 ));
                 r
             })
             .map(Some);
-        }
     }
     Err("kstackwatch is loaded but neither its symbol ksw_catch_log nor the ring's magic is in the dump's copy of its data".into())
-}
-
-/// The first 8-byte aligned word equal to the ring's magic in
-/// `[base, base + len)`, reading page by page (pages not in the dump are
-/// skipped).
-fn scan(model: &KernelModel<'_>, base: u64, len: u64) -> Option<u64> {
-    const PAGE: u64 = 4096;
-    let magic = record::MAGIC.to_le_bytes();
-    let end = base.saturating_add(len);
-    let mut at = base & !7;
-    while at < end {
-        let n = (PAGE - at % PAGE).min(end - at) as usize;
-        if let Ok(bytes) = model.memory().read_vec(VirtAddr(at), n) {
-            if let Some(i) = bytes.chunks_exact(8).position(|w| w == magic) {
-                return Some(at + i as u64 * 8);
-            }
-        }
-        at += n as u64;
-    }
-    None
 }
 
 /// The one-line summary of a catch.

@@ -71,3 +71,41 @@ pub fn ksw_analyze(dump: &Path, args: &[&str]) -> (Option<serde_json::Value>, i3
         stderr,
     )
 }
+
+/// The kernel's catch report (the last one on the console).
+#[derive(Debug)]
+pub struct ConsoleCatch {
+    pub writer: String,
+    pub ip: u64,
+    pub address: u64,
+    pub old: u64,
+    pub new: u64,
+    pub victim: String,
+    pub depth: u64,
+}
+
+pub fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("hex {s}"))
+}
+
+pub fn console_catch(console: &str) -> ConsoleCatch {
+    let writer =
+        regex::Regex::new(r"kstackwatch: writer: (\S+(?: \[\w+\])?) ip=(0x[0-9a-f]+)").unwrap();
+    let watch = regex::Regex::new(
+        r"kstackwatch: watch: addr=(0x[0-9a-f]+) len=\d+ old=(0x[0-9a-f]+) new=(0x[0-9a-f]+)",
+    )
+    .unwrap();
+    let victim = regex::Regex::new(r"kstackwatch: victim: func=(\S+) depth=(\d+)").unwrap();
+    let w = writer.captures_iter(console).last().expect("a writer line");
+    let a = watch.captures_iter(console).last().expect("a watch line");
+    let v = victim.captures_iter(console).last().expect("a victim line");
+    ConsoleCatch {
+        writer: w[1].to_string(),
+        ip: hex(&w[2]),
+        address: hex(&a[1]),
+        old: hex(&a[2]),
+        new: hex(&a[3]),
+        victim: v[1].to_string(),
+        depth: v[2].parse().unwrap(),
+    }
+}
