@@ -16,12 +16,13 @@ dmesg > "$OUT/dmesg.txt"
 ksw_load
 
 # `ksw live --watch` ends by itself when kstackwatch is unloaded under it,
-# and cleanly on SIGINT (Ctrl-C); a stuck one is killed after 10 s.
+# and cleanly on SIGINT (Ctrl-C); a stuck one is killed after 10 s.  (A
+# read of kcore takes about a second under TCG: 6 s give several views.)
 live_watch() {
 	/ksw/bin/ksw live --watch 0.5 > "$OUT/ksw-live-watch-$1.txt" \
 		2> "$OUT/ksw-live-watch-$1.err" &
 	pid=$!
-	sleep 2
+	sleep 6
 	case $1 in
 	unload) rmmod kstackwatch_test kstackwatch ;;
 	sigint) kill -INT "$pid" ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Side by side, in one run: the everyday commands (`ksw tasks`, `ksw
-modules`, and each command's time to its answer with no vmlinux) and
+modules`, and each command's time to its answer with no vmlinux, `ksw
+live` among them) and
 drgn (PyPI, with the debug vmlinux's DWARF) giving the same answers: the
 task list (pid, comm, state) and the module list (name, base, size).
 
@@ -69,6 +70,7 @@ def main():
         "sym": [ksw, "sym", dump, "schedule", "0xffffffff81000000"],
         "print": [ksw, "print", dump, "init_task.comm"],
         "bt": [ksw, "bt", dump],
+        "live": [ksw, "live", "--core", dump],
     }
     with tempfile.TemporaryDirectory() as tmp:
         script = os.path.join(tmp, "drgn_side.py")

@@ -33,7 +33,16 @@ pub(crate) fn run(args: &LiveArgs) -> Result<ExitCode> {
     let redraw = !args.json && std::io::stdout().is_terminal();
     let mut was_loaded = false;
     loop {
-        let view = read(args)?;
+        let view = match read(args) {
+            Ok(view) => view,
+            // the module's memory may go between reading the module list
+            // and reading the module: look again once
+            Err(_) if was_loaded => {
+                std::thread::sleep(Duration::from_millis(200));
+                read(args)?
+            }
+            Err(e) => return Err(e),
+        };
         if was_loaded && !view.loaded {
             eprintln!("ksw: kstackwatch was unloaded; stopping");
             return Ok(ExitCode::SUCCESS);
@@ -150,6 +159,13 @@ fn task_name(t: &TaskRef) -> String {
     }
 }
 
+/// A table's lines, without comfy-table's trailing blanks.
+fn put(o: &mut String, t: &Table) {
+    for line in t.to_string().lines() {
+        let _ = writeln!(o, "{}", line.trim_end());
+    }
+}
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING).set_header(header.to_vec());
@@ -237,7 +253,7 @@ fn render_state(o: &mut String, view: &LiveReport, s: &KstackwatchState) {
                 },
             ]);
         }
-        let _ = writeln!(o, "{t}");
+        put(o, &t);
     }
 
     if !s.cpus.is_empty() {
@@ -246,15 +262,20 @@ fn render_state(o: &mut String, view: &LiveReport, s: &KstackwatchState) {
         for c in &s.cpus {
             let mut row = vec![c.cpu.to_string()];
             for r in &c.registers {
+                let address = if r.address == s.placeholder {
+                    "(placeholder)".to_string()
+                } else {
+                    format!("{:#x}", r.address)
+                };
                 row.push(match (r.enabled, r.slot) {
                     (false, _) => "-".into(),
-                    (true, Some(slot)) => format!("{:#x} slot {slot}", r.address),
-                    (true, None) => format!("{:#x}", r.address),
+                    (true, Some(slot)) => format!("{address} slot {slot}"),
+                    (true, None) => address,
                 });
             }
             t.add_row(row);
         }
-        let _ = writeln!(o, "{t}");
+        put(o, &t);
     }
 
     section(o, "TASKS IN THE DEPTH TABLE");
@@ -284,7 +305,7 @@ fn render_state(o: &mut String, view: &LiveReport, s: &KstackwatchState) {
                 },
             ]);
         }
-        let _ = writeln!(o, "{t}");
+        put(o, &t);
     }
 
     section(o, "COUNTERS");
@@ -297,5 +318,5 @@ fn render_state(o: &mut String, view: &LiveReport, s: &KstackwatchState) {
         }
         t.add_row(row);
     }
-    let _ = writeln!(o, "{t}");
+    put(o, &t);
 }

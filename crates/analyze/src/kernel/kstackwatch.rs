@@ -36,6 +36,8 @@ pub struct KstackwatchState {
     pub generation: u64,
     /// Asynchronous IPIs not yet run.
     pub pending_ipis: i64,
+    /// The word idle slots watch (nothing writes it).
+    pub placeholder: u64,
     /// The module parameter `panic_on_catch`.
     pub panic_on_catch: bool,
     /// The watchpoint slots.
@@ -187,6 +189,7 @@ pub fn read(model: &KernelModel<'_>) -> Result<Option<KstackwatchState>> {
         enabled: r.int(ksw, "ksw_state.enabled")? != 0,
         generation,
         pending_ipis: r.signed(ksw, "ksw_state.pending_ipis")?,
+        placeholder: r.object("ksw_holder")?,
         panic_on_catch: r.object_int("panic_on_catch")? != 0,
         tasks: r.tasks(generation, &slots)?,
         slots,

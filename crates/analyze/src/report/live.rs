@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::{CatchReport, DebugInputs, Gap, ReportError, WatchFacts, explain, record};
-use crate::kernel::KernelModel;
+use crate::kernel::{KernelModel, ModuleState};
 use crate::kernel::kstackwatch::{self, KstackwatchState};
 
 /// What `ksw live` shows.
@@ -36,12 +36,21 @@ pub fn build_live(
 ) -> Result<LiveReport, ReportError> {
     let mut warnings = Vec::new();
     let mut gaps = Vec::new();
-    let loaded = model.modules().iter().any(|m| m.name == "kstackwatch");
+    let module = model.modules().iter().find(|m| m.name == "kstackwatch");
+    // a module on its way out is freeing the memory this would read
+    if module.is_some_and(|m| m.state == ModuleState::Going) {
+        warnings.push("kstackwatch is being unloaded".into());
+    }
+    let loaded = module.is_some_and(|m| m.state != ModuleState::Going);
     // an unreadable state still leaves the catches to show
-    let state = kstackwatch::read(model).unwrap_or_else(|e| {
-        warnings.push(format!("kstackwatch's state: {e}"));
+    let state = if loaded {
+        kstackwatch::read(model).unwrap_or_else(|e| {
+            warnings.push(format!("kstackwatch's state: {e}"));
+            None
+        })
+    } else {
         None
-    });
+    };
     let mut watch = None;
     if let Some(s) = &state {
         warnings.extend(s.warnings.iter().cloned());
