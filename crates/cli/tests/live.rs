@@ -287,31 +287,49 @@ fn the_dump_taken_right_after_agrees_with_the_live_answers() {
     for series in ["6.1", "6.12"] {
         let dir = root.join(series).join("live-kcore");
         let dump = dir.join("dump.kdump-zlib");
-        // modules: nothing loads or unloads between the reads
+        // modules: nothing loads or unloads between the reads. The dump
+        // may lack a module's build-ID page (makedumpfile 1.7.2 drops
+        // some slab pages of 6.12, saying so); where it has one, it is
+        // the live one.
         let key = |m: &Value| {
             (
                 m["name"].as_str().map(str::to_owned),
                 m["base"].as_u64(),
                 m["size"].as_u64(),
-                m["build_id"].as_str().map(str::to_owned),
             )
         };
-        let live: HashSet<_> = json(&dir, "ksw-modules.json")
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(key)
-            .collect();
-        let after: HashSet<_> = ksw_json("modules", &dump, &[])
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(key)
-            .collect();
-        assert_eq!(live, after, "{series}: modules");
+        let modules = |v: &Value| -> HashMap<_, Option<String>> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (key(m), m["build_id"].as_str().map(str::to_owned)))
+                .collect()
+        };
+        let live = modules(&json(&dir, "ksw-modules.json"));
+        let after = modules(&ksw_json("modules", &dump, &[]));
+        assert_eq!(
+            live.keys().collect::<HashSet<_>>(),
+            after.keys().collect::<HashSet<_>>(),
+            "{series}: modules"
+        );
+        for (m, id) in &after {
+            assert!(live[m].is_some(), "{series}: {m:?} has no build ID live");
+            if id.is_some() {
+                assert_eq!(id, &live[m], "{series}: {m:?}");
+            }
+        }
+        assert!(
+            after.values().any(Option::is_some),
+            "{series}: no build ID in the dump at all"
+        );
         // tasks: every thread seen live and still there has the same
-        // name; most are still there (the shell's own children come and
-        // go)
+        // name. A live thread missing from the dump is the ksw that
+        // listed them, the output disk's ext4 threads (the disk is
+        // unmounted before the panic), or one whose task_struct page the
+        // dump excluded
+        // (6.12's makedumpfile drops some slab pages): the dump's `ksw
+        // tasks` then warns of excluded pages in the task list, and a
+        // page holds parts of at most a few task_structs.
         let comms = |v: &Value| -> HashMap<i64, String> {
             v.as_array()
                 .unwrap()
@@ -325,15 +343,39 @@ fn the_dump_taken_right_after_agrees_with_the_live_answers() {
                 .collect()
         };
         let live = comms(&json(&dir, "ksw-tasks.json"));
-        let after = comms(&ksw_json("tasks", &dump, &[]));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .args(["tasks", "--json"])
+            .arg(&dump)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{series}");
+        let after = comms(&serde_json::from_slice(&out.stdout).unwrap());
+        let excluded = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("task list") && l.contains("excluded from the dump"))
+            .count();
         let both: Vec<i64> = live
             .keys()
             .filter(|p| after.contains_key(p))
             .copied()
             .collect();
+        let missing: Vec<(&i64, &String)> = live
+            .iter()
+            .filter(|(p, c)| {
+                !after.contains_key(p)
+                    && c.as_str() != "ksw"
+                    && !c.starts_with("jbd2/vda")
+                    && !c.starts_with("ext4-")
+                    && !c.starts_with("kworker/R-ext4")
+            })
+            .collect();
         assert!(
-            both.len() * 10 >= live.len() * 9,
-            "{series}: {} of {} live tasks in the dump",
+            missing.len() <= 4 * excluded,
+            "{series}: live tasks missing from the dump {missing:?}, with {excluded} excluded-page warnings"
+        );
+        assert!(
+            both.len() * 2 >= live.len(),
+            "{series}: {} of {}",
             both.len(),
             live.len()
         );

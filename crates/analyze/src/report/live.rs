@@ -6,8 +6,8 @@
 use serde::Serialize;
 
 use super::{CatchReport, DebugInputs, Gap, ReportError, WatchFacts, explain, record};
-use crate::kernel::{KernelModel, ModuleState};
 use crate::kernel::kstackwatch::{self, KstackwatchState};
+use crate::kernel::{KernelModel, ModuleState};
 
 /// What `ksw live` shows.
 #[derive(Debug, Clone, Serialize)]
