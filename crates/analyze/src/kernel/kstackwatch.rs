@@ -18,6 +18,10 @@ use super::{KernelError, KernelModel, Result, Task};
 const DEBUG_REGISTERS: usize = 4;
 /// The most task-table entries believed (the module has 1024).
 const MAX_TASK_ENTRIES: u64 = 1 << 16;
+/// The largest struct of the module's state believed, in bytes.
+const MAX_STRIDE: u64 = 1 << 16;
+/// The largest object of the module's state believed, in bytes.
+const MAX_OBJECT: u64 = 16 << 20;
 
 /// The module's state.
 #[derive(Debug, Clone, Serialize)]
@@ -232,21 +236,16 @@ impl Reader<'_, '_> {
 
     /// A little-endian integer of `size` (1 to 8) bytes at `base + offset`.
     fn read_int(&self, base: u64, offset: u64, size: u64) -> Result<u64> {
-        if !(1..=8).contains(&size) {
-            return Err(KernelError::Corrupt(format!(
-                "kstackwatch's state map gives an integer of {size} bytes"
-            )));
-        }
         let at = base.wrapping_add(offset);
         let b = self
             .model
             .memory()
-            .read_vec(VirtAddr(at), size as usize)
+            .read_vec(VirtAddr(at), size.min(9) as usize)
             .map_err(|e| KernelError::Memory {
                 what: format!("kstackwatch's state at {at:#x}"),
                 source: e,
             })?;
-        Ok(b.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
+        Ok(le_int(&b, false)? as u64)
     }
 
     /// The integer object `name` (unsigned).
@@ -264,9 +263,16 @@ impl Reader<'_, '_> {
     /// The member `name` of the object at `base`, sign-extended.
     fn signed(&self, base: u64, name: &str) -> Result<i64> {
         let e = self.entry(name)?;
-        let v = self.read_int(base, e.value, e.size)?;
-        let shift = 64 - 8 * e.size as u32;
-        Ok(((v << shift) as i64) >> shift)
+        let at = base.wrapping_add(e.value);
+        let b = self
+            .model
+            .memory()
+            .read_vec(VirtAddr(at), e.size.min(9) as usize)
+            .map_err(|err| KernelError::Memory {
+                what: format!("kstackwatch's {name}"),
+                source: err,
+            })?;
+        le_int(&b, true)
     }
 
     /// The NUL-terminated text member `name` of the object at `base`.
@@ -289,13 +295,16 @@ impl Reader<'_, '_> {
     fn elements(&self, object: &str, ty: &str, count: u64) -> Result<Vec<u64>> {
         let base = self.object(object)?;
         let stride = self.entry(ty)?.size;
-        if stride == 0 {
+        let size = self.object_size(object)?;
+        if stride == 0 || stride > MAX_STRIDE || size > MAX_OBJECT {
             return Err(KernelError::Corrupt(format!(
-                "kstackwatch's state map gives {ty} no size"
+                "kstackwatch's state map gives {ty} {stride} bytes and {object} {size}: not believed"
             )));
         }
-        let n = count.min(self.object_size(object)? / stride);
-        Ok((0..n).map(|i| base + i * stride).collect())
+        let n = count.min(size / stride);
+        Ok((0..n)
+            .map(|i| base.wrapping_add(i.wrapping_mul(stride)))
+            .collect())
     }
 
     fn task(&self, address: u64) -> TaskRef {
@@ -396,26 +405,21 @@ impl Reader<'_, '_> {
         let table = self
             .model
             .memory()
-            .read_vec(VirtAddr(first), (last - first + stride) as usize)
+            .read_vec(VirtAddr(first), last.wrapping_sub(first).saturating_add(stride) as usize)
             .map_err(|e| KernelError::Memory {
                 what: "kstackwatch's task table".into(),
                 source: e,
             })?;
         let field = |i: usize, name: &str, signed: bool| -> Result<i64> {
             let e = self.entry(name)?;
-            let at = i * stride as usize + e.value as usize;
-            let bytes = table.get(at..at + e.size as usize).ok_or_else(|| {
+            let at = (i as u64 * stride).checked_add(e.value);
+            let span = at.and_then(|a| Some(a as usize..a.checked_add(e.size)? as usize));
+            let bytes = span.and_then(|r| table.get(r)).ok_or_else(|| {
                 KernelError::Corrupt(format!(
                     "kstackwatch's state map puts {name} outside its struct"
                 ))
             })?;
-            let v = bytes.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x));
-            let shift = 64 - 8 * bytes.len() as u32;
-            Ok(if signed {
-                ((v << shift) as i64) >> shift
-            } else {
-                v as i64
-            })
+            le_int(bytes, signed)
         };
         let mut out = Vec::new();
         for i in 0..all.len() {
@@ -434,5 +438,38 @@ impl Reader<'_, '_> {
             });
         }
         Ok(out)
+    }
+}
+
+/// A little-endian integer of 1 to 8 bytes, sign-extended when `signed`.
+fn le_int(bytes: &[u8], signed: bool) -> Result<i64> {
+    if !(1..=8).contains(&bytes.len()) {
+        return Err(KernelError::Corrupt(format!(
+            "kstackwatch's state map gives an integer of {} bytes",
+            bytes.len()
+        )));
+    }
+    let v = bytes.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x));
+    let shift = 64 - 8 * bytes.len() as u32;
+    Ok(if signed {
+        ((v << shift) as i64) >> shift
+    } else {
+        v as i64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::le_int;
+
+    #[test]
+    fn integers_of_every_width_and_sign() {
+        assert_eq!(le_int(&[0xff], false).unwrap(), 0xff);
+        assert_eq!(le_int(&[0xff], true).unwrap(), -1);
+        assert_eq!(le_int(&[0xfe, 0xff, 0xff, 0xff], true).unwrap(), -2);
+        assert_eq!(le_int(&[0x34, 0x12], false).unwrap(), 0x1234);
+        assert_eq!(le_int(&[0xff; 8], false).unwrap() as u64, u64::MAX);
+        assert!(le_int(&[], false).is_err());
+        assert!(le_int(&[0; 9], true).is_err());
     }
 }
