@@ -405,7 +405,10 @@ impl Reader<'_, '_> {
         let table = self
             .model
             .memory()
-            .read_vec(VirtAddr(first), last.wrapping_sub(first).saturating_add(stride) as usize)
+            .read_vec(
+                VirtAddr(first),
+                last.wrapping_sub(first).saturating_add(stride) as usize,
+            )
             .map_err(|e| KernelError::Memory {
                 what: "kstackwatch's task table".into(),
                 source: e,
