@@ -53,24 +53,6 @@ pub(crate) enum Command {
     Live(LiveArgs),
 }
 
-impl Command {
-    /// The command's name as typed on the command line.
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Command::Info(_) => "info",
-            Command::Dmesg(_) => "dmesg",
-            Command::Analyze(_) => "analyze",
-            Command::Resolve(_) => "resolve",
-            Command::Bt(_) => "bt",
-            Command::Tasks(_) => "tasks",
-            Command::Modules(_) => "modules",
-            Command::Sym(_) => "sym",
-            Command::Print(_) => "print",
-            Command::Live(_) => "live",
-        }
-    }
-}
-
 /// Arguments of the commands that read a dump.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DumpArgs {
@@ -299,9 +281,19 @@ mod tests {
             &["ksw", "bt", "d", "--pid", "1"],
             &["ksw", "tasks", "d", "--json"],
             &["ksw", "live"],
+            &["ksw", "live", "--core", "d", "--watch", "0.5", "--json"],
         ] {
-            let cli = Cli::try_parse_from(args).expect("planned command parses");
-            assert_eq!(cli.command.name(), args[1]);
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_refresh_interval_is_a_positive_number_of_seconds() {
+        for bad in ["0", "-1", "soon", "1e9"] {
+            assert!(
+                Cli::try_parse_from(["ksw", "live", "--watch", bad]).is_err(),
+                "{bad}"
+            );
         }
     }
 

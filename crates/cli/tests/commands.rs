@@ -25,12 +25,12 @@ fn help_lists_the_planned_commands() {
 }
 
 #[test]
-fn a_command_not_built_yet_says_so_and_exits_2() {
-    let out = ksw(&["live"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty(), "no placeholder output on stdout");
+fn live_on_a_missing_core_names_it_and_exits_1() {
+    let out = ksw(&["live", "--core", "/nonexistent/kcore"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no output on stdout");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`live` is not available"), "{err}");
+    assert!(err.contains("/nonexistent/kcore"), "{err}");
 }
 
 #[test]
