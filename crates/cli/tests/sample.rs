@@ -325,7 +325,9 @@ fn dmesg_on_the_sample_shows_the_catch_the_guest_made() {
 fn analyze_on_the_sample_names_the_store_line_and_the_victim_local() {
     let modules = sample().join("modules");
     let modules = modules.to_str().expect("utf-8 path");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kstackwatch-mod/module");
+    // the module's sources as the sample was built from them
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/sample/kstackwatch-6.1/source");
     let src = src.to_str().expect("utf-8 path");
     let t = truth();
     let tm = &t["test_module"];

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kstackwatch - catch a stack corruption at the instant of the write.
+ *
+ * Out-of-tree re-implementation of KStackWatch for stock x86_64 kernels:
+ * a kprobe at func+offset arms a hardware watchpoint on a local (SP +
+ * offset) or on the stack canary of the current activation; the function's
+ * exit disarms it; a write by anybody else in between is reported with
+ * the writer's stack and kept in a catch record for offline analysis.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/rcupdate.h>
+#include <linux/string.h>
+
+#include "ksw.h"
+
+struct ksw_state ksw;
+
+bool panic_on_catch;
+module_param(panic_on_catch, bool, 0644);
+MODULE_PARM_DESC(panic_on_catch, "panic immediately on corruption catch");
+
+static void ksw_reset_stats(void)
+{
+	memset(&ksw.stats, 0, sizeof(ksw.stats));
+}
+
+/**
+ * ksw_start() - install a parsed config
+ * @cfg: the config
+ *
+ * Preallocates the watchpoints, then registers the probes; on any error
+ * everything is undone and the module is idle.
+ * Return: 0 or a negative errno.
+ */
+int ksw_start(const struct ksw_config *cfg)
+{
+	int ret;
+
+	ksw.cfg = *cfg;
+	ksw_reset_stats();
+	ret = ksw_watch_init(cfg);
+	if (ret)
+		goto err;
+	WRITE_ONCE(ksw.gen, ksw.gen + 1);
+	ret = ksw_probe_init(cfg);
+	if (ret)
+		goto err_watch;
+	/*
+	 * Publishes ksw.cfg and the watchpoints; pairs with the
+	 * smp_load_acquire() of ksw.enabled in every handler.
+	 */
+	smp_store_release(&ksw.enabled, true);
+	ksw.watching = true;
+	pr_info("start watching: %s\n", cfg->raw);
+	return 0;
+err_watch:
+	ksw_watch_exit();
+err:
+	memset(&ksw.cfg, 0, sizeof(ksw.cfg));
+	return ret;
+}
+
+/**
+ * ksw_reconfigure() - replace the config, keeping the probes
+ * @cfg: a config for the same function and offset as the active one
+ *
+ * Swaps the watchpoints and the parameters without unregistering and
+ * re-registering the probes, so no kernel text is patched while the
+ * function may be running on other CPUs.  The handlers are switched off
+ * and waited for (they all run with preemption disabled) before anything
+ * they use is freed.
+ * Return: 0, or a negative errno with the module idle.
+ */
+int ksw_reconfigure(const struct ksw_config *cfg)
+{
+	int ret;
+
+	WRITE_ONCE(ksw.enabled, false);
+	synchronize_rcu();
+	ksw_watch_exit();
+	ksw_task_reset_all();
+	WRITE_ONCE(ksw.gen, ksw.gen + 1);
+	ksw.cfg = *cfg;
+	ksw_reset_stats();
+	ret = ksw_watch_init(cfg);
+	if (ret) {
+		ksw_probe_exit();
+		ksw.watching = false;
+		memset(&ksw.cfg, 0, sizeof(ksw.cfg));
+		return ret;
+	}
+	/*
+	 * Publishes the new config, watchpoints and task table; pairs with
+	 * the smp_load_acquire() of ksw.enabled in every handler.
+	 */
+	smp_store_release(&ksw.enabled, true);
+	pr_info("start watching: %s (probes kept)\n", cfg->raw);
+	return 0;
+}
+
+/* Stop watching; safe to call when idle. */
+void ksw_stop(void)
+{
+	if (!ksw.watching)
+		return;
+	WRITE_ONCE(ksw.enabled, false);
+	/* waits for running handlers */
+	ksw_probe_exit();
+	/* drains pending IPIs, then frees the breakpoints */
+	ksw_watch_exit();
+	ksw_task_reset_all();
+	WRITE_ONCE(ksw.gen, ksw.gen + 1);
+	ksw.watching = false;
+	pr_info("stop watching: %s\n", ksw.cfg.raw);
+}
+
+static int __init ksw_init(void)
+{
+	int ret;
+
+	atomic_set(&ksw.pending_ipis, 0);
+	ret = ksw_watch_selftest();
+	if (ret)
+		return ret;
+	ret = ksw_hotplug_init();
+	if (ret)
+		return ret;
+	ret = ksw_task_exit_init();
+	if (ret)
+		goto err_hotplug;
+	ret = ksw_proc_init();
+	if (ret)
+		goto err_task_exit;
+	pr_info("module loaded (exit hook %s)\n", ksw_probe_exit_hook());
+	return 0;
+err_task_exit:
+	ksw_task_exit_exit();
+err_hotplug:
+	ksw_hotplug_exit();
+	return ret;
+}
+
+static void __exit ksw_exit(void)
+{
+	ksw_proc_exit();
+	ksw_task_exit_exit();
+	ksw_hotplug_exit();
+	pr_info("module unloaded\n");
+}
+
+module_init(ksw_init);
+module_exit(ksw_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("ksw developers");
+MODULE_DESCRIPTION("KStackWatch: catch stack corruption with hardware watchpoints");
