@@ -178,8 +178,11 @@ pub fn read(model: &KernelModel<'_>) -> Result<Option<KstackwatchState>> {
             "kstackwatch's symbol ksw_state_map is not readable; its state map was found by its magic at {at:#x}"
         ));
     }
-    let slots = r.slots()?;
-    let cpus = r.cpus(&slots).unwrap_or_else(|e| {
+    let placeholder = r.object("ksw_holder")?;
+    let nr = r.object_int("ksw_nr_wps")? as i32;
+    let wps = r.elements("ksw_wps", "struct ksw_wp", nr.max(0) as u64)?;
+    let slots = r.slots(&wps, placeholder)?;
+    let cpus = r.cpus(&wps, &slots).unwrap_or_else(|e| {
         warnings.push(format!("the CPUs' debug registers: {e}"));
         Vec::new()
     });
@@ -193,9 +196,9 @@ pub fn read(model: &KernelModel<'_>) -> Result<Option<KstackwatchState>> {
         enabled: r.int(ksw, "ksw_state.enabled")? != 0,
         generation,
         pending_ipis: r.signed(ksw, "ksw_state.pending_ipis")?,
-        placeholder: r.object("ksw_holder")?,
+        placeholder,
         panic_on_catch: r.object_int("panic_on_catch")? != 0,
-        tasks: r.tasks(generation, &slots)?,
+        tasks: r.tasks(generation, &wps, &slots)?,
         slots,
         cpus,
         counters: map
@@ -203,7 +206,7 @@ pub fn read(model: &KernelModel<'_>) -> Result<Option<KstackwatchState>> {
             .map(|(name, e)| {
                 Ok(Counter {
                     name: name.to_string(),
-                    value: r.read_int(ksw, e.value, e.size)? as i64,
+                    value: r.field(ksw, e, false)?,
                 })
             })
             .collect::<Result<_>>()?,
@@ -230,78 +233,64 @@ impl Reader<'_, '_> {
         Ok(self.entry(name)?.value)
     }
 
-    fn object_size(&self, name: &str) -> Result<u64> {
-        Ok(self.entry(name)?.size)
+    /// `len` bytes at `at`; `what` names them in an error.
+    fn bytes(&self, at: u64, len: u64, what: &str) -> Result<Vec<u8>> {
+        self.model
+            .memory()
+            .read_vec(VirtAddr(at), len as usize)
+            .map_err(|e| KernelError::Memory {
+                what: format!("kstackwatch's {what} at {at:#x}"),
+                source: e,
+            })
     }
 
-    /// A little-endian integer of `size` (1 to 8) bytes at `base + offset`.
-    fn read_int(&self, base: u64, offset: u64, size: u64) -> Result<u64> {
-        let at = base.wrapping_add(offset);
-        let b = self
-            .model
-            .memory()
-            .read_vec(VirtAddr(at), size.min(9) as usize)
-            .map_err(|e| KernelError::Memory {
-                what: format!("kstackwatch's state at {at:#x}"),
-                source: e,
-            })?;
-        Ok(le_int(&b, false)? as u64)
+    /// The integer member `e` of the object at `base` (at most 9 bytes
+    /// are read: `le_int` refuses more than 8).
+    fn field(&self, base: u64, e: &Entry, signed: bool) -> Result<i64> {
+        let b = self.bytes(base.wrapping_add(e.value), e.size.min(9), &e.name)?;
+        le_int(&b, signed)
     }
 
     /// The integer object `name` (unsigned).
     fn object_int(&self, name: &str) -> Result<u64> {
         let e = self.entry(name)?;
-        self.read_int(e.value, 0, e.size)
+        Ok(self.field(0, e, false)? as u64)
     }
 
     /// The member `name` of the object at `base`, unsigned.
     fn int(&self, base: u64, name: &str) -> Result<u64> {
-        let e = self.entry(name)?;
-        self.read_int(base, e.value, e.size)
+        Ok(self.field(base, self.entry(name)?, false)? as u64)
     }
 
     /// The member `name` of the object at `base`, sign-extended.
     fn signed(&self, base: u64, name: &str) -> Result<i64> {
-        let e = self.entry(name)?;
-        let at = base.wrapping_add(e.value);
-        let b = self
-            .model
-            .memory()
-            .read_vec(VirtAddr(at), e.size.min(9) as usize)
-            .map_err(|err| KernelError::Memory {
-                what: format!("kstackwatch's {name}"),
-                source: err,
-            })?;
-        le_int(&b, true)
+        self.field(base, self.entry(name)?, true)
     }
 
     /// The NUL-terminated text member `name` of the object at `base`.
     fn text(&self, base: u64, name: &str) -> Result<String> {
         let e = self.entry(name)?;
-        let at = base.wrapping_add(e.value);
-        let b = self
-            .model
-            .memory()
-            .read_vec(VirtAddr(at), e.size.min(4096) as usize)
-            .map_err(|err| KernelError::Memory {
-                what: format!("kstackwatch's {name}"),
-                source: err,
-            })?;
+        let b = self.bytes(base.wrapping_add(e.value), e.size.min(4096), name)?;
         Ok(kstackwatch_contract::record::c_str(&b))
     }
 
-    /// An array object's elements' addresses: `count` of them, at most
-    /// what the object's size holds.
-    fn elements(&self, object: &str, ty: &str, count: u64) -> Result<Vec<u64>> {
-        let base = self.object(object)?;
+    /// An array object's base, element size and element count (`count`
+    /// at most, and no more than the object's size holds).
+    fn array(&self, object: &str, ty: &str, count: u64) -> Result<(u64, u64, u64)> {
+        let o = self.entry(object)?;
         let stride = self.entry(ty)?.size;
-        let size = self.object_size(object)?;
-        if stride == 0 || stride > MAX_STRIDE || size > MAX_OBJECT {
+        if stride == 0 || stride > MAX_STRIDE || o.size > MAX_OBJECT {
             return Err(KernelError::Corrupt(format!(
-                "kstackwatch's state map gives {ty} {stride} bytes and {object} {size}: not believed"
+                "kstackwatch's state map gives {ty} {stride} bytes and {object} {}: not believed",
+                o.size
             )));
         }
-        let n = count.min(size / stride);
+        Ok((o.value, stride, count.min(o.size / stride)))
+    }
+
+    /// An array object's elements' addresses (see [`Self::array`]).
+    fn elements(&self, object: &str, ty: &str, count: u64) -> Result<Vec<u64>> {
+        let (base, stride, n) = self.array(object, ty, count)?;
         Ok((0..n)
             .map(|i| base.wrapping_add(i.wrapping_mul(stride)))
             .collect())
@@ -316,12 +305,9 @@ impl Reader<'_, '_> {
         }
     }
 
-    fn slots(&self) -> Result<Vec<WatchSlot>> {
-        let holder = self.object("ksw_holder")?;
-        let nr = self.object_int("ksw_nr_wps")? as i32;
-        self.elements("ksw_wps", "struct ksw_wp", nr.max(0) as u64)?
-            .into_iter()
-            .map(|wp| {
+    fn slots(&self, wps: &[u64], placeholder: u64) -> Result<Vec<WatchSlot>> {
+        wps.iter()
+            .map(|&wp| {
                 let busy = self.int(wp, "ksw_wp.busy")? != 0;
                 let address = self.int(wp, "ksw_wp.addr")?;
                 let victim = self.int(wp, "ksw_wp.victim")?;
@@ -329,7 +315,7 @@ impl Reader<'_, '_> {
                     index: self.int(wp, "ksw_wp.index")?,
                     busy,
                     address,
-                    idle: address == holder,
+                    idle: address == placeholder,
                     victim: (busy && victim != 0).then(|| self.task(victim)),
                     armed_sp: self.int(wp, "ksw_wp.armed_sp")?,
                     last_value: self.int(wp, "ksw_wp.old_value")?,
@@ -341,7 +327,7 @@ impl Reader<'_, '_> {
 
     /// Each CPU's DR0-DR3 and DR7 from the kernel's shadows; a register
     /// is a slot's when `bp_per_reg` holds that slot's perf event there.
-    fn cpus(&self, slots: &[WatchSlot]) -> Result<Vec<CpuWatchpoints>> {
+    fn cpus(&self, wps: &[u64], slots: &[WatchSlot]) -> Result<Vec<CpuWatchpoints>> {
         let sym = |name: &str| {
             self.model
                 .symbols()
@@ -356,18 +342,21 @@ impl Reader<'_, '_> {
                 source: e,
             })
         };
-        let wps = self.elements("ksw_wps", "struct ksw_wp", slots.len() as u64)?;
+        // each slot's per-CPU pointer to its perf events
+        let per_cpu_events: Vec<(u64, u64)> = wps
+            .iter()
+            .zip(slots)
+            .filter_map(|(&wp, s)| Some((self.int(wp, "ksw_wp.events").ok()?, s.index)))
+            .collect();
         let mut out = Vec::new();
         for (cpu, &off) in self.model.per_cpu_offsets().iter().enumerate() {
             let dr7_value = read(dr7.wrapping_add(off), &format!("cpu_dr7 of CPU {cpu}"))?;
             // this CPU's perf event of each slot
-            let events: Vec<(u64, u64)> = wps
+            let events: Vec<(u64, u64)> = per_cpu_events
                 .iter()
-                .zip(slots)
-                .filter_map(|(&wp, s)| {
-                    let events = self.int(wp, "ksw_wp.events").ok()?;
+                .filter_map(|&(events, slot)| {
                     let event = read(events.wrapping_add(off), "a slot's perf event").ok()?;
-                    Some((event, s.index))
+                    Some((event, slot))
                 })
                 .collect();
             let registers = (0..DEBUG_REGISTERS)
@@ -394,25 +383,10 @@ impl Reader<'_, '_> {
         Ok(out)
     }
 
-    fn tasks(&self, generation: u64, slots: &[WatchSlot]) -> Result<Vec<TrackedTask>> {
-        let wps = self.elements("ksw_wps", "struct ksw_wp", slots.len() as u64)?;
-        let all = self.elements("ksw_tasks", "struct ksw_task_ctx", MAX_TASK_ENTRIES)?;
-        let (Some(&first), Some(&last)) = (all.first(), all.last()) else {
-            return Ok(Vec::new());
-        };
+    fn tasks(&self, generation: u64, wps: &[u64], slots: &[WatchSlot]) -> Result<Vec<TrackedTask>> {
+        let (base, stride, n) = self.array("ksw_tasks", "struct ksw_task_ctx", MAX_TASK_ENTRIES)?;
         // one read of the whole table
-        let stride = self.entry("struct ksw_task_ctx")?.size;
-        let table = self
-            .model
-            .memory()
-            .read_vec(
-                VirtAddr(first),
-                last.wrapping_sub(first).saturating_add(stride) as usize,
-            )
-            .map_err(|e| KernelError::Memory {
-                what: "kstackwatch's task table".into(),
-                source: e,
-            })?;
+        let table = self.bytes(base, n * stride, "task table")?;
         let field = |i: usize, name: &str, signed: bool| -> Result<i64> {
             let e = self.entry(name)?;
             let at = (i as u64 * stride).checked_add(e.value);
@@ -425,7 +399,7 @@ impl Reader<'_, '_> {
             le_int(bytes, signed)
         };
         let mut out = Vec::new();
-        for i in 0..all.len() {
+        for i in 0..n as usize {
             let task = field(i, "ksw_task_ctx.task", false)? as u64;
             if task == 0 {
                 continue;
