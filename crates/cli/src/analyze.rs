@@ -9,7 +9,7 @@ use anyhow::Result;
 use comfy_table::{Cell, ContentArrangement, Table, presets::NOTHING};
 use ksw_analyze::locals::FrameVariable;
 use ksw_analyze::report::{
-    self, CatchReport, DebugInputs, PanicReport, Report, ReportOptions, Slot, SourceFinder,
+    self, CatchReport, DebugInputs, Gap, PanicReport, Report, ReportOptions, Slot, SourceFinder,
     SourceLine,
 };
 
@@ -108,19 +108,25 @@ fn render(r: &Report) -> String {
     if let Some(p) = &r.panic {
         render_panic(&mut o, p);
     }
-    if !r.gaps.is_empty() {
-        section(&mut o, "MISSING DEBUG INFO");
-        for g in &r.gaps {
+    render_gaps_and_warnings(&mut o, &r.gaps, &r.warnings);
+    o
+}
+
+/// The closing sections of a report: what debug info it lacked, and its
+/// warnings.
+pub(crate) fn render_gaps_and_warnings(o: &mut String, gaps: &[Gap], warnings: &[String]) {
+    if !gaps.is_empty() {
+        section(o, "MISSING DEBUG INFO");
+        for g in gaps {
             let _ = writeln!(o, "  {}: needs {}", g.what, g.wanted);
         }
     }
-    if !r.warnings.is_empty() {
-        section(&mut o, "WARNINGS");
-        for w in &r.warnings {
+    if !warnings.is_empty() {
+        section(o, "WARNINGS");
+        for w in warnings {
             let _ = writeln!(o, "  {w}");
         }
     }
-    o
 }
 
 pub(crate) fn seconds(ns: u64) -> String {

@@ -15,7 +15,7 @@ use comfy_table::{Table, presets::NOTHING};
 use ksw_analyze::kernel::kstackwatch::{KstackwatchState, TaskRef};
 use ksw_analyze::report::{self, DebugInputs, LiveReport, SourceFinder};
 
-use crate::analyze::{catch_headline, seconds, section};
+use crate::analyze::{catch_headline, render_gaps_and_warnings, seconds, section};
 use crate::flags::LiveArgs;
 use crate::inputs::{InputPaths, with_inputs};
 
@@ -59,16 +59,24 @@ pub(crate) fn run(args: &LiveArgs) -> Result<ExitCode> {
             // a closed pipe ends the watch
             return Ok(ExitCode::SUCCESS);
         }
-        let until = Instant::now() + Duration::from_secs_f64(interval);
-        while Instant::now() < until {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(ExitCode::SUCCESS);
-            }
-            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
-        }
-        if stop.load(Ordering::SeqCst) {
+        if stopped_within(&stop, Duration::from_secs_f64(interval)) {
             return Ok(ExitCode::SUCCESS);
         }
+    }
+}
+
+/// Sleeps `wait`, in short slices; true as soon as `stop` is set.
+fn stopped_within(stop: &AtomicBool, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(until - now));
     }
 }
 
@@ -137,18 +145,7 @@ fn render(args: &LiveArgs, view: &LiveReport) -> String {
         }
         let _ = writeln!(o, "  (ksw analyze --catch SEQ explains one in full)");
     }
-    if !view.gaps.is_empty() {
-        section(&mut o, "MISSING DEBUG INFO");
-        for g in &view.gaps {
-            let _ = writeln!(o, "  {}: needs {}", g.what, g.wanted);
-        }
-    }
-    if !view.warnings.is_empty() {
-        section(&mut o, "WARNINGS");
-        for w in &view.warnings {
-            let _ = writeln!(o, "  {w}");
-        }
-    }
+    render_gaps_and_warnings(&mut o, &view.gaps, &view.warnings);
     o
 }
 

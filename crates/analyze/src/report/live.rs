@@ -72,11 +72,7 @@ pub fn build_live(
             }
         }
     }
-    for f in debug.sources.differing() {
-        warnings.push(format!(
-            "{f} differs from the source the code was built from: its lines are not shown"
-        ));
-    }
+    warnings.extend(debug.sources.warnings());
     gaps.dedup();
     Ok(LiveReport {
         release: model.dump().vmcoreinfo().and_then(|i| i.osrelease.clone()),

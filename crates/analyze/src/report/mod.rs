@@ -302,9 +302,9 @@ pub fn build(
             &mut warnings,
         ));
     }
-    for f in debug.sources.differing() {
+    for w in debug.sources.warnings() {
         warnings.push(format!(
-            "{f} differs from the source the code was built from (its declarations are not on the lines DWARF gives): its lines are not shown; point --source-dir or --source-map at the sources of this build"
+            "{w}; point --source-dir or --source-map at the sources of this build"
         ));
     }
     gaps.dedup();

@@ -52,9 +52,13 @@ impl SourceFinder {
         declared
     }
 
-    /// The files found to differ from the build.
-    pub fn differing(&self) -> Vec<String> {
-        self.differ.borrow().clone()
+    /// A warning for each file found to differ from the build.
+    pub fn warnings(&self) -> Vec<String> {
+        self.differ
+            .borrow()
+            .iter()
+            .map(|f| format!("{f} differs from the source the code was built from (its declarations are not on the lines DWARF gives): its lines are not shown"))
+            .collect()
     }
 
     /// Where `file` is on this machine, if anywhere.
