@@ -4,8 +4,8 @@
     python3 testdata/sample/make_kstackwatch_sample.py [FIXTURE_DIR]
 
 Keeps the kdump-compressed (zlib) dump of the silent-corruption catch,
-the .ko files the guest loaded (with DWARF) and the module's sources, the
-first kernel's console
+the .ko files the guest loaded (with DWARF), the test module's source
+as built, the first kernel's console
 log, the guest's ground truth (kallsyms xz-compressed) and truth.json:
 what the test module and the catch report said. At most 20 MB in all.
 """
@@ -57,13 +57,13 @@ def main():
     shutil.copy(src / "dump.kdump-zlib", DEST / "dump.kdump-zlib")
     for ko in sorted((src / "modules").glob("*.ko")):
         shutil.copy(ko, DEST / "modules" / ko.name)
-    # the module's sources as built, for --source-dir once the
-    # repository's own have moved on (the fixture's input hash covers
-    # them, so they are the checkout's at the time the fixture was made)
+    # the source the report quotes (writer and victim are both in the
+    # test module), as built, for --source-dir once the repository's own
+    # has moved on (the fixture's input hash covers it, so it is the
+    # checkout's at the time the fixture was made)
     (DEST / "source").mkdir()
-    module_src = HERE.parent.parent / "crates" / "kstackwatch-mod" / "module"
-    for f in sorted(module_src.glob("*.[ch]")):
-        shutil.copy(f, DEST / "source" / f.name)
+    shutil.copy(HERE.parent.parent / "crates" / "kstackwatch-mod" / "module" / "ksw_test.c",
+                DEST / "source" / "ksw_test.c")
     for f in ("release", "uname", "vmcoreinfo", "modules", "cmdline", "ncpus"):
         shutil.copy(src / "ground-truth" / f, DEST / "ground-truth" / f)
     (DEST / "ground-truth" / "kallsyms.xz").write_bytes(
