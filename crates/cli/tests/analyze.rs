@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{console_catch, debug_vmlinux, fixtures, hex, ksw_analyze};
+use common::{console_catch, debug_vmlinux, fixtures, frame_symbol, hex, ksw_analyze};
 use serde_json::Value;
 
 /// Runs with a kstackwatch catch, and the dump each is read from.
@@ -38,17 +38,6 @@ fn analyze(dump: &Path, args: &[&str]) -> (Value, i32) {
     let (v, code, err) = ksw_analyze(dump, args);
     let v = v.unwrap_or_else(|| panic!("{}: not JSON; exit {code}, stderr: {err}", dump.display()));
     (v, code)
-}
-
-/// A JSON frame's symbol as the kernel prints it: `name+off/size [module]`.
-fn frame_symbol(sym: &Value) -> String {
-    format!(
-        "{}+{:#x}/{:#x} [{}]",
-        sym["name"].as_str().unwrap(),
-        sym["offset"].as_u64().unwrap(),
-        sym["size"].as_u64().unwrap(),
-        sym["module"].as_str().unwrap()
-    )
 }
 
 /// (function, offset, module) of `name+off/size [module]`.

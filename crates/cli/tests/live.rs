@@ -13,7 +13,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use common::{console_catch, fixtures, hex};
+use common::{console_catch, fixtures, frame_symbol, hex};
 use serde_json::Value;
 
 fn read(dir: &Path, name: &str) -> String {
@@ -389,6 +389,7 @@ fn the_dump_taken_right_after_agrees_with_the_live_answers() {
         // read; the dump has the same config, slots, task table,
         // counters, debug registers and catches
         let live = json(&dir, "ksw-live-final.json");
+        // `ksw live --json --core DUMP`: live takes its file as --core
         let after = ksw_json("live", Path::new("--core"), &[dump.to_str().unwrap()]);
         assert_eq!(live["loaded"], true, "{series}");
         for key in [
@@ -566,17 +567,7 @@ fn live_shows_the_catch_the_console_reported_and_the_modules_own_counters() {
         assert_eq!(list.len(), 1, "{series}");
         let c = &list[0];
         let frame0 = &c["writer"]["stack"]["trace"]["frames"][0]["symbol"];
-        let writer = format!(
-            "{}+{:#x}/{:#x}{}",
-            frame0["name"].as_str().unwrap(),
-            frame0["offset"].as_u64().unwrap(),
-            frame0["size"].as_u64().unwrap(),
-            frame0["module"]
-                .as_str()
-                .map(|m| format!(" [{m}]"))
-                .unwrap_or_default()
-        );
-        assert_eq!(writer, kernel.writer, "{series}");
+        assert_eq!(frame_symbol(frame0), kernel.writer, "{series}");
         assert_eq!(c["writer"]["trap_ip"].as_u64(), Some(kernel.ip));
         assert_eq!(c["victim"]["address"].as_u64(), Some(kernel.address));
         assert_eq!(c["victim"]["old_value"]["raw"].as_u64(), Some(kernel.old));

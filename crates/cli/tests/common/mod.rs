@@ -109,3 +109,14 @@ pub fn console_catch(console: &str) -> ConsoleCatch {
         depth: v[2].parse().unwrap(),
     }
 }
+
+/// A JSON frame's symbol as the kernel prints it: `name+off/size [module]`.
+pub fn frame_symbol(sym: &serde_json::Value) -> String {
+    format!(
+        "{}+{:#x}/{:#x} [{}]",
+        sym["name"].as_str().unwrap(),
+        sym["offset"].as_u64().unwrap(),
+        sym["size"].as_u64().unwrap(),
+        sym["module"].as_str().unwrap()
+    )
+}
