@@ -10,7 +10,6 @@
 //! constant-time. Decompressed pages are kept in a [`PageCache`].
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -562,12 +561,21 @@ pub fn decompress(
     match method {
         Compression::None => Ok(data.to_vec()),
         Compression::Zlib => {
-            let mut out = Vec::with_capacity(page_size);
-            flate2::read::ZlibDecoder::new(data)
-                .take(page_size as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| e.to_string())?;
-            Ok(out)
+            // zlib-rs's one-shot inflate straight into the page: a stream
+            // decoder would set up a window and its state for every page,
+            // most of the cost of a read. One byte more than a page shows
+            // a stream that is too long.
+            let mut out = vec![0u8; page_size + 1];
+            let (page, rc) =
+                zlib_rs::decompress_slice(&mut out, data, zlib_rs::InflateConfig::default());
+            let n = page.len();
+            match rc {
+                zlib_rs::ReturnCode::Ok | zlib_rs::ReturnCode::BufError if n > 0 => {
+                    out.truncate(n);
+                    Ok(out)
+                }
+                other => Err(format!("zlib: {other:?}")),
+            }
         }
         Compression::Lzo => crate::lzo::decompress(data, page_size).map_err(str::to_owned),
         Compression::Snappy => {
