@@ -6,13 +6,13 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
-use ksw_analyze::kernel::{KernelModel, Task};
+use ksw_analyze::kernel::Task;
 use ksw_analyze::locals::{FrameVariables, VariableValue};
 use ksw_analyze::symbolize;
 use ksw_analyze::unwind::{self, CallerRule, TaskTrace, TraceOrigin};
 
 use crate::flags::{BtArgs, DumpArgs};
-use crate::inputs::{InputPaths, Inputs, open_dump, with_inputs};
+use crate::inputs::{InputPaths, Inputs, dump_model, open_dump, with_inputs};
 
 /// Runs `ksw bt`.
 pub(crate) fn run(args: &BtArgs) -> Result<String> {
@@ -226,8 +226,7 @@ fn position(p: &symbolize::SourcePosition) -> String {
 /// Runs `ksw tasks`.
 pub(crate) fn run_tasks(args: &DumpArgs) -> Result<String> {
     let dump = open_dump(&args.dump, &args.vmcoreinfo)?;
-    let model =
-        KernelModel::from_dump(&dump).context("reading the kernel's model from the dump")?;
+    let model = dump_model(&dump)?;
     let (tasks, warnings): (Vec<Task>, _) = model.tasks().context("walking the task list")?;
     for w in &warnings {
         eprintln!("ksw: warning: task list: {w}");

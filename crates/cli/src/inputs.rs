@@ -67,6 +67,16 @@ pub(crate) fn open_dump(dump: &Path, vmcoreinfo: &Option<PathBuf>) -> Result<Dum
     Dump::open_with(dump, &options).with_context(|| format!("opening {}", dump.display()))
 }
 
+/// The kernel's model from a dump alone (no debug files), for the
+/// commands that name no addresses; what could not be read goes to stderr.
+pub(crate) fn dump_model(dump: &Dump) -> Result<KernelModel<'_>> {
+    let model = KernelModel::from_dump(dump).context("reading the kernel's model from the dump")?;
+    for w in model.warnings() {
+        eprintln!("ksw: warning: {w}");
+    }
+    Ok(model)
+}
+
 /// Loads the inputs named by `paths` and runs `f` over them. Warnings
 /// and notes about the inputs go to stderr.
 pub(crate) fn with_inputs<T>(
@@ -100,6 +110,9 @@ pub(crate) fn with_inputs<T>(
     if let Some(c) = &call_frames {
         model.set_call_frames(c);
     }
+    // every command that loads inputs names addresses: the symbol table
+    // is built now, so that what it could not read is said with the rest
+    model.symbols();
     for w in model.warnings() {
         eprintln!("ksw: warning: {w}");
     }

@@ -5,14 +5,14 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ksw_analyze::kernel::{KernelModel, Module, modules};
 use ksw_analyze::symbolize;
 use ksw_analyze::unwind::{Frame, Trace};
 use serde::Serialize;
 
 use crate::flags::{DumpArgs, SymArgs};
-use crate::inputs::{InputPaths, open_dump, with_inputs};
+use crate::inputs::{InputPaths, dump_model, open_dump, with_inputs};
 
 /// One module, as `ksw modules` lists it.
 #[derive(Debug, Serialize)]
@@ -64,8 +64,7 @@ fn line(model: &KernelModel<'_>, m: &Module) -> ModuleLine {
 /// Runs `ksw modules`.
 pub(crate) fn run_modules(args: &DumpArgs) -> Result<String> {
     let dump = open_dump(&args.dump, &args.vmcoreinfo)?;
-    let model =
-        KernelModel::from_dump(&dump).context("reading the kernel's model from the dump")?;
+    let model = dump_model(&dump)?;
     let lines: Vec<ModuleLine> = model.modules().iter().map(|m| line(&model, m)).collect();
     if args.json {
         return Ok(serde_json::to_string_pretty(&lines)? + "\n");

@@ -18,7 +18,7 @@ use crate::elf::{self, CoreHeader, NT_TASKSTRUCT, NoteIter, PT_NOTE};
 use crate::elf_core::ElfPhysicalMemory;
 use crate::error::{Error, Result};
 use crate::flattened::{FLATTENED_SIGNATURE, FlattenedFile};
-use crate::kallsyms::Kallsyms;
+use crate::kallsyms::{Kallsyms, KallsymsNameIndex};
 use crate::kdump::{self, Compression, KdumpCompressed, KdumpHeader, PageStats};
 use crate::memory::{KernelMemory, PhysicalMemory};
 use crate::source::{ByteSource, MappedFile, OwnedBytes, PositionedFile};
@@ -106,6 +106,9 @@ pub struct Dump {
     vmcoreinfo_source: &'static str,
     walker: Option<PageTableWalker>,
     kallsyms: OnceLock<std::result::Result<Kallsyms, String>>,
+    /// Name lookups without decoding kallsyms; `None` when the kernel has
+    /// no usable name order (or its tables cannot be read).
+    name_index: OnceLock<Option<KallsymsNameIndex>>,
     warnings: Vec<String>,
     /// True if QEMU wrote the dump (it has `QEMU` notes).
     qemu: bool,
@@ -382,6 +385,7 @@ impl Dump {
             vmcoreinfo_source,
             walker,
             kallsyms: OnceLock::new(),
+            name_index: OnceLock::new(),
             warnings,
             qemu: format == DumpFormat::ElfQemu,
         })
@@ -523,13 +527,30 @@ impl Dump {
     }
 
     /// A symbol's address: VMCOREINFO's `SYMBOL()` first, then kallsyms.
+    /// Until something needs the whole table, names are looked up in the
+    /// kernel's name order (see [`KallsymsNameIndex`]); the decoded table
+    /// answers when there is none, or when its pages cannot be read.
     pub fn symbol(&self, name: &str) -> Result<VirtAddr> {
         if let Some(a) = self.vmcoreinfo.as_ref().and_then(|i| i.symbol(name)) {
             return Ok(a);
         }
-        self.kallsyms()?
-            .address_of(name)
-            .ok_or_else(|| Error::Vmcoreinfo(format!("no symbol {name}")))
+        let missing = || Error::NoSymbol(name.into());
+        if self.kallsyms.get().is_none()
+            && let Some(index) = self.name_index()
+            && let Ok(found) = index.address_of(self, name)
+        {
+            return found.ok_or_else(missing);
+        }
+        self.kallsyms()?.address_of(name).ok_or_else(missing)
+    }
+
+    fn name_index(&self) -> Option<&KallsymsNameIndex> {
+        self.name_index
+            .get_or_init(|| {
+                let info = self.vmcoreinfo.as_ref()?;
+                KallsymsNameIndex::from_memory(self, info).ok().flatten()
+            })
+            .as_ref()
     }
 
     /// The CPU that called `panic()` (`panic_cpu`, else `crashing_cpu`), if

@@ -60,6 +60,9 @@ pub enum Error {
          is then read from the dump itself)"
     )]
     MissingVmcoreinfo(&'static str),
+    /// Neither VMCOREINFO nor kallsyms has this symbol.
+    #[error("no symbol {0} in VMCOREINFO or kallsyms")]
+    NoSymbol(String),
     /// VMCOREINFO lacks a key this operation needs, or has an unreadable
     /// value.
     #[error("VMCOREINFO: {0}")]

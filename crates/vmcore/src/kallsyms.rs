@@ -15,6 +15,12 @@
 //! `CONFIG_KALLSYMS_ABSOLUTE_PERCPU` (x86_64 SMP before 6.15) a
 //! non-negative offset is an absolute per-CPU address and a negative one
 //! means `relative_base - 1 - offset`.
+//!
+//! Decoding every name costs a few milliseconds and a megabyte or two of
+//! pages; a command that only needs a handful of addresses uses
+//! [`KallsymsNameIndex`] instead, the kernel's own name order
+//! (`kallsyms_seqs_of_names`, since 6.2 and in Debian's 6.1), searched as
+//! `kallsyms_lookup_name()` searches it.
 
 use crate::addr::VirtAddr;
 use crate::error::{Error, Result};
@@ -71,25 +77,9 @@ impl Kallsyms {
         }
         let names_at = info.require_symbol("kallsyms_names")?;
         let token_table_at = info.require_symbol("kallsyms_token_table")?;
-        let token_index_at = info.require_symbol("kallsyms_token_index")?;
         let offsets_at = info.require_symbol("kallsyms_offsets")?;
         let base = mem.read_u64(info.require_symbol("kallsyms_relative_base")?)?;
-
-        let index_raw = mem.read_vec(token_index_at, 512)?;
-        let token_index: Vec<u16> = index_raw
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        let table_len = usize::from(token_index.iter().copied().max().unwrap_or(0)) + 256;
-        let token_table = read_prefix(mem, token_table_at, table_len)?;
-        // each token's text as a range of `token_table`
-        let tokens: Vec<std::ops::Range<usize>> = token_index
-            .iter()
-            .map(|&i| {
-                let start = usize::from(i).min(token_table.len());
-                start..start + crate::bytes::c_str(&token_table[start..]).len()
-            })
-            .collect();
+        let tokens = Tokens::from_memory(mem, info)?;
 
         let offsets_raw = mem.read_vec(offsets_at, num as usize * 4)?;
         let offsets: Vec<i32> = offsets_raw
@@ -98,12 +88,7 @@ impl Kallsyms {
             .collect();
         let absolute_percpu = offsets.iter().any(|&o| o < 0);
 
-        let mut names = NameStream {
-            mem,
-            next: names_at,
-            buf: Vec::new(),
-            pos: 0,
-        };
+        let mut names = NameStream::new(mem, names_at, NAMES_WINDOW);
         // kallsyms.S puts kallsyms_names below kallsyms_token_table, with
         // only the markers (and since 6.2 the name order) between: all of
         // it is read at once where it can be, in pieces where it cannot
@@ -121,26 +106,12 @@ impl Kallsyms {
         // `name_start`): one buffer, one copy of each token
         let mut all_names: Vec<u8> = Vec::with_capacity(num as usize * 24);
         for &offset in offsets.iter() {
-            let mut len = usize::from(names.byte()?);
-            if len & 0x80 != 0 {
-                len = (len & 0x7f) | (usize::from(names.byte()?) << 7);
-            }
             let start = all_names.len();
-            for &t in names.take(len)? {
-                all_names.extend_from_slice(&token_table[tokens[usize::from(t)].clone()]);
-            }
+            tokens.expand(names.entry()?, &mut all_names);
             let Some(&kind) = all_names.get(start) else {
                 return Err(Error::Corrupt("empty kallsyms name".into()));
             };
-            let address = if absolute_percpu {
-                if offset >= 0 {
-                    offset as u64
-                } else {
-                    base.wrapping_sub(1).wrapping_sub(i64::from(offset) as u64)
-                }
-            } else {
-                base.wrapping_add(offset as u32 as u64)
-            };
+            let address = symbol_address(offset, base, absolute_percpu);
             let name_start = u32::try_from(start + 1)
                 .map_err(|_| Error::Corrupt("kallsyms names exceed 4 GiB".into()))?;
             let name_len = u16::try_from(all_names.len() - start - 1).map_err(|_| {
@@ -240,6 +211,217 @@ impl Kallsyms {
     }
 }
 
+/// A symbol's address from its `kallsyms_offsets` entry.
+fn symbol_address(offset: i32, base: u64, absolute_percpu: bool) -> u64 {
+    if !absolute_percpu {
+        base.wrapping_add(offset as u32 as u64)
+    } else if offset >= 0 {
+        offset as u64
+    } else {
+        base.wrapping_sub(1).wrapping_sub(i64::from(offset) as u64)
+    }
+}
+
+/// The token table: each token's text as a range of `table`.
+#[derive(Debug, Clone)]
+struct Tokens {
+    table: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Tokens {
+    fn from_memory(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Self> {
+        let index_raw = mem.read_vec(info.require_symbol("kallsyms_token_index")?, 512)?;
+        let index: Vec<u16> = index_raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let table_len = usize::from(index.iter().copied().max().unwrap_or(0)) + 256;
+        let table = read_prefix(mem, info.require_symbol("kallsyms_token_table")?, table_len)?;
+        let ranges = index
+            .iter()
+            .map(|&i| {
+                let start = usize::from(i).min(table.len());
+                start..start + crate::bytes::c_str(&table[start..]).len()
+            })
+            .collect();
+        Ok(Tokens { table, ranges })
+    }
+
+    /// Appends the text of one encoded name (type character first).
+    #[inline]
+    fn expand(&self, encoded: &[u8], out: &mut Vec<u8>) {
+        for &t in encoded {
+            out.extend_from_slice(&self.table[self.ranges[usize::from(t)].clone()]);
+        }
+    }
+}
+
+/// Name lookups through the kernel's own name order, reading only the
+/// pages a binary search touches (a few dozen) instead of decoding the
+/// whole table.
+///
+/// `kallsyms_seqs_of_names` lists the symbols' table indices sorted by
+/// name (type character excluded, `strcmp` order, equal names by
+/// address), three bytes each, big-endian; `kallsyms_markers[k]` is where
+/// name `256 k` starts in `kallsyms_names`. VMCOREINFO names neither, so
+/// both are found from the tables it does name and the layout
+/// `scripts/kallsyms` writes (each table 8-byte aligned):
+///
+/// * names, markers, name order, token table (Debian's 6.1);
+/// * names, markers, token table, token index, offsets, relative base,
+///   name order (Debian's 6.12).
+///
+/// A layout is used only once its markers are well formed and it finds
+/// `_stext` and `init_uts_ns` where VMCOREINFO says they are; a kernel
+/// without a name order gets `None`, and its callers decode the table.
+#[derive(Debug, Clone)]
+pub struct KallsymsNameIndex {
+    num: u32,
+    names: VirtAddr,
+    markers: Vec<u32>,
+    seqs: VirtAddr,
+    offsets: VirtAddr,
+    base: u64,
+    absolute_percpu: bool,
+    tokens: Tokens,
+}
+
+/// The symbols VMCOREINFO gives on every x86_64 kernel, against which a
+/// guessed layout is checked.
+const INDEX_CHECKS: [&str; 2] = ["_stext", "init_uts_ns"];
+
+impl KallsymsNameIndex {
+    /// Finds the name order, or `None` when this kernel has none that
+    /// checks out. Errors are unreadable or corrupt tables.
+    pub fn from_memory(mem: &dyn KernelMemory, info: &Vmcoreinfo) -> Result<Option<Self>> {
+        let num = mem.read_u32(info.require_symbol("kallsyms_num_syms")?)?;
+        if num == 0 || num > MAX_SYMBOLS {
+            return Err(Error::Corrupt(format!("kallsyms_num_syms is {num}")));
+        }
+        let names = info.require_symbol("kallsyms_names")?;
+        let token_table = info.require_symbol("kallsyms_token_table")?.0;
+        let offsets = info.require_symbol("kallsyms_offsets")?;
+        let base_at = info.require_symbol("kallsyms_relative_base")?;
+        let base = mem.read_u64(base_at)?;
+        let n = u64::from(num);
+        let markers_len = n.div_ceil(256) * 4;
+        let align_down = |a: u64| a & !7;
+        let candidates = [
+            // names, markers, name order, token table
+            token_table
+                .checked_sub(3 * n)
+                .map(align_down)
+                .and_then(|seqs| Some((seqs.checked_sub(markers_len).map(align_down)?, seqs))),
+            // names, markers, token table, ..., relative base, name order
+            token_table
+                .checked_sub(markers_len)
+                .map(|markers| (align_down(markers), base_at.0 + 8)),
+        ];
+        // an absolute per-CPU table gives kernel addresses negative
+        // offsets, and the last symbol has the highest address
+        let last = mem.read_u32(VirtAddr(offsets.0 + (n - 1) * 4))? as i32;
+        let tokens = Tokens::from_memory(mem, info)?;
+        for (markers_at, seqs) in candidates.into_iter().flatten() {
+            if markers_at <= names.0 {
+                continue;
+            }
+            let Ok(raw) = mem.read_vec(VirtAddr(markers_at), markers_len as usize) else {
+                continue;
+            };
+            let markers: Vec<u32> = raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let span = markers_at - names.0;
+            let well_formed = markers.first() == Some(&0)
+                && markers.windows(2).all(|w| w[0] < w[1])
+                && markers.last().is_some_and(|&m| u64::from(m) < span);
+            if !well_formed {
+                continue;
+            }
+            let index = KallsymsNameIndex {
+                num,
+                names,
+                markers,
+                seqs: VirtAddr(seqs),
+                offsets,
+                base,
+                absolute_percpu: last < 0,
+                tokens: tokens.clone(),
+            };
+            let checks_out = INDEX_CHECKS.iter().all(|name| {
+                info.symbol(name).is_some_and(
+                    |want| matches!(index.address_of(mem, name), Ok(Some(got)) if got == want),
+                )
+            });
+            if checks_out {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The address of the first symbol called `name` (the lowest, as the
+    /// kernel's lookup gives it), or `None` if there is none.
+    pub fn address_of(&self, mem: &dyn KernelMemory, name: &str) -> Result<Option<VirtAddr>> {
+        let want = name.as_bytes();
+        let mut text = Vec::with_capacity(64);
+        let (mut lo, mut hi) = (0u32, self.num);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            self.name_of(mem, self.seq_at(mem, mid)?, &mut text)?;
+            if text.get(1..).unwrap_or_default() < want {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == self.num {
+            return Ok(None);
+        }
+        let seq = self.seq_at(mem, lo)?;
+        self.name_of(mem, seq, &mut text)?;
+        if text.get(1..) != Some(want) {
+            return Ok(None);
+        }
+        let offset = mem.read_u32(VirtAddr(self.offsets.0 + u64::from(seq) * 4))? as i32;
+        Ok(Some(VirtAddr(symbol_address(
+            offset,
+            self.base,
+            self.absolute_percpu,
+        ))))
+    }
+
+    /// The table index of the `i`th name in name order.
+    fn seq_at(&self, mem: &dyn KernelMemory, i: u32) -> Result<u32> {
+        let mut b = [0u8; 3];
+        mem.read_virt(VirtAddr(self.seqs.0 + u64::from(i) * 3), &mut b)?;
+        let seq = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        if seq >= self.num {
+            return Err(Error::Corrupt(format!(
+                "kallsyms_seqs_of_names[{i}] is {seq}, past {} symbols",
+                self.num
+            )));
+        }
+        Ok(seq)
+    }
+
+    /// Decodes the name of symbol `seq` (type character first) into
+    /// `out`: from its block's marker, past the names before it.
+    fn name_of(&self, mem: &dyn KernelMemory, seq: u32, out: &mut Vec<u8>) -> Result<()> {
+        let block = self.markers[(seq / 256) as usize];
+        let mut names =
+            NameStream::new(mem, VirtAddr(self.names.0 + u64::from(block)), INDEX_WINDOW);
+        for _ in 0..seq % 256 {
+            names.entry()?;
+        }
+        out.clear();
+        self.tokens.expand(names.entry()?, out);
+        Ok(())
+    }
+}
+
 /// `names` with every name that is not UTF-8 replaced by its lossy
 /// rendering, and the entries moved to match.
 fn relabel_lossy(names: &[u8], entries: &mut [Entry]) -> String {
@@ -282,8 +464,12 @@ fn read_prefix(mem: &dyn KernelMemory, at: VirtAddr, len: usize) -> Result<Vec<u
 /// are read in one piece.
 const MAX_NAMES_SPAN: u64 = 32 << 20;
 
-/// How much of `kallsyms_names` is read at a time.
+/// How much of `kallsyms_names` is read at a time when decoding it all.
 const NAMES_WINDOW: usize = 64 << 10;
+
+/// How much of `kallsyms_names` is read at a time by a name lookup: a
+/// block of 256 names is some 3 KiB.
+const INDEX_WINDOW: usize = 4 << 10;
 
 /// `kallsyms_names`, read a window at a time (one window kept).
 struct NameStream<'a> {
@@ -292,12 +478,34 @@ struct NameStream<'a> {
     next: VirtAddr,
     buf: Vec<u8>,
     pos: usize,
+    window: usize,
 }
 
-impl NameStream<'_> {
+impl<'a> NameStream<'a> {
+    fn new(mem: &'a dyn KernelMemory, at: VirtAddr, window: usize) -> Self {
+        NameStream {
+            mem,
+            next: at,
+            buf: Vec::new(),
+            pos: 0,
+            window,
+        }
+    }
+
     #[inline]
     fn byte(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
+    }
+
+    /// The next entry's token indices: a length (one byte, or two when the
+    /// first has bit 7 set), then that many.
+    #[inline]
+    fn entry(&mut self) -> Result<&[u8]> {
+        let mut len = usize::from(self.byte()?);
+        if len & 0x80 != 0 {
+            len = (len & 0x7f) | (usize::from(self.byte()?) << 7);
+        }
+        self.take(len)
     }
 
     /// The next `n` bytes.
@@ -318,7 +526,7 @@ impl NameStream<'_> {
     fn refill(&mut self, n: usize) -> Result<()> {
         self.buf.drain(..self.pos);
         self.pos = 0;
-        let want = NAMES_WINDOW.max(n) - self.buf.len();
+        let want = self.window.max(n) - self.buf.len();
         let more = read_prefix(self.mem, self.next, want)?;
         self.next = VirtAddr(self.next.0.wrapping_add(more.len() as u64));
         self.buf.extend_from_slice(&more);
@@ -414,6 +622,176 @@ mod tests {
             Some(VirtAddr(0xffff_ffff_8100_0000 + 0x1000 * last as u64))
         );
         assert_eq!(k.address_of("nope"), None);
+    }
+
+    /// Where the name order sits: after the markers (Debian's 6.1), or
+    /// after the relative base (Debian's 6.12); or nowhere (6.1 upstream).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Order {
+        BeforeTokens,
+        AfterBase,
+        Absent,
+    }
+
+    /// A table of `names` (type character first, one token per byte,
+    /// `0x1000 * i` past `_text`) laid out as `scripts/kallsyms` does,
+    /// with VMCOREINFO naming `_stext` and `init_uts_ns` at `checks`.
+    fn ordered_table(
+        names: &[Vec<u8>],
+        order: Order,
+        checks: (u64, u64),
+    ) -> (RegionMemory, Vmcoreinfo) {
+        let align = |a: usize| a.next_multiple_of(8);
+        let n = names.len();
+        let mut image = Vec::new();
+        let mut markers = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if i % 256 == 0 {
+                markers.extend_from_slice(&(image.len() as u32).to_le_bytes());
+            }
+            image.push(name.len() as u8);
+            image.extend_from_slice(name);
+        }
+        let mut sorted: Vec<usize> = (0..n).collect();
+        sorted.sort_by(|&a, &b| names[a][1..].cmp(&names[b][1..]).then(a.cmp(&b)));
+        let seqs: Vec<u8> = sorted
+            .iter()
+            .flat_map(|&i| (i as u32).to_be_bytes()[1..].to_vec())
+            .collect();
+        let put = |image: &mut Vec<u8>, bytes: &[u8]| {
+            let at = align(image.len());
+            image.resize(at, 0);
+            image.extend_from_slice(bytes);
+            at
+        };
+        put(&mut image, &markers);
+        if order == Order::BeforeTokens {
+            put(&mut image, &seqs);
+        }
+        let mut token_table = Vec::new();
+        let mut token_index = Vec::new();
+        for b in 0..=255u8 {
+            token_index.extend_from_slice(&(token_table.len() as u16).to_le_bytes());
+            token_table.push(if b == 0 { 0xff } else { b });
+            token_table.push(0);
+        }
+        token_table.resize(1024, 0);
+        let tokens_at = put(&mut image, &token_table);
+        let index_at = put(&mut image, &token_index);
+        let offsets: Vec<u8> = (0..n)
+            .flat_map(|i| (0x1000 * i as u32).to_le_bytes())
+            .collect();
+        let offsets_at = put(&mut image, &offsets);
+        let base_at = put(&mut image, &0xffff_ffff_8100_0000u64.to_le_bytes());
+        if order == Order::AfterBase {
+            put(&mut image, &seqs);
+        }
+        let num_at = put(&mut image, &(n as u32).to_le_bytes());
+        image.resize(image.len().next_multiple_of(4096) + 4096, 0);
+        let at = |off: usize| NAMES + off as u64;
+        let mem = RegionMemory::new().with(VirtAddr(NAMES), image);
+        let info = Vmcoreinfo::parse(
+            format!(
+                "OSRELEASE=6.1.0\nSYMBOL(kallsyms_names)={NAMES:x}\n\
+                 SYMBOL(kallsyms_token_table)={:x}\n\
+                 SYMBOL(kallsyms_token_index)={:x}\n\
+                 SYMBOL(kallsyms_offsets)={:x}\n\
+                 SYMBOL(kallsyms_relative_base)={:x}\n\
+                 SYMBOL(kallsyms_num_syms)={:x}\n\
+                 SYMBOL(_stext)={:x}\nSYMBOL(init_uts_ns)={:x}\n",
+                at(tokens_at),
+                at(index_at),
+                at(offsets_at),
+                at(base_at),
+                at(num_at),
+                checks.0,
+                checks.1,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        (mem, info)
+    }
+
+    /// 700 names over three marker blocks: `_stext` first, `init_uts_ns`
+    /// 300th, and names that two symbols share.
+    fn indexed_names() -> Vec<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = (0..700)
+            .map(|i| format!("tf{}", i * 7919 % 1000).into_bytes())
+            .collect();
+        names[0] = b"T_stext".to_vec();
+        names[300] = b"Dinit_uts_ns".to_vec();
+        names[450] = b"tf0".to_vec();
+        names[600] = b"tf8".to_vec();
+        names
+    }
+
+    const TEXT: u64 = 0xffff_ffff_8100_0000;
+
+    #[test]
+    fn the_name_order_finds_every_name_where_the_table_has_it() {
+        let names = indexed_names();
+        let checks = (TEXT, TEXT + 300 * 0x1000);
+        for order in [Order::BeforeTokens, Order::AfterBase] {
+            let (mem, info) = ordered_table(&names, order, checks);
+            let index = KallsymsNameIndex::from_memory(&mem, &info)
+                .unwrap()
+                .unwrap();
+            let table = Kallsyms::from_memory(&mem, &info).unwrap();
+            for s in table.symbols() {
+                assert_eq!(
+                    index.address_of(&mem, s.name).unwrap(),
+                    table.address_of(s.name),
+                    "{}",
+                    s.name
+                );
+            }
+            // shared names give the first (the lowest address)
+            assert_eq!(
+                index.address_of(&mem, "tf8").unwrap(),
+                table.address_of("tf8")
+            );
+            assert_ne!(table.address_of("tf8"), Some(VirtAddr(TEXT + 600 * 0x1000)));
+            for absent in ["", "tf", "tf9999", "zzz", "_stex"] {
+                assert_eq!(index.address_of(&mem, absent).unwrap(), None, "{absent}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_name_order_or_one_that_does_not_check_out_is_none() {
+        let names = indexed_names();
+        let (mem, info) = ordered_table(&names, Order::Absent, (TEXT, TEXT + 300 * 0x1000));
+        assert!(
+            KallsymsNameIndex::from_memory(&mem, &info)
+                .unwrap()
+                .is_none()
+        );
+        // VMCOREINFO's _stext is not where the table puts it
+        let (mem, info) =
+            ordered_table(&names, Order::BeforeTokens, (TEXT + 8, TEXT + 300 * 0x1000));
+        assert!(
+            KallsymsNameIndex::from_memory(&mem, &info)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_name_order_entry_past_the_table_is_an_error() {
+        let names = indexed_names();
+        let (mem, info) = ordered_table(&names, Order::AfterBase, (TEXT, TEXT + 300 * 0x1000));
+        let index = KallsymsNameIndex::from_memory(&mem, &info)
+            .unwrap()
+            .unwrap();
+        // the middle entry of the name order, the search's first probe
+        let at = index.seqs.0 + (names.len() as u64 / 2) * 3;
+        let mem = mem.with(VirtAddr(at), vec![0xff, 0xff, 0xff]);
+        let err = index.address_of(&mem, "tf5").unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt(ref m) if m.contains("past 700 symbols")),
+            "{err:?}"
+        );
     }
 
     #[test]

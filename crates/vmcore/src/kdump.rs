@@ -492,7 +492,60 @@ impl<S: ByteSource> KdumpCompressed<S> {
         Ok(page)
     }
 
+    /// Decompresses page `pfn` straight into `out` (a whole page), for
+    /// reads that cover whole pages and would only evict the pages that
+    /// small reads come back to.
+    fn load_page_into(&self, pfn: Pfn, out: &mut [u8]) -> Result<()> {
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(page) = cache.get(pfn.0)
+        {
+            out.copy_from_slice(&page);
+            return Ok(());
+        }
+        let (method, data) = self.page_data(pfn)?;
+        if method == Compression::Zlib {
+            let want = out.len();
+            let (page, rc) =
+                zlib_rs::decompress_slice(out, &data, zlib_rs::InflateConfig::default());
+            let got = page.len();
+            // a stream that is too long stops with the page full
+            let what = match rc {
+                zlib_rs::ReturnCode::Ok if got == want => return Ok(()),
+                zlib_rs::ReturnCode::Ok => format!("zlib data gives {got} bytes, expected {want}"),
+                zlib_rs::ReturnCode::BufError if got == want => {
+                    format!("zlib data gives more than {want} bytes")
+                }
+                other => format!("zlib data: zlib: {other:?}"),
+            };
+            return Err(Error::CorruptPage { pfn, what });
+        }
+        out.copy_from_slice(&self.finish_page(pfn, method, &data)?);
+        Ok(())
+    }
+
     fn load_page(&self, pfn: Pfn) -> Result<Vec<u8>> {
+        let (method, data) = self.page_data(pfn)?;
+        self.finish_page(pfn, method, &data)
+    }
+
+    /// Decompresses a page's stored data and checks its length.
+    fn finish_page(&self, pfn: Pfn, method: Compression, data: &[u8]) -> Result<Vec<u8>> {
+        let bs = self.header.block_size;
+        let bad = |what: String| Error::CorruptPage { pfn, what };
+        let page = decompress(method, data, bs as usize)
+            .map_err(|what| bad(format!("{} data: {what}", method.name())))?;
+        if page.len() as u64 != bs {
+            return Err(bad(format!(
+                "{} data gives {} bytes, expected {bs}",
+                method.name(),
+                page.len()
+            )));
+        }
+        Ok(page)
+    }
+
+    /// A dumped page's compression and stored bytes.
+    fn page_data(&self, pfn: Pfn) -> Result<(Compression, std::borrow::Cow<'_, [u8]>)> {
         let bs = self.header.block_size;
         if pfn.0 >= self.header.max_mapnr {
             return Err(Error::NotInDump(pfn.to_phys(bs)));
@@ -538,16 +591,7 @@ impl<S: ByteSource> KdumpCompressed<S> {
                 Error::Truncated { needed, len, .. } => truncated(needed, len),
                 other => other,
             })?;
-        let page = decompress(method, &data, bs as usize)
-            .map_err(|what| bad(format!("{} data: {what}", method.name())))?;
-        if page.len() as u64 != bs {
-            return Err(bad(format!(
-                "{} data gives {} bytes, expected {bs}",
-                method.name(),
-                page.len()
-            )));
-        }
-        Ok(page)
+        Ok((method, data))
     }
 }
 
@@ -610,10 +654,15 @@ impl<S: ByteSource> PhysicalMemory for KdumpCompressed<S> {
                 .0
                 .checked_add(done as u64)
                 .ok_or(Error::NotInDump(addr))?;
-            let page = self.read_page(PhysAddr(a).pfn(bs))?;
+            let pfn = PhysAddr(a).pfn(bs);
             let in_page = (a % bs) as usize;
             let n = (bs as usize - in_page).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&page[in_page..in_page + n]);
+            if n as u64 == bs {
+                self.load_page_into(pfn, &mut buf[done..done + n])?;
+            } else {
+                let page = self.read_page(pfn)?;
+                buf[done..done + n].copy_from_slice(&page[in_page..in_page + n]);
+            }
             done += n;
         }
         Ok(())

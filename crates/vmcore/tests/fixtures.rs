@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use common::independent::{self, KdumpZlib, Phys, RawElf, Walker};
 use common::{Outcome, address_set, open, read};
+use ksw_vmcore::kallsyms::KallsymsNameIndex;
 use ksw_vmcore::summary::DumpSummary;
 use ksw_vmcore::{Dump, DumpFormat, Error, KernelMemory, OpenOptions};
 
@@ -162,6 +163,59 @@ fn kallsyms_decoded_from_memory_match_the_guests_proc_kallsyms() {
             wrong.len(),
             &wrong[..wrong.len().min(5)]
         );
+        runs += 1;
+    }
+    assert!(runs > 0 && runs == fx.dump_runs().len(), "{runs} runs");
+}
+
+#[test]
+fn the_kernels_name_order_finds_what_the_decoded_table_finds() {
+    let Some(fx) = common::fixtures() else {
+        return;
+    };
+    let mut runs = 0;
+    for run in fx.dump_runs() {
+        let first = run.dumps().into_iter().next().unwrap();
+        let dump = open(run, &first.path);
+        let info = dump.vmcoreinfo().expect("VMCOREINFO");
+        let index = KallsymsNameIndex::from_memory(&dump, info)
+            .unwrap_or_else(|e| panic!("{}: {e}", run.label()))
+            .unwrap_or_else(|| panic!("{}: no name order found", run.label()));
+        let table = dump
+            .kallsyms()
+            .unwrap_or_else(|e| panic!("{}: {e}", run.label()));
+        // every 61st name, and every name that several symbols share
+        let mut seen = HashMap::new();
+        for s in table.symbols() {
+            *seen.entry(s.name).or_insert(0u32) += 1;
+        }
+        let mut names: Vec<&str> = table.symbols().step_by(61).map(|s| s.name).collect();
+        let shared: Vec<&str> = seen
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(s, _)| *s)
+            .collect();
+        assert!(
+            shared.len() > 10,
+            "{}: {} shared names",
+            run.label(),
+            shared.len()
+        );
+        names.extend(shared);
+        for name in &names {
+            let got = index
+                .address_of(&dump, name)
+                .unwrap_or_else(|e| panic!("{}: {name}: {e}", run.label()));
+            assert_eq!(got, table.address_of(name), "{}: {name}", run.label());
+        }
+        for absent in ["", "no_such_symbol_anywhere", "~", "_stext_", "init_tas"] {
+            assert_eq!(
+                index.address_of(&dump, absent).unwrap(),
+                None,
+                "{}: {absent:?}",
+                run.label()
+            );
+        }
         runs += 1;
     }
     assert!(runs > 0 && runs == fx.dump_runs().len(), "{runs} runs");

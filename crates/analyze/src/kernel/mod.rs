@@ -26,7 +26,7 @@ pub mod symbols;
 pub mod tasks;
 pub mod types;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ksw_vmcore::cpu::CpuState;
 use ksw_vmcore::{Dump, KernelMemory, VirtAddr};
@@ -88,7 +88,8 @@ pub struct VmlinuxLoan<'a> {
 pub struct KernelModel<'m> {
     mem: &'m dyn KernelMemory,
     dump: &'m Dump,
-    symbols: SymbolTable<'m>,
+    /// Built on first use: listing tasks or modules needs no names.
+    symbols: OnceLock<ModelSymbols<'m>>,
     btf: Option<Arc<Btf>>,
     layout: KernelLayout,
     orc: OrcTable<'m>,
@@ -99,10 +100,15 @@ pub struct KernelModel<'m> {
     call_frames: Option<&'m dyn crate::unwind::CallFrameRules>,
 }
 
+/// The symbol table, and what could not be read for it.
+struct ModelSymbols<'m> {
+    table: SymbolTable<'m>,
+    warnings: Vec<String>,
+}
+
 impl std::fmt::Debug for KernelModel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KernelModel")
-            .field("symbols", &self.symbols.len())
             .field("layout", &self.layout)
             .finish_non_exhaustive()
     }
@@ -118,15 +124,14 @@ impl<'m> KernelModel<'m> {
     /// matches it (checked by build ID) lends: see [`VmlinuxLoan`].
     pub fn from_dump_with(dump: &'m Dump, vmlinux: Option<&VmlinuxLoan<'_>>) -> Result<Self> {
         let mem: &dyn KernelMemory = dump;
-        let kallsyms = dump.kallsyms().map_err(|e| KernelError::Memory {
-            what: "kallsyms".into(),
-            source: e,
-        })?;
-        let mut symbols = SymbolTable::from_kallsyms(kallsyms);
         let sym = |name: &str| -> Result<u64> {
-            dump.symbol(name)
-                .map(|a| a.0)
-                .map_err(|_| KernelError::NoSymbol(name.into()))
+            dump.symbol(name).map(|a| a.0).map_err(|e| match e {
+                ksw_vmcore::Error::NoSymbol(_) => KernelError::NoSymbol(name.into()),
+                e => KernelError::Memory {
+                    what: "kallsyms".into(),
+                    source: e,
+                },
+            })
         };
         let mut warnings = Vec::new();
         // the kernel's own BTF; a debug vmlinux's DWARF when it has none
@@ -210,23 +215,17 @@ impl<'m> KernelModel<'m> {
                 Vec::new()
             }
         };
-        let mut module_symbols = Vec::new();
         for m in &modules {
-            match modules::symbols(mem, &layout.module, m) {
-                Ok(s) => module_symbols.push((m.name.clone(), s)),
-                Err(e) => warnings.push(format!("module {}: {e}", m.name)),
-            }
             if let Some((ip, entries, n)) = m.orc
                 && let Err(e) = orc.add(ip, entries, n, m.text.clone())
             {
                 warnings.push(format!("module {}'s ORC table: {e}", m.name));
             }
         }
-        symbols.add_modules(module_symbols);
         Ok(Self {
             mem,
             dump,
-            symbols,
+            symbols: OnceLock::new(),
             btf,
             layout,
             orc,
@@ -255,9 +254,15 @@ impl<'m> KernelModel<'m> {
     }
 
     /// What could not be read while building the model (a module's
-    /// symbols, say); the rest of the model is still good.
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
+    /// ORC table, say; a module's symbols once they have been asked for);
+    /// the rest of the model is still good.
+    pub fn warnings(&self) -> impl Iterator<Item = &String> {
+        let symbols = self
+            .symbols
+            .get()
+            .map(|s| &s.warnings[..])
+            .unwrap_or_default();
+        self.warnings.iter().chain(symbols)
     }
 
     /// The memory the model reads.
@@ -272,7 +277,28 @@ impl<'m> KernelModel<'m> {
 
     /// The symbol table.
     pub fn symbols(&self) -> &SymbolTable<'m> {
-        &self.symbols
+        &self
+            .symbols
+            .get_or_init(|| {
+                let mut warnings = Vec::new();
+                let mut table = match self.dump.kallsyms() {
+                    Ok(k) => SymbolTable::from_kallsyms(k),
+                    Err(e) => {
+                        warnings.push(format!("{e}; the kernel's own addresses have no names"));
+                        SymbolTable::default()
+                    }
+                };
+                let mut module_symbols = Vec::new();
+                for m in &self.modules {
+                    match modules::symbols(self.mem, &self.layout.module, m) {
+                        Ok(s) => module_symbols.push((m.name.clone(), s)),
+                        Err(e) => warnings.push(format!("module {}: {e}", m.name)),
+                    }
+                }
+                table.add_modules(module_symbols);
+                ModelSymbols { table, warnings }
+            })
+            .table
     }
 
     /// The kernel's BTF, unless the layouts came from a vmlinux's DWARF.
@@ -317,13 +343,14 @@ impl<'m> KernelModel<'m> {
     /// each CPU's idle task), and what could not be read on the way.
     pub fn tasks(&self) -> Result<(Vec<Task>, Vec<String>)> {
         let init = self
-            .symbols
-            .address_of("init_task")
-            .ok_or_else(|| KernelError::NoSymbol("init_task".into()))?;
+            .dump
+            .symbol("init_task")
+            .map_err(|_| KernelError::NoSymbol("init_task".into()))?
+            .0;
         let (mut tasks, mut warnings) = tasks::walk(self.mem, &self.layout, init)?;
         // the idle tasks of CPUs other than 0 are on no list but their
         // runqueue's (`rq->idle`)
-        if let Some(rq) = self.symbols.address_of("runqueues") {
+        if let Ok(VirtAddr(rq)) = self.dump.symbol("runqueues") {
             for (cpu, off) in self.per_cpu_offsets.iter().enumerate() {
                 let at = VirtAddr(rq.wrapping_add(*off) + self.layout.rq_idle);
                 match self.mem.read_u64(at) {
