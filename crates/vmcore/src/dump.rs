@@ -7,8 +7,9 @@
 //! and, when VMCOREINFO allows it, kernel virtual memory through the page
 //! tables. Kallsyms and per-CPU registers are decoded on first use.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -109,6 +110,8 @@ pub struct Dump {
     /// Name lookups without decoding kallsyms; `None` when the kernel has
     /// no usable name order (or its tables cannot be read).
     name_index: OnceLock<Option<KallsymsNameIndex>>,
+    /// What the name order answered (a lookup decodes a dozen names).
+    looked_up: Mutex<HashMap<String, Option<VirtAddr>>>,
     warnings: Vec<String>,
     /// True if QEMU wrote the dump (it has `QEMU` notes).
     qemu: bool,
@@ -386,6 +389,7 @@ impl Dump {
             walker,
             kallsyms: OnceLock::new(),
             name_index: OnceLock::new(),
+            looked_up: Mutex::new(HashMap::new()),
             warnings,
             qemu: format == DumpFormat::ElfQemu,
         })
@@ -535,10 +539,21 @@ impl Dump {
             return Ok(a);
         }
         let missing = || Error::NoSymbol(name.into());
+        let memo = self
+            .looked_up
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied());
+        if let Some(found) = memo {
+            return found.ok_or_else(missing);
+        }
         if self.kallsyms.get().is_none()
             && let Some(index) = self.name_index()
             && let Ok(found) = index.address_of(self, name)
         {
+            if let Ok(mut m) = self.looked_up.lock() {
+                m.insert(name.to_owned(), found);
+            }
             return found.ok_or_else(missing);
         }
         self.kallsyms()?.address_of(name).ok_or_else(missing)

@@ -69,6 +69,39 @@ pub enum KernelError {
 /// Results of this module.
 pub type Result<T> = std::result::Result<T, KernelError>;
 
+/// What the model looks up while it reads the BTF.
+#[derive(Clone, Copy)]
+enum Lookups {
+    /// The symbols it needs itself, through the kernel's name order.
+    Few,
+    /// Every symbol: kallsyms is decoded, for a caller that names
+    /// addresses.
+    All,
+}
+
+/// The symbols the model and its task walk look up once the BTF is read:
+/// text bounds, ORC, per-CPU data, stacks, the module and task lists.
+const LATER_SYMBOLS: &[&str] = &[
+    "_etext",
+    "_einittext",
+    "__exittext_end",
+    "orc_lookup",
+    "orc_lookup_end",
+    "_stext",
+    "__start_orc_unwind_ip",
+    "__stop_orc_unwind_ip",
+    "__start_orc_unwind",
+    "nr_cpu_ids",
+    "__per_cpu_offset",
+    "pcpu_hot",
+    "current_task",
+    "hardirq_stack_ptr",
+    "cea_exception_stacks",
+    "modules",
+    "init_task",
+    "runqueues",
+];
+
 /// The largest BTF a kernel is believed to have.
 const MAX_BTF: u64 = 64 << 20;
 /// `THREAD_SIZE` on x86_64 without KASAN (16 KiB), also the IRQ stack size.
@@ -116,13 +149,20 @@ impl std::fmt::Debug for KernelModel<'_> {
 
 impl<'m> KernelModel<'m> {
     /// Reads the model from a dump (or `/proc/kcore`).
+    /// Its symbol table is decoded when first asked for: a task or module
+    /// listing never needs it.
     pub fn from_dump(dump: &'m Dump) -> Result<Self> {
-        Self::from_dump_with(dump, None)
+        Self::build(dump, None, Lookups::Few)
     }
 
     /// Reads the model from a dump, with what a debug vmlinux that
-    /// matches it (checked by build ID) lends: see [`VmlinuxLoan`].
+    /// matches it (checked by build ID) lends: see [`VmlinuxLoan`]. The
+    /// symbol table is decoded while the BTF is read.
     pub fn from_dump_with(dump: &'m Dump, vmlinux: Option<&VmlinuxLoan<'_>>) -> Result<Self> {
+        Self::build(dump, vmlinux, Lookups::All)
+    }
+
+    fn build(dump: &'m Dump, vmlinux: Option<&VmlinuxLoan<'_>>, lookups: Lookups) -> Result<Self> {
         let mem: &dyn KernelMemory = dump;
         let sym = |name: &str| -> Result<u64> {
             dump.symbol(name).map(|a| a.0).map_err(|e| match e {
@@ -134,14 +174,27 @@ impl<'m> KernelModel<'m> {
             })
         };
         let mut warnings = Vec::new();
-        // the kernel's own BTF; a debug vmlinux's DWARF when it has none
-        let btf = sym("__start_BTF")
-            .and_then(|start| {
+        // the kernel's own BTF; a debug vmlinux's DWARF when it has none.
+        // Reading it is the longest step: symbols are looked up meanwhile
+        // (the dump keeps the answers, and the decoded table)
+        let btf = std::thread::scope(|scope| {
+            scope.spawn(|| match lookups {
+                Lookups::Few => {
+                    for name in LATER_SYMBOLS {
+                        let _ = dump.symbol(name);
+                    }
+                }
+                Lookups::All => {
+                    let _ = dump.kallsyms();
+                }
+            });
+            sym("__start_BTF").and_then(|start| {
                 let range = start..sym("__stop_BTF")?;
                 let copy = vmlinux.and_then(|v| v.btf);
                 read_btf(mem, range, copy, &mut warnings)
             })
-            .map(Arc::new);
+        })
+        .map(Arc::new);
         let (btf, layout) = match (btf, vmlinux) {
             (Ok(btf), _) => {
                 let layout = KernelLayout::from_btf(&btf)?;
