@@ -137,6 +137,21 @@ def stress_run(name):
                append=with_tcg_cx16("log_buf_len=16M"))
 
 
+def reconfig_counters(final):
+    """What the module counted in a stress boot's reconfiguration phase:
+    its #DB hits, how many of them the exit-path filter dropped (the
+    exit-window hits) and how many became catches."""
+    state = final / "after-reconfig.state"
+    if not state.exists():
+        return {}
+    counters = {}
+    for line in state.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("hits", "trampoline_filtered", "catches") and value.strip().isdigit():
+            counters[key] = int(value)
+    return counters
+
+
 def stress_rate(series, boots, variants=STRESS_VARIANTS):
     """Boot each stress variant `boots` times, round robin so that host load
     weighs on all alike, and count the boots that fail: no finish, or a
@@ -164,6 +179,7 @@ def stress_rate(series, boots, variants=STRESS_VARIANTS):
                 bad = [line for p in logs for line in splats(p.read_text(errors="replace"))]
                 if bad:
                     entry = {"outcome": "splat", "first": bad[0].strip()}
+                entry.update(reconfig_counters(final))
             except StepError as e:
                 entry = {"outcome": "fail", "first": str(e).splitlines()[0]}
                 # a hang also leaves the vCPUs' registers and APICs
@@ -179,6 +195,7 @@ def stress_rate(series, boots, variants=STRESS_VARIANTS):
             report.setdefault(name, []).append(entry)
             (out / f"{name}.json").write_text(json.dumps(report[name], indent=1) + "\n")
             log(f"{step}: {entry['outcome']} {entry.get('first', '')}")
-    summary = {name: {"boots": len(v), "failures": sum(e["outcome"] != "pass" for e in v)}
+    summary = {name: {"boots": len(v), "failures": sum(e["outcome"] != "pass" for e in v),
+                      "exit_window_hits": sum(e.get("trampoline_filtered", 0) for e in v)}
                for name, v in report.items()}
     return summary
