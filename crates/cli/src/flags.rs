@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 /// Find the silent writer behind kernel stack corruption, in a crash dump
 /// or on a live system.
 #[derive(Debug, Parser)]
-#[command(name = "ksw", version, about, long_about = None)]
+#[command(name = "ksw", version, long_about = None)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -51,6 +51,28 @@ pub(crate) enum Command {
     /// every catch in its ring explained as `ksw analyze` explains one.
     /// Read from memory alone: the module describes its own state.
     Live(LiveArgs),
+    /// Print a shell completion script, e.g.
+    /// `ksw completions bash > /usr/share/bash-completion/completions/ksw`.
+    Completions(CompletionsArgs),
+    /// Print ksw's man page (roff), or with --dir write one page per
+    /// command there (ksw.1, ksw-analyze.1, ...).
+    Manpage(ManpageArgs),
+}
+
+/// Arguments of `ksw completions`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// Arguments of `ksw manpage`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ManpageArgs {
+    /// Write ksw.1 and a page per command into this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Arguments of the commands that read a dump.

@@ -16,6 +16,7 @@ mod live;
 mod modules;
 mod print;
 mod resolve;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Modules(args) => modules::run_modules(args)?,
         Command::Sym(args) => modules::run_sym(args)?,
         Command::Print(args) => print::run(args)?,
+        Command::Completions(args) => shell::completions(args.shell),
+        Command::Manpage(args) => shell::manpages(args.dir.as_deref())?,
     };
     print_all(&text);
     Ok(ExitCode::SUCCESS)
