@@ -38,3 +38,38 @@ fn a_usage_error_exits_2() {
     let out = ksw(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `ksw --help` on a terminal (util-linux's `script` gives it one), with
+/// and without `NO_COLOR`; and on a pipe.
+fn help_on_a_terminal(no_color: bool) -> String {
+    let mut cmd = Command::new("script");
+    cmd.args([
+        "-qc",
+        &format!("{} --help", env!("CARGO_BIN_EXE_ksw")),
+        "/dev/null",
+    ]);
+    cmd.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("run script(1)");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    assert!(
+        help_on_a_terminal(false).contains('\x1b'),
+        "a terminal gets colour"
+    );
+    assert!(
+        !help_on_a_terminal(true).contains('\x1b'),
+        "NO_COLOR is honoured"
+    );
+    let piped = ksw(&["--help"]);
+    assert!(
+        !String::from_utf8_lossy(&piped.stdout).contains('\x1b'),
+        "a pipe gets none"
+    );
+}
