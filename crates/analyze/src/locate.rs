@@ -103,6 +103,51 @@ pub fn find_vmlinux(root: &Path, expected: &Expected) -> Result<PathBuf> {
         })
 }
 
+/// The dumps in a crash directory, newest first: kdump-tools'
+/// `/var/crash/STAMP/dump.STAMP` (beside `dmesg.STAMP`), or a `vmcore`
+/// (RHEL's kdump), in `dir` itself or in its subdirectories (one level,
+/// as `/var/crash/` holds one per crash). Newest by modification time,
+/// then by name (kdump-tools' stamps are `YYYYMMDDHHMM`).
+pub fn crash_dumps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read = |d: &Path| {
+        std::fs::read_dir(d).map_err(|e| Error::Io {
+            path: d.to_path_buf(),
+            source: e,
+        })
+    };
+    let is_dump = |p: &Path| {
+        p.is_file()
+            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n == "vmcore" || n.strip_prefix("dump.").is_some_and(|s| !s.is_empty())
+            })
+    };
+    let mut found = Vec::new();
+    for entry in read(dir)?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            // an unreadable crash directory is skipped, as kdump-tools'
+            // own listing would
+            if let Ok(inner) = read(&path) {
+                found.extend(inner.flatten().map(|e| e.path()).filter(|p| is_dump(p)));
+            }
+        } else if is_dump(&path) {
+            found.push(path);
+        }
+    }
+    let mut dated: Vec<(std::time::SystemTime, PathBuf)> = found
+        .into_iter()
+        .map(|p| {
+            let t = p
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, p)
+        })
+        .collect();
+    dated.sort_by(|a, b| b.cmp(a));
+    Ok(dated.into_iter().map(|(_, p)| p).collect())
+}
+
 /// The standard module directories of `release`, debug copies first
 /// (module files there: `.ko`, `.ko.xz`, `.ko.zst`).
 pub fn module_dirs(root: &Path, release: &str) -> Vec<PathBuf> {

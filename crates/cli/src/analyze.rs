@@ -5,13 +5,17 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
 use comfy_table::{Cell, ContentArrangement, Table, presets::NOTHING};
 use ksw_analyze::locals::FrameVariable;
+use ksw_analyze::locate;
 use ksw_analyze::report::{
     self, CatchReport, DebugInputs, Gap, PanicReport, Report, ReportOptions, Slot, SourceFinder,
     SourceLine,
 };
+use serde::Serialize;
 
 use crate::bt::{own_position, render_trace, value_text};
 use crate::flags::AnalyzeArgs;
@@ -23,21 +27,98 @@ pub(crate) const NO_CATCH: u8 = 3;
 
 /// Runs `ksw analyze`; returns the output and the exit code.
 pub(crate) fn run(args: &AnalyzeArgs) -> Result<(String, ExitCode)> {
-    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
-    let sources = SourceFinder::new(args.source_dir.clone(), args.source_map.clone());
-    let report = with_inputs(&paths, move |inputs| {
-        let debug = DebugInputs {
-            vmlinux: inputs.vmlinux,
-            modules: inputs.modules,
-            sources,
-            vmlinux_hint: inputs.vmlinux_hint(),
+    if !args.dump.is_dir() {
+        if args.all {
+            bail!(
+                "--all takes a crash directory (such as /var/crash), and {} is not one",
+                args.dump.display()
+            );
+        }
+        return report_one(args, &args.dump);
+    }
+    let dumps = locate::crash_dumps(&args.dump)?;
+    let Some(newest) = dumps.first() else {
+        bail!(
+            "no dump in {}: kdump-tools writes STAMP/dump.STAMP there, kdump a vmcore; \
+             give the dump file itself if it has another name",
+            args.dump.display()
+        );
+    };
+    if args.all {
+        return Ok((summarize(args, &dumps)?, ExitCode::SUCCESS));
+    }
+    eprintln!("ksw: note: the newest dump there: {}", newest.display());
+    report_one(args, newest)
+}
+
+/// One line of `ksw analyze --all`.
+#[derive(Debug, Serialize)]
+struct DumpLine {
+    dump: PathBuf,
+    release: Option<String>,
+    panic: Option<String>,
+    /// The catch explained, if kstackwatch caught a write.
+    catch: Option<u64>,
+    /// Who wrote, as the report's headline says it.
+    writer: Option<String>,
+    /// Why the dump could not be read.
+    error: Option<String>,
+}
+
+/// Every dump of a crash directory in one table (or JSON list); a dump
+/// that cannot be read gets its error on its line.
+fn summarize(args: &AnalyzeArgs, dumps: &[PathBuf]) -> Result<String> {
+    let lines: Vec<DumpLine> = dumps
+        .iter()
+        .map(|dump| match build_report(args, dump) {
+            Ok(r) => DumpLine {
+                dump: dump.clone(),
+                release: r.release.clone(),
+                panic: r.panic_message.clone(),
+                catch: r.catch.as_ref().map(|c| c.seq),
+                writer: r.catch.as_ref().map(catch_headline),
+                error: None,
+            },
+            Err(e) => DumpLine {
+                dump: dump.clone(),
+                release: None,
+                panic: None,
+                catch: None,
+                writer: None,
+                error: Some(format!("{e:#}")),
+            },
+        })
+        .collect();
+    if args.json {
+        return Ok(serde_json::to_string_pretty(&lines)? + "\n");
+    }
+    let mut t = Table::new();
+    t.load_preset(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec!["DUMP", "RELEASE", "PANIC", "CATCH"]);
+    for l in &lines {
+        let catch = match (&l.error, l.catch, &l.writer) {
+            (Some(e), _, _) => format!("cannot read: {e}"),
+            (None, Some(seq), Some(w)) => format!("#{seq}: {w}"),
+            _ => "no".into(),
         };
-        Ok(report::build(
-            inputs.model,
-            &debug,
-            &ReportOptions { catch: args.catch },
-        )?)
-    })?;
+        t.add_row(vec![
+            l.dump.display().to_string(),
+            l.release.clone().unwrap_or_else(|| "?".into()),
+            l.panic.clone().unwrap_or_else(|| "-".into()),
+            catch,
+        ]);
+    }
+    let mut o = String::new();
+    for line in t.to_string().lines() {
+        let _ = writeln!(o, "{}", line.trim_end());
+    }
+    Ok(o)
+}
+
+/// The report of one dump, rendered, and its exit code.
+fn report_one(args: &AnalyzeArgs, dump: &Path) -> Result<(String, ExitCode)> {
+    let report = build_report(args, dump)?;
     let code = if report.catch.is_some() {
         ExitCode::SUCCESS
     } else {
@@ -49,6 +130,24 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<(String, ExitCode)> {
         render(&report)
     };
     Ok((text, code))
+}
+
+fn build_report(args: &AnalyzeArgs, dump: &Path) -> Result<Report> {
+    let paths = InputPaths::new(dump, &args.vmcoreinfo, &args.debug);
+    let sources = SourceFinder::new(args.source_dir.clone(), args.source_map.clone());
+    with_inputs(&paths, move |inputs| {
+        let debug = DebugInputs {
+            vmlinux: inputs.vmlinux,
+            modules: inputs.modules,
+            sources,
+            vmlinux_hint: inputs.vmlinux_hint(),
+        };
+        Ok(report::build(
+            inputs.model,
+            &debug,
+            &ReportOptions { catch: args.catch },
+        )?)
+    })
 }
 
 pub(crate) fn section(o: &mut String, title: &str) {

@@ -107,6 +107,13 @@ pub(crate) struct DebugFileArgs {
     /// code.
     #[arg(long, value_name = "DIR")]
     pub(crate) module_dir: Vec<PathBuf>,
+    /// Where the standard places are, for the debug files found by the
+    /// dump's release and build ID when --vmlinux is not given
+    /// (/usr/lib/debug/boot/vmlinux-RELEASE, /usr/lib/debug/.build-id/,
+    /// /usr/lib/debug/lib/modules/RELEASE/, /lib/modules/RELEASE/): an
+    /// unpacked package tree, say.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub(crate) sysroot: PathBuf,
 }
 
 /// Arguments of `ksw live`.
@@ -179,8 +186,14 @@ pub(crate) struct BtArgs {
 /// Arguments of `ksw analyze`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AnalyzeArgs {
-    /// The dump file (any format `ksw info` reads) or /proc/kcore.
+    /// The dump file (any format `ksw info` reads), /proc/kcore, or a
+    /// crash directory: kdump-tools' /var/crash/ or one of its STAMP
+    /// directories (the newest dump there is reported).
     pub(crate) dump: PathBuf,
+    /// With a crash directory: one line per dump there (release, panic,
+    /// catch, writer), newest first.
+    #[arg(long)]
+    pub(crate) all: bool,
     /// Explain catch SEQ of kstackwatch's ring (default: the newest).
     #[arg(long, value_name = "SEQ")]
     pub(crate) catch: Option<u64>,

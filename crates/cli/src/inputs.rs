@@ -23,6 +23,8 @@ pub(crate) struct InputPaths<'a> {
     pub(crate) vmcoreinfo: &'a Option<PathBuf>,
     pub(crate) vmlinux: Option<&'a Path>,
     pub(crate) module_dirs: &'a [PathBuf],
+    /// Where the standard debug-file places are looked for.
+    pub(crate) sysroot: &'a Path,
 }
 
 impl<'a> InputPaths<'a> {
@@ -37,6 +39,7 @@ impl<'a> InputPaths<'a> {
             vmcoreinfo,
             vmlinux: debug.vmlinux.as_deref(),
             module_dirs: &debug.module_dir,
+            sysroot: &debug.sysroot,
         }
     }
 }
@@ -57,6 +60,42 @@ impl Inputs<'_> {
             "/usr/lib/debug/boot/vmlinux-{release}"
         )))
     }
+}
+
+/// The dump's debug vmlinux in the standard places under `sysroot`, by
+/// release and build ID; a file there of another build is named and
+/// passed over.
+fn find_vmlinux(dump: &Dump, sysroot: &Path) -> Option<PathBuf> {
+    let info = dump.vmcoreinfo()?;
+    let release = info.osrelease.as_deref()?;
+    let build_id = info.trusted_build_id();
+    // the .build-id path needs the ID as bytes
+    let id_bytes: Option<Vec<u8>> = build_id.and_then(|h| {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+            .collect()
+    });
+    let candidates = ksw_analyze::locate::vmlinux_candidates(sysroot, release, id_bytes.as_deref());
+    for path in candidates {
+        if !path.is_file() {
+            continue;
+        }
+        let checked = ksw_analyze::locate::open(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|file| {
+                let image = ElfImage::parse(&file)?;
+                Ok(symbolize::check_build(&image, build_id)?)
+            });
+        match checked {
+            Ok(()) => {
+                eprintln!("ksw: note: debug vmlinux: {}", path.display());
+                return Some(path);
+            }
+            Err(e) => eprintln!("ksw: note: {} passed over: {e}", path.display()),
+        }
+    }
+    None
 }
 
 /// Opens a dump (or /proc/kcore).
@@ -85,7 +124,15 @@ pub(crate) fn with_inputs<T>(
 ) -> Result<T> {
     let dump = open_dump(paths.dump, paths.vmcoreinfo)?;
     let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
-    let file = paths.vmlinux.map(ksw_analyze::locate::open).transpose()?;
+    let found = match paths.vmlinux {
+        Some(_) => None,
+        None => find_vmlinux(&dump, paths.sysroot),
+    };
+    let file = paths
+        .vmlinux
+        .or(found.as_deref())
+        .map(ksw_analyze::locate::open)
+        .transpose()?;
     let image = file.as_ref().map(ElfImage::parse).transpose()?;
     if let Some(image) = &image {
         symbolize::check_build(image, dump.vmcoreinfo().and_then(|i| i.trusted_build_id()))?;
@@ -119,7 +166,7 @@ pub(crate) fn with_inputs<T>(
     // the modules' own .ko files: the flags', the release's, the dump's
     let mut dirs = paths.module_dirs.to_vec();
     if let Some(release) = dump.vmcoreinfo().and_then(|i| i.osrelease.as_deref()) {
-        dirs.extend(ksw_analyze::locate::module_dirs(Path::new("/"), release));
+        dirs.extend(ksw_analyze::locate::module_dirs(paths.sysroot, release));
     }
     if let Some(parent) = paths.dump.parent() {
         dirs.push(if parent.as_os_str().is_empty() {

@@ -115,7 +115,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__analyze)
-            opts="-h --catch --vmlinux --module-dir --source-dir --source-map --json --vmcoreinfo --help"
+            opts="-h --all --catch --vmlinux --module-dir --sysroot --source-dir --source-map --json --vmcoreinfo --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -130,6 +130,10 @@ _ksw() {
                     return 0
                     ;;
                 --module-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysroot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -153,7 +157,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__bt)
-            opts="-v -h --cpu --pid --task --all --catch --json --vmcoreinfo --vmlinux --module-dir --verbose --help"
+            opts="-v -h --cpu --pid --task --all --catch --json --vmcoreinfo --vmlinux --module-dir --sysroot --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -184,6 +188,10 @@ _ksw() {
                     return 0
                     ;;
                 --module-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysroot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -441,7 +449,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__live)
-            opts="-h --core --json --watch --vmcoreinfo --vmlinux --module-dir --help"
+            opts="-h --core --json --watch --vmcoreinfo --vmlinux --module-dir --sysroot --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -464,6 +472,10 @@ _ksw() {
                     return 0
                     ;;
                 --module-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysroot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -511,7 +523,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__print)
-            opts="-h --json --vmcoreinfo --vmlinux --module-dir --help"
+            opts="-h --json --vmcoreinfo --vmlinux --module-dir --sysroot --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,6 +538,10 @@ _ksw() {
                     return 0
                     ;;
                 --module-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysroot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -575,7 +591,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__sym)
-            opts="-h --json --vmcoreinfo --vmlinux --module-dir --help"
+            opts="-h --json --vmcoreinfo --vmlinux --module-dir --sysroot --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -590,6 +606,10 @@ _ksw() {
                     return 0
                     ;;
                 --module-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysroot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

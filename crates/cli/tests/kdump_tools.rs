@@ -1,0 +1,168 @@
+//! `ksw analyze` where kdump-tools leaves a crash: `/var/crash/STAMP/`
+//! holding `dump.STAMP` and `dmesg.STAMP`, the debug vmlinux in
+//! `/usr/lib/debug/boot/`, the modules in `/lib/modules/RELEASE/`. With no
+//! flag but the directory (and `--sysroot` standing in for `/`), the
+//! report equals the one given explicit paths. Built from the committed
+//! sample and the pipeline's unpacked -dbg package.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/sample/kstackwatch-6.1")
+}
+
+fn ksw(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .args(args)
+        .output()
+        .expect("run ksw")
+}
+
+/// A root with two crashes, the newer one the sample, and the debug files
+/// where Debian puts them.
+fn crash_tree() -> (tempfile::TempDir, PathBuf) {
+    let vmlinux = common::debug_vmlinux("6.1");
+    let release = vmlinux
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinux-"))
+        .expect("vmlinux-RELEASE")
+        .to_string();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let boot = r.join("usr/lib/debug/boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    symlink(&vmlinux, boot.join(format!("vmlinux-{release}"))).unwrap();
+    let extra = r.join(format!("lib/modules/{release}/updates/dkms"));
+    std::fs::create_dir_all(&extra).unwrap();
+    for ko in ["kstackwatch.ko", "kstackwatch_test.ko"] {
+        symlink(sample().join("modules").join(ko), extra.join(ko)).unwrap();
+    }
+    // an older crash whose dump is not a dump, and the sample's
+    let old = r.join("var/crash/202612010000");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("dump.202612010000"), b"not a dump").unwrap();
+    let stamp = r.join("var/crash/202612050101");
+    std::fs::create_dir_all(&stamp).unwrap();
+    let dump = stamp.join("dump.202612050101");
+    std::fs::copy(sample().join("dump.kdump-zlib"), &dump).unwrap();
+    std::fs::write(stamp.join("dmesg.202612050101"), b"").unwrap();
+    let touch = |p: &Path, t: &str| {
+        assert!(
+            Command::new("touch")
+                .args(["-d", t])
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    touch(&old.join("dump.202612010000"), "2026-12-01 00:00");
+    touch(&dump, "2026-12-05 01:01");
+    (root, dump)
+}
+
+#[test]
+fn a_crash_directory_and_the_standard_places_give_the_explicit_report() {
+    let (root, dump) = crash_tree();
+    let r = root.path();
+    let explicit = ksw(&[
+        Path::new("analyze"),
+        &dump,
+        Path::new("--vmlinux"),
+        &common::debug_vmlinux("6.1"),
+        Path::new("--module-dir"),
+        &sample().join("modules"),
+        Path::new("--sysroot"),
+        Path::new("/nonexistent"),
+    ]);
+    let explicit_text = String::from_utf8(explicit.stdout).unwrap();
+    assert_eq!(explicit.status.code(), Some(0), "{explicit_text}");
+    // the explicit report has what the debug files add
+    assert!(explicit_text.contains("ksw_test.c:"), "{explicit_text}");
+    for dir in [r.join("var/crash"), r.join("var/crash/202612050101")] {
+        let found = ksw(&[Path::new("analyze"), &dir, Path::new("--sysroot"), r]);
+        let stderr = String::from_utf8_lossy(&found.stderr);
+        assert_eq!(found.status.code(), Some(0), "{}: {stderr}", dir.display());
+        assert_eq!(
+            String::from_utf8(found.stdout).unwrap(),
+            explicit_text,
+            "{}",
+            dir.display()
+        );
+        assert!(
+            stderr.contains("dump.202612050101"),
+            "names the dump it chose: {stderr}"
+        );
+        assert!(
+            stderr.contains("debug vmlinux: "),
+            "names the vmlinux it found: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn all_lists_every_dump_newest_first_and_names_the_unreadable_one() {
+    let (root, _) = crash_tree();
+    let r = root.path();
+    let out = ksw(&[
+        Path::new("analyze"),
+        &r.join("var/crash"),
+        Path::new("--all"),
+        Path::new("--json"),
+        Path::new("--sysroot"),
+        r,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines = lines.as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0]["dump"]
+            .as_str()
+            .unwrap()
+            .ends_with("dump.202612050101")
+    );
+    assert_eq!(lines[0]["catch"], 1);
+    let writer = lines[0]["writer"].as_str().unwrap();
+    assert!(
+        writer.starts_with("silent_corruption_unwitting (") && writer.contains("ksw_test.c:"),
+        "{writer}"
+    );
+    assert!(lines[0]["release"].as_str().unwrap().starts_with("6.1."));
+    assert!(
+        lines[1]["dump"]
+            .as_str()
+            .unwrap()
+            .ends_with("dump.202612010000")
+    );
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a kernel dump"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn a_directory_without_dumps_and_all_without_a_directory_are_refused() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = ksw(&[Path::new("analyze"), empty.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dump in"));
+    let dump = sample().join("dump.kdump-zlib");
+    let out = ksw(&[Path::new("analyze"), &dump, Path::new("--all")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--all takes a crash directory"));
+}
