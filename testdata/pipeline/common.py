@@ -72,3 +72,7 @@ def host_packages():
          "bison", "libelf-dev", "dwarves", "python3-venv", "gdb", "binutils",
          "libcap2-bin"],
     )
+    # the DKMS test (testdata/tests/test_dkms.py): dkms and the headers of
+    # Debian's current cloud kernel, without the generic kernel's
+    need_tools(["dkms", "/usr/share/doc/linux-headers-cloud-amd64"],
+               ["dkms", "linux-headers-cloud-amd64"], step="DKMS test")

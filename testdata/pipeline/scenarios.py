@@ -103,8 +103,10 @@ def build_project_modules(kernel, build):
 
 
 def _source_files(d):
+    # dkms.conf packages the module; it shapes no build of the pipeline's
     return sorted(p for p in Path(d).rglob("*") if p.is_file()
-                  and not re.search(r"\.(o|ko|mod|mod\.c|cmd)$", p.name))
+                  and not re.search(r"\.(o|ko|mod|mod\.c|cmd)$", p.name)
+                  and p.name != "dkms.conf")
 
 
 def execute(series, r, force=False):
