@@ -12,6 +12,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 export KSW_CACHE="${KSW_CACHE:-$HOME/.cache/ksw}"
 export KSW_FIXTURES="${KSW_FIXTURES:-$KSW_CACHE/fixtures}"
 export KSW_DRGN_PYTHON="${KSW_DRGN_PYTHON:-$KSW_CACHE/drgn-venv/bin/python}"
+# the tests start their own debuginfod where they want one; Debian's
+# profile may point every ksw run at debuginfod.debian.net
+unset DEBUGINFOD_URLS
 
 step "host packages"
 python3 testdata/pipeline deps

@@ -76,3 +76,7 @@ def host_packages():
     # Debian's current cloud kernel, without the generic kernel's
     need_tools(["dkms", "/usr/share/doc/linux-headers-cloud-amd64"],
                ["dkms", "linux-headers-cloud-amd64"], step="DKMS test")
+    # the debuginfod tests (crates/cli/tests/debuginfod.rs) start a real
+    # server on loopback
+    need_tools(["debuginfod", "curl", "readelf"], ["debuginfod", "curl", "binutils"],
+               step="debuginfod test")

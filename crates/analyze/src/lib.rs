@@ -19,11 +19,13 @@
 //! - [`report`]: the corruption report of a catch, or of a panic without
 //!   one (what `ksw analyze` prints);
 //! - [`locate`]: where a release's debug files are on disk (the only part
-//!   that searches the filesystem; the rest takes paths).
+//!   that searches the filesystem; the rest takes paths), and
+//!   [`debuginfod`]: the same files fetched by build ID.
 #![deny(missing_docs)]
 
 pub mod btf;
 pub mod cfi;
+pub mod debuginfod;
 mod disasm;
 mod dwarf;
 pub mod elf;

@@ -208,20 +208,27 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Fetches a module's debug file by its name and build ID (debuginfod),
+/// saying itself why it could not.
+pub type FetchByBuildId<'a> = dyn Fn(&str, &[u8]) -> Option<PathBuf> + 'a;
+
 /// The debug files of the modules loaded in `model`, looked up by name in
-/// `dirs` (see [`crate::locate::find_module`]). A file whose build ID is
-/// not the module's in memory is refused, with both IDs in the returned
-/// notes; so is a module whose section addresses cannot be read.
+/// `dirs` (see [`crate::locate::find_module`]), else, with `fetch`, by
+/// the build ID in the module's memory. A file whose build ID is not the
+/// module's in memory is refused, with both IDs in the returned notes; so
+/// is a module whose section addresses cannot be read.
 pub fn module_debug_files(
     model: &KernelModel<'_>,
     dirs: &[PathBuf],
+    fetch: Option<&FetchByBuildId<'_>>,
 ) -> (Vec<ModuleDebugFile>, Vec<String>) {
     let mut files = Vec::new();
     let mut notes = Vec::new();
     for m in model.modules() {
-        let Some(path) = crate::locate::find_module(dirs, &m.name) else {
+        let local = crate::locate::find_module(dirs, &m.name);
+        if local.is_none() && fetch.is_none() {
             continue;
-        };
+        }
         // where the kernel put each section: its section attributes, or,
         // where the dump lost those (makedumpfile drops slab pages it
         // does not recognise), the module's own symbols
@@ -237,6 +244,20 @@ pub fn module_debug_files(
                     None
                 }
             };
+        // not on disk: the build ID in memory, asked for by the fetcher
+        let path = match (local, fetch) {
+            (Some(p), _) => p,
+            (None, Some(fetch)) => {
+                let id = sections
+                    .as_ref()
+                    .and_then(|s| crate::kernel::modules::build_id(model.memory(), s));
+                match id.and_then(|id| fetch(&m.name, &id)) {
+                    Some(p) => p,
+                    None => continue,
+                }
+            }
+            (None, None) => continue,
+        };
         let file = match crate::locate::open(&path) {
             Ok(f) => f,
             Err(e) => {

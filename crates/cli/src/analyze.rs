@@ -133,7 +133,7 @@ fn report_one(args: &AnalyzeArgs, dump: &Path) -> Result<(String, ExitCode)> {
 }
 
 fn build_report(args: &AnalyzeArgs, dump: &Path) -> Result<Report> {
-    let paths = InputPaths::new(dump, &args.vmcoreinfo, &args.debug);
+    let paths = InputPaths::new(dump, &args.vmcoreinfo, &args.debug, args.json);
     let sources = SourceFinder::new(args.source_dir.clone(), args.source_map.clone());
     with_inputs(&paths, move |inputs| {
         let debug = DebugInputs {

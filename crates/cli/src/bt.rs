@@ -16,7 +16,7 @@ use crate::inputs::{InputPaths, Inputs, dump_model, open_dump, with_inputs};
 
 /// Runs `ksw bt`.
 pub(crate) fn run(args: &BtArgs) -> Result<String> {
-    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
+    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug, args.json);
     with_inputs(&paths, |inputs| traces(args, inputs))
 }
 

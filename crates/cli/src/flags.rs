@@ -114,6 +114,11 @@ pub(crate) struct DebugFileArgs {
     /// unpacked package tree, say.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub(crate) sysroot: PathBuf,
+    /// Never fetch debug files: without this, a debug file found nowhere
+    /// on disk is asked for by build ID from the debuginfod servers in
+    /// DEBUGINFOD_URLS (cached where elfutils caches them).
+    #[arg(long)]
+    pub(crate) offline: bool,
 }
 
 /// Arguments of `ksw live`.

@@ -10,12 +10,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ksw_analyze::cfi::DwarfCallFrames;
+use ksw_analyze::debuginfod::Debuginfod;
 use ksw_analyze::kernel::types::DwarfKernelTypes;
 use ksw_analyze::kernel::{KernelModel, VmlinuxLoan};
 use ksw_analyze::report::VmlinuxDebug;
 use ksw_analyze::symbolize::{self, ModuleDebugFile, VmlinuxSource};
 use ksw_analyze::{DebugSections, ElfImage};
 use ksw_vmcore::{Dump, OpenOptions};
+
+use crate::progress::DownloadBar;
 
 /// Where the inputs come from.
 pub(crate) struct InputPaths<'a> {
@@ -25,6 +28,10 @@ pub(crate) struct InputPaths<'a> {
     pub(crate) module_dirs: &'a [PathBuf],
     /// Where the standard debug-file places are looked for.
     pub(crate) sysroot: &'a Path,
+    /// Never fetch from debuginfod.
+    pub(crate) offline: bool,
+    /// The output is JSON (no progress bar).
+    pub(crate) json: bool,
 }
 
 impl<'a> InputPaths<'a> {
@@ -33,6 +40,7 @@ impl<'a> InputPaths<'a> {
         dump: &'a Path,
         vmcoreinfo: &'a Option<PathBuf>,
         debug: &'a crate::flags::DebugFileArgs,
+        json: bool,
     ) -> Self {
         Self {
             dump,
@@ -40,6 +48,8 @@ impl<'a> InputPaths<'a> {
             vmlinux: debug.vmlinux.as_deref(),
             module_dirs: &debug.module_dir,
             sysroot: &debug.sysroot,
+            offline: debug.offline,
+            json,
         }
     }
 }
@@ -62,6 +72,15 @@ impl Inputs<'_> {
     }
 }
 
+/// The kernel's build ID as VMCOREINFO gives it (hex), as bytes.
+fn dump_build_id(dump: &Dump) -> Option<Vec<u8>> {
+    let hex = dump.vmcoreinfo()?.trusted_build_id()?;
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// The dump's debug vmlinux in the standard places under `sysroot`, by
 /// release and build ID; a file there of another build is named and
 /// passed over.
@@ -69,13 +88,7 @@ fn find_vmlinux(dump: &Dump, sysroot: &Path) -> Option<PathBuf> {
     let info = dump.vmcoreinfo()?;
     let release = info.osrelease.as_deref()?;
     let build_id = info.trusted_build_id();
-    // the .build-id path needs the ID as bytes
-    let id_bytes: Option<Vec<u8>> = build_id.and_then(|h| {
-        (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-            .collect()
-    });
+    let id_bytes = dump_build_id(dump);
     let candidates = ksw_analyze::locate::vmlinux_candidates(sysroot, release, id_bytes.as_deref());
     for path in candidates {
         if !path.is_file() {
@@ -96,6 +109,22 @@ fn find_vmlinux(dump: &Dump, sysroot: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The dump's debug vmlinux from debuginfod (or its cache), by the
+/// dump's build ID.
+fn fetch_vmlinux(dump: &Dump, client: &Debuginfod, bar: &DownloadBar) -> Option<PathBuf> {
+    let id = dump_build_id(dump)?;
+    match client.debuginfo(&id, bar) {
+        Ok(path) => {
+            eprintln!("ksw: note: debug vmlinux: {}", path.display());
+            Some(path)
+        }
+        Err(e) => {
+            eprintln!("ksw: note: debug vmlinux: debuginfod: {e}");
+            None
+        }
+    }
 }
 
 /// Opens a dump (or /proc/kcore).
@@ -124,9 +153,12 @@ pub(crate) fn with_inputs<T>(
 ) -> Result<T> {
     let dump = open_dump(paths.dump, paths.vmcoreinfo)?;
     let kaslr = dump.vmcoreinfo().and_then(|i| i.kernel_offset).unwrap_or(0);
+    let debuginfod = Debuginfod::from_env(paths.offline);
+    let bar = DownloadBar::new(paths.json);
     let found = match paths.vmlinux {
         Some(_) => None,
-        None => find_vmlinux(&dump, paths.sysroot),
+        None => find_vmlinux(&dump, paths.sysroot)
+            .or_else(|| fetch_vmlinux(&dump, debuginfod.as_ref()?, &bar)),
     };
     let file = paths
         .vmlinux
@@ -175,7 +207,21 @@ pub(crate) fn with_inputs<T>(
             parent.to_path_buf()
         });
     }
-    let (modules, notes) = symbolize::module_debug_files(&model, &dirs);
+    let fetch = |name: &str, id: &[u8]| -> Option<PathBuf> {
+        let client = debuginfod.as_ref()?;
+        match client.debuginfo(id, &bar) {
+            Ok(path) => {
+                eprintln!("ksw: note: module {name}: debug file {}", path.display());
+                Some(path)
+            }
+            Err(e) => {
+                eprintln!("ksw: note: module {name}: debuginfod: {e}");
+                None
+            }
+        }
+    };
+    let fetch: Option<&symbolize::FetchByBuildId<'_>> = debuginfod.is_some().then_some(&fetch);
+    let (modules, notes) = symbolize::module_debug_files(&model, &dirs, fetch);
     for n in &notes {
         eprintln!("ksw: note: {n}");
     }

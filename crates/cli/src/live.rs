@@ -82,7 +82,7 @@ fn stopped_within(stop: &AtomicBool, wait: Duration) -> bool {
 
 /// One read of everything, from a fresh open of the memory.
 fn read(args: &LiveArgs) -> Result<LiveReport> {
-    let paths = InputPaths::new(&args.core, &args.vmcoreinfo, &args.debug);
+    let paths = InputPaths::new(&args.core, &args.vmcoreinfo, &args.debug, args.json);
     with_inputs(&paths, |inputs| {
         let debug = DebugInputs {
             vmlinux: inputs.vmlinux,

@@ -15,6 +15,7 @@ mod inputs;
 mod live;
 mod modules;
 mod print;
+mod progress;
 mod resolve;
 mod shell;
 

@@ -119,7 +119,7 @@ fn parse_address(s: &str) -> Option<u64> {
 
 /// Runs `ksw sym`.
 pub(crate) fn run_sym(args: &SymArgs) -> Result<String> {
-    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
+    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug, args.json);
     with_inputs(&paths, |inputs| {
         let model = inputs.model;
         let mut out = Vec::new();

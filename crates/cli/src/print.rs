@@ -8,7 +8,7 @@ use crate::flags::PrintArgs;
 use crate::inputs::{InputPaths, with_inputs};
 
 pub(crate) fn run(args: &PrintArgs) -> Result<String> {
-    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug);
+    let paths = InputPaths::new(&args.dump, &args.vmcoreinfo, &args.debug, args.json);
     with_inputs(&paths, |inputs| {
         let ev = Evaluator::new(inputs.model);
         let object = ev

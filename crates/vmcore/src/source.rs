@@ -148,7 +148,10 @@ impl ByteSource for OwnedBytes {
 /// `/proc/kcore` (its size is the whole kernel address space).
 #[derive(Debug)]
 pub struct PositionedFile {
-    file: File,
+    /// Reads go one at a time: `/proc/kcore` copies vmalloc and module
+    /// memory through one bounce buffer per open file, so two `pread`s on
+    /// one descriptor at once can each get the other's bytes.
+    file: std::sync::Mutex<File>,
     len: u64,
     path: std::path::PathBuf,
 }
@@ -163,7 +166,7 @@ impl PositionedFile {
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         Ok(PositionedFile {
-            file,
+            file: std::sync::Mutex::new(file),
             len,
             path: path.to_owned(),
         })
@@ -178,8 +181,11 @@ impl ByteSource for PositionedFile {
     fn bytes(&self, off: FileOffset, len: usize, what: &'static str) -> Result<Cow<'_, [u8]>> {
         check_range(off, len, self.len, what)?;
         let mut buf = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut buf, off.0)
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        file.read_exact_at(&mut buf, off.0)
             .map_err(|source| Error::Io {
                 path: self.path.clone(),
                 source,

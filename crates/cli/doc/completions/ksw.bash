@@ -115,7 +115,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__analyze)
-            opts="-h --all --catch --vmlinux --module-dir --sysroot --source-dir --source-map --json --vmcoreinfo --help"
+            opts="-h --all --catch --vmlinux --module-dir --sysroot --offline --source-dir --source-map --json --vmcoreinfo --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,7 +157,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__bt)
-            opts="-v -h --cpu --pid --task --all --catch --json --vmcoreinfo --vmlinux --module-dir --sysroot --verbose --help"
+            opts="-v -h --cpu --pid --task --all --catch --json --vmcoreinfo --vmlinux --module-dir --sysroot --offline --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,7 +449,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__live)
-            opts="-h --core --json --watch --vmcoreinfo --vmlinux --module-dir --sysroot --help"
+            opts="-h --core --json --watch --vmcoreinfo --vmlinux --module-dir --sysroot --offline --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -523,7 +523,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__print)
-            opts="-h --json --vmcoreinfo --vmlinux --module-dir --sysroot --help"
+            opts="-h --json --vmcoreinfo --vmlinux --module-dir --sysroot --offline --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -591,7 +591,7 @@ _ksw() {
             return 0
             ;;
         ksw__subcmd__sym)
-            opts="-h --json --vmcoreinfo --vmlinux --module-dir --sysroot --help"
+            opts="-h --json --vmcoreinfo --vmlinux --module-dir --sysroot --offline --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -53,6 +53,7 @@ complete -c ksw -n "__fish_ksw_using_subcommand analyze" -l source-dir -d 'A dir
 complete -c ksw -n "__fish_ksw_using_subcommand analyze" -l source-map -d 'Rewrite the start of source paths: OLD=NEW (repeatable), for sources moved since the build' -r
 complete -c ksw -n "__fish_ksw_using_subcommand analyze" -l vmcoreinfo -d 'A file holding VMCOREINFO text (see `ksw info`)' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand analyze" -l all -d 'With a crash directory: one line per dump there (release, panic, catch, writer), newest first'
+complete -c ksw -n "__fish_ksw_using_subcommand analyze" -l offline -d 'Never fetch debug files: without this, a debug file found nowhere on disk is asked for by build ID from the debuginfod servers in DEBUGINFOD_URLS (cached where elfutils caches them)'
 complete -c ksw -n "__fish_ksw_using_subcommand analyze" -l json -d 'Print JSON instead of text'
 complete -c ksw -n "__fish_ksw_using_subcommand analyze" -s h -l help -d 'Print help'
 complete -c ksw -n "__fish_ksw_using_subcommand resolve" -l vmlinux -d 'The debug vmlinux (default: found for --release or the running kernel)' -r -F
@@ -76,6 +77,7 @@ complete -c ksw -n "__fish_ksw_using_subcommand bt" -l module-dir -d 'A director
 complete -c ksw -n "__fish_ksw_using_subcommand bt" -l sysroot -d 'Where the standard places are, for the debug files found by the dump\'s release and build ID when --vmlinux is not given (/usr/lib/debug/boot/vmlinux-RELEASE, /usr/lib/debug/.build-id/, /usr/lib/debug/lib/modules/RELEASE/, /lib/modules/RELEASE/): an unpacked package tree, say' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand bt" -l all -d 'Every task'
 complete -c ksw -n "__fish_ksw_using_subcommand bt" -l json -d 'Print JSON instead of text'
+complete -c ksw -n "__fish_ksw_using_subcommand bt" -l offline -d 'Never fetch debug files: without this, a debug file found nowhere on disk is asked for by build ID from the debuginfod servers in DEBUGINFOD_URLS (cached where elfutils caches them)'
 complete -c ksw -n "__fish_ksw_using_subcommand bt" -s v -l verbose -d 'Also print each vmlinux frame\'s parameters and locals with their values (needs --vmlinux)'
 complete -c ksw -n "__fish_ksw_using_subcommand bt" -s h -l help -d 'Print help'
 complete -c ksw -n "__fish_ksw_using_subcommand tasks" -l vmcoreinfo -d 'A file holding VMCOREINFO text, for dumps without it (QEMU without `-device vmcoreinfo`) or to override the dump\'s own' -r -F
@@ -89,12 +91,14 @@ complete -c ksw -n "__fish_ksw_using_subcommand sym" -l vmlinux -d 'The debug vm
 complete -c ksw -n "__fish_ksw_using_subcommand sym" -l module-dir -d 'A directory with the loaded modules\' .ko files (.ko, .ko.xz, .ko.zst; searched recursively; repeatable), besides /lib/modules/RELEASE and the dump\'s own directory: each is checked by build ID against the module in memory and adds file:line to its code' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand sym" -l sysroot -d 'Where the standard places are, for the debug files found by the dump\'s release and build ID when --vmlinux is not given (/usr/lib/debug/boot/vmlinux-RELEASE, /usr/lib/debug/.build-id/, /usr/lib/debug/lib/modules/RELEASE/, /lib/modules/RELEASE/): an unpacked package tree, say' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand sym" -l json -d 'Print JSON instead of text'
+complete -c ksw -n "__fish_ksw_using_subcommand sym" -l offline -d 'Never fetch debug files: without this, a debug file found nowhere on disk is asked for by build ID from the debuginfod servers in DEBUGINFOD_URLS (cached where elfutils caches them)'
 complete -c ksw -n "__fish_ksw_using_subcommand sym" -s h -l help -d 'Print help'
 complete -c ksw -n "__fish_ksw_using_subcommand print" -l vmcoreinfo -d 'A file holding VMCOREINFO text (see `ksw info`)' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand print" -l vmlinux -d 'The debug vmlinux of the dump\'s build (its -dbg package, checked by build ID): file:line, inlined functions and variables of vmlinux code, its DWARF CFI where ORC has no rule, and struct layouts when the dump\'s own BTF is unusable. Frames and symbols come from the dump either way' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand print" -l module-dir -d 'A directory with the loaded modules\' .ko files (.ko, .ko.xz, .ko.zst; searched recursively; repeatable), besides /lib/modules/RELEASE and the dump\'s own directory: each is checked by build ID against the module in memory and adds file:line to its code' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand print" -l sysroot -d 'Where the standard places are, for the debug files found by the dump\'s release and build ID when --vmlinux is not given (/usr/lib/debug/boot/vmlinux-RELEASE, /usr/lib/debug/.build-id/, /usr/lib/debug/lib/modules/RELEASE/, /lib/modules/RELEASE/): an unpacked package tree, say' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand print" -l json -d 'Print JSON instead of text'
+complete -c ksw -n "__fish_ksw_using_subcommand print" -l offline -d 'Never fetch debug files: without this, a debug file found nowhere on disk is asked for by build ID from the debuginfod servers in DEBUGINFOD_URLS (cached where elfutils caches them)'
 complete -c ksw -n "__fish_ksw_using_subcommand print" -s h -l help -d 'Print help'
 complete -c ksw -n "__fish_ksw_using_subcommand live" -l core -d 'The memory to read: the running kernel\'s /proc/kcore, or a dump' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand live" -l watch -d 'Read again every SECS seconds and redraw, like top, until Ctrl-C or until kstackwatch is unloaded' -r
@@ -103,6 +107,7 @@ complete -c ksw -n "__fish_ksw_using_subcommand live" -l vmlinux -d 'The debug v
 complete -c ksw -n "__fish_ksw_using_subcommand live" -l module-dir -d 'A directory with the loaded modules\' .ko files (.ko, .ko.xz, .ko.zst; searched recursively; repeatable), besides /lib/modules/RELEASE and the dump\'s own directory: each is checked by build ID against the module in memory and adds file:line to its code' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand live" -l sysroot -d 'Where the standard places are, for the debug files found by the dump\'s release and build ID when --vmlinux is not given (/usr/lib/debug/boot/vmlinux-RELEASE, /usr/lib/debug/.build-id/, /usr/lib/debug/lib/modules/RELEASE/, /lib/modules/RELEASE/): an unpacked package tree, say' -r -F
 complete -c ksw -n "__fish_ksw_using_subcommand live" -l json -d 'Print JSON instead of text (with --watch, one document per line)'
+complete -c ksw -n "__fish_ksw_using_subcommand live" -l offline -d 'Never fetch debug files: without this, a debug file found nowhere on disk is asked for by build ID from the debuginfod servers in DEBUGINFOD_URLS (cached where elfutils caches them)'
 complete -c ksw -n "__fish_ksw_using_subcommand live" -s h -l help -d 'Print help'
 complete -c ksw -n "__fish_ksw_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c ksw -n "__fish_ksw_using_subcommand manpage" -l dir -d 'Write ksw.1 and a page per command into this directory instead' -r -F

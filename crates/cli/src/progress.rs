@@ -1,0 +1,51 @@
+//! Progress bars on stderr, for work long enough to wonder about: only
+//! when stderr is a terminal, and never beside `--json` output.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ksw_analyze::debuginfod::DownloadProgress;
+
+/// A bar for downloads, drawn only where a person watches.
+pub(crate) struct DownloadBar {
+    bar: Option<ProgressBar>,
+}
+
+impl DownloadBar {
+    /// A bar when stderr is a terminal and the output is not JSON.
+    pub(crate) fn new(json: bool) -> Self {
+        let shown = !json && std::io::stderr().is_terminal();
+        DownloadBar {
+            bar: shown.then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())),
+        }
+    }
+}
+
+impl DownloadProgress for DownloadBar {
+    fn start(&self, what: &str, total: Option<u64>) {
+        let Some(bar) = &self.bar else { return };
+        bar.reset();
+        bar.set_length(total.unwrap_or(0));
+        let template = if total.is_some() {
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+        } else {
+            "{msg} {spinner} {bytes} {bytes_per_sec}"
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.set_message(format!("ksw: fetching {what}"));
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
