@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::bt::{own_position, render_trace, value_text};
 use crate::flags::AnalyzeArgs;
 use crate::inputs::{InputPaths, with_inputs};
+use crate::progress::StepBar;
 
 /// The exit code of a report that found no catch (the panic report was
 /// printed): apart from 0 (a catch), 1 (an error) and 2 (usage).
@@ -68,8 +69,10 @@ struct DumpLine {
 /// Every dump of a crash directory in one table (or JSON list); a dump
 /// that cannot be read gets its error on its line.
 fn summarize(args: &AnalyzeArgs, dumps: &[PathBuf]) -> Result<String> {
+    let bar = StepBar::new(dumps.len() as u64, "reading the dumps", args.json);
     let lines: Vec<DumpLine> = dumps
         .iter()
+        .inspect(|_| bar.step())
         .map(|dump| match build_report(args, dump) {
             Ok(r) => DumpLine {
                 dump: dump.clone(),

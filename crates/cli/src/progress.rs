@@ -6,6 +6,44 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ksw_analyze::debuginfod::DownloadProgress;
 
+/// A bar over `n` steps (the dumps of `ksw analyze --all`), drawn only
+/// where a person watches.
+pub(crate) struct StepBar {
+    bar: Option<ProgressBar>,
+}
+
+impl StepBar {
+    /// A bar of `n` steps when stderr is a terminal and the output is not
+    /// JSON.
+    pub(crate) fn new(n: u64, what: &str, json: bool) -> Self {
+        let shown = !json && std::io::stderr().is_terminal();
+        let bar = shown.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}") {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("ksw: {what}"));
+            bar
+        });
+        StepBar { bar }
+    }
+
+    /// One more step done.
+    pub(crate) fn step(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+}
+
+impl Drop for StepBar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// A bar for downloads, drawn only where a person watches.
 pub(crate) struct DownloadBar {
     bar: Option<ProgressBar>,
