@@ -10,15 +10,20 @@
 # Variants, for measuring failure rates (testdata/pipeline stress-rate):
 #   kstackwatch-stress-noconfig    the same load, kstackwatch never armed
 #   kstackwatch-stress-exitwindow  the watch on a word the exit path
-#                                  overwrites, so every call's return hits
+#                                  overwrites, so every call's return hits;
+#                                  the victims return with IRQs off (QEMU
+#                                  TCG loses an interrupt whose frame is
+#                                  pushed onto a watched word)
 . /ksw/kstackwatch-lib.sh
 echo "ksw-scenario: $KSW_SCENARIO on $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs"
 ksw_load
 dmesg -n 1
 kv=$(ksw_cfg mthread kv)
 pos=$(ksw_cfg mthread pos)
+mt_flags=
 case "$KSW_SCENARIO" in
 *-exitwindow)
+	mt_flags=irqoff
 	# buf[191], the top of test_mthread_victim's frame, instead of buf[2]
 	so=$(echo "$kv" | sed 's/.* so=\([0-9]*\).*/\1/')
 	top=$((so + 189 * 8))
@@ -50,7 +55,7 @@ echo > /proc/kstackwatch
 # keep 200 workers running: restart them whenever they are done
 ksw_workers() {
 	if [ -z "$workers" ] || ! kill -0 "$workers" 2> /dev/null; then
-		echo "mthread 200 40" > /proc/kstackwatch_test &
+		echo "mthread 200 40 $mt_flags" > /proc/kstackwatch_test &
 		workers=$!
 		batches=$((batches + 1))
 	fi
@@ -113,7 +118,7 @@ i=0
 while [ $i -lt 50 ]; do
 	echo "ksw-stress: reload $i"
 	err=$(ksw_arm "$kv")
-	echo "mthread 20 2" > /proc/kstackwatch_test
+	echo "mthread 20 2 $mt_flags" > /proc/kstackwatch_test
 	echo "cycle $i $(grep -E '^(catches|catch_log):' /proc/kstackwatch | tr -d ' ' | tr '\n' ' ')" \
 		>> "$OUT/reload.counters"
 	good=1

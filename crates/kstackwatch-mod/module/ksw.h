@@ -58,6 +58,7 @@ extern struct ksw_wp ksw_wps[KSW_MAX_WATCH];
 extern int ksw_nr_wps;
 int ksw_watch_init(const struct ksw_config *cfg);
 void ksw_watch_exit(void);
+void ksw_watch_park_all(void);
 struct ksw_wp *ksw_wp_get(void);
 void ksw_wp_arm(struct ksw_wp *wp, unsigned long addr);
 void ksw_wp_disarm(struct ksw_wp *wp);

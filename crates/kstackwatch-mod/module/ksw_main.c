@@ -80,6 +80,7 @@ int ksw_reconfigure(const struct ksw_config *cfg)
 	int ret;
 
 	WRITE_ONCE(ksw.enabled, false);
+	ksw_watch_park_all();
 	synchronize_rcu();
 	ksw_watch_exit();
 	ksw_task_reset_all();
@@ -108,6 +109,7 @@ void ksw_stop(void)
 	if (!ksw.watching)
 		return;
 	WRITE_ONCE(ksw.enabled, false);
+	ksw_watch_park_all();
 	/* waits for running handlers */
 	ksw_probe_exit();
 	/* drains pending IPIs, then frees the breakpoints */

@@ -223,6 +223,17 @@ static bool ksw_try_arm(struct kprobe *kp, struct pt_regs *regs)
 	wp->depth = cur;
 	wp->old_value = ksw_read_value(addr, ksw.cfg.watch_len);
 	ksw_wp_arm(wp, addr);
+	/*
+	 * A stop or a reconfiguration that began meanwhile has parked every
+	 * watchpoint and will not see this one: take it back.  The barrier
+	 * orders the new target before the load, as ksw_watch_park_all()
+	 * orders ksw.enabled = false before its targets.
+	 */
+	smp_mb();
+	if (!READ_ONCE(ksw.enabled)) {
+		ksw_wp_disarm(wp);
+		return false;
+	}
 	ctx->wp = wp;
 	ctx->armed_depth = cur;
 	ctx->sp = sp;
