@@ -166,3 +166,76 @@ fn a_directory_without_dumps_and_all_without_a_directory_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--all takes a crash directory"));
 }
+
+/// The same on the machine's own standard places, with no flag at all:
+/// the crash under /var/crash, the vmlinux under /usr/lib/debug/boot and
+/// the modules under /lib/modules/RELEASE, each put there for the test
+/// (as root, as CI runs) and taken away after. A place that already
+/// exists is left alone and the test fails, rather than guess.
+#[test]
+fn with_no_flag_at_all_on_the_machines_own_standard_places() {
+    let vmlinux = common::debug_vmlinux("6.1");
+    let name = vmlinux.file_name().unwrap().to_owned();
+    let release = name
+        .to_str()
+        .unwrap()
+        .strip_prefix("vmlinux-")
+        .unwrap()
+        .to_string();
+    let stamp = Path::new("/var/crash").join(format!("ksw-test-{}", std::process::id()));
+    let boot = Path::new("/usr/lib/debug/boot");
+    let placed_vmlinux = boot.join(&name);
+    let modules = Path::new("/lib/modules").join(&release);
+    for p in [&placed_vmlinux, &modules, &stamp] {
+        assert!(
+            !p.exists(),
+            "{} exists: this test will not touch it",
+            p.display()
+        );
+    }
+    /// Removes what the test placed, whatever happens.
+    struct Placed(Vec<PathBuf>);
+    impl Drop for Placed {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+            }
+        }
+    }
+    let _placed = Placed(vec![placed_vmlinux.clone(), modules.clone(), stamp.clone()]);
+    std::fs::create_dir_all(boot).expect("root is needed (CI runs as root)");
+    symlink(&vmlinux, &placed_vmlinux).unwrap();
+    std::fs::create_dir_all(modules.join("updates")).unwrap();
+    for ko in ["kstackwatch.ko", "kstackwatch_test.ko"] {
+        symlink(
+            sample().join("modules").join(ko),
+            modules.join("updates").join(ko),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(&stamp).unwrap();
+    std::fs::copy(
+        sample().join("dump.kdump-zlib"),
+        stamp.join("dump.202612050101"),
+    )
+    .unwrap();
+
+    let explicit = ksw(&[
+        Path::new("analyze"),
+        &stamp.join("dump.202612050101"),
+        Path::new("--vmlinux"),
+        &vmlinux,
+        Path::new("--module-dir"),
+        &sample().join("modules"),
+    ]);
+    let found = ksw(&[Path::new("analyze"), &stamp]);
+    let stderr = String::from_utf8_lossy(&found.stderr);
+    assert_eq!(found.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("debug vmlinux: {}", placed_vmlinux.display())),
+        "{stderr}"
+    );
+    let text = String::from_utf8(found.stdout).unwrap();
+    assert!(text.contains("ksw_test.c:"), "{text}");
+    assert_eq!(text, String::from_utf8(explicit.stdout).unwrap());
+}
