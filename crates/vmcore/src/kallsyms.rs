@@ -552,12 +552,8 @@ mod tests {
     const BASE: u64 = 0xffff_ffff_8230_0000;
     const NUM: u64 = 0xffff_ffff_8230_0008;
 
-    /// A table of `names` (each with its type character first), one token
-    /// per byte, at 0x1000 apart from `_text`, with a names stream that
-    /// crosses 64 KiB windows when there are enough names. Memory is read
-    /// a page at a time, so the stream is padded to a page's end unless
-    /// `cut`, where it ends with the last name.
-    fn table(names: &[&[u8]], cut: bool) -> (RegionMemory, Vmcoreinfo) {
+    /// A token table and index in which token `b` is byte `b` (0 is 0xff).
+    fn byte_tokens() -> (Vec<u8>, Vec<u8>) {
         let mut token_table = Vec::new();
         let mut token_index = Vec::new();
         for b in 0..=255u8 {
@@ -567,6 +563,16 @@ mod tests {
         }
         // the reader takes 256 bytes past the last token's start
         token_table.resize(1024, 0);
+        (token_table, token_index)
+    }
+
+    /// A table of `names` (each with its type character first), one token
+    /// per byte, at 0x1000 apart from `_text`, with a names stream that
+    /// crosses 64 KiB windows when there are enough names. Memory is read
+    /// a page at a time, so the stream is padded to a page's end unless
+    /// `cut`, where it ends with the last name.
+    fn table(names: &[&[u8]], cut: bool) -> (RegionMemory, Vmcoreinfo) {
+        let (token_table, token_index) = byte_tokens();
         let mut stream = Vec::new();
         let mut offsets = Vec::new();
         for (i, name) in names.iter().enumerate() {
@@ -668,14 +674,7 @@ mod tests {
         if order == Order::BeforeTokens {
             put(&mut image, &seqs);
         }
-        let mut token_table = Vec::new();
-        let mut token_index = Vec::new();
-        for b in 0..=255u8 {
-            token_index.extend_from_slice(&(token_table.len() as u16).to_le_bytes());
-            token_table.push(if b == 0 { 0xff } else { b });
-            token_table.push(0);
-        }
-        token_table.resize(1024, 0);
+        let (token_table, token_index) = byte_tokens();
         let tokens_at = put(&mut image, &token_table);
         let index_at = put(&mut image, &token_index);
         let offsets: Vec<u8> = (0..n)
