@@ -547,7 +547,8 @@ impl Dump {
         if let Some(found) = memo {
             return found.ok_or_else(missing);
         }
-        if self.kallsyms.get().is_none()
+        // (the name order also answers when decoding the table failed)
+        if !matches!(self.kallsyms.get(), Some(Ok(_)))
             && let Some(index) = self.name_index()
             && let Ok(found) = index.address_of(self, name)
         {
