@@ -237,9 +237,40 @@ fn every_catch_names_the_store_line_and_the_victim_variable() {
             assert_eq!(depth["unwound_sp"], depth["armed_sp"], "{what}: {depth}");
             assert_eq!(depth["disagreements"], serde_json::json!([]), "{what}");
             assert_eq!(c["resolve"]["same_watch"], true, "{what}: {}", c["resolve"]);
-            assert_eq!(v["warnings"], serde_json::json!([]), "{what}");
+            // nothing to warn of but a page makedumpfile excluded, named
+            // (a 6.12 fixture rebuild lost a live task_struct that way)
+            let unexplained: Vec<&Value> = v["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| {
+                    !w.as_str()
+                        .is_some_and(|s| s.contains("was excluded from the dump"))
+                })
+                .collect();
+            assert!(unexplained.is_empty(), "{what}: {unexplained:?}");
         }
     }
+}
+
+/// A report without what an excluded writer task_struct changes: the
+/// writer's task, its frames' stack labels, and the warning that says so.
+fn without_writer_task(report: &Value) -> Value {
+    let mut r = report.clone();
+    let stack = &mut r["catch"]["writer"]["stack"];
+    stack["task"] = Value::Null;
+    if let Some(frames) = stack["trace"]["frames"].as_array_mut() {
+        for f in frames {
+            f["stack"] = Value::Null;
+        }
+    }
+    if let Some(w) = r["warnings"].as_array_mut() {
+        w.retain(|w| {
+            !w.as_str()
+                .is_some_and(|s| s.contains("the writer's task_struct"))
+        });
+    }
+    r
 }
 
 #[test]
@@ -265,7 +296,31 @@ fn every_format_of_one_crash_gives_the_same_report() {
             assert!(first["catch"].is_object(), "{series}/{run}");
             for d in &dumps[1..] {
                 let (other, _) = analyze(&dir.join(d), &args);
-                assert_eq!(other, first, "{series}/{run}: {d} against {}", dumps[0]);
+                if other == first {
+                    continue;
+                }
+                // a page that makedumpfile left out of one format may hide
+                // the writer's task_struct: allowed only where the report
+                // says so, and nothing else may differ
+                let named = |v: &Value| {
+                    v["warnings"].as_array().is_some_and(|w| {
+                        w.iter().any(|w| {
+                            w.as_str()
+                                .is_some_and(|s| s.contains("was excluded from the dump"))
+                        })
+                    })
+                };
+                assert!(
+                    named(&other) || named(&first),
+                    "{series}/{run}: {d} differs from {} and no warning names an excluded page",
+                    dumps[0]
+                );
+                assert_eq!(
+                    without_writer_task(&other),
+                    without_writer_task(&first),
+                    "{series}/{run}: {d} against {}",
+                    dumps[0]
+                );
             }
         }
     }

@@ -115,6 +115,14 @@ pub(super) fn explain(
         }
     };
     let mut stack = unwind::trace_catch(model, c);
+    if stack.task.is_none()
+        && let Err(e) = crate::kernel::Task::read(model.memory(), model.layout(), c.writer_task)
+    {
+        warnings.push(format!(
+            "the writer's task_struct at {:#x} cannot be read ({e}): its stack is not placed, and its comm and pid are the catch record's",
+            c.writer_task
+        ));
+    }
     annotate_trace(debug, &mut stack, warnings);
     frame_gaps(&stack, debug, gaps);
     // the store's own line and the variables in scope there: the first
