@@ -17,7 +17,7 @@ pub mod sp_track;
 
 use ksw_vmcore::{KernelMemory, VirtAddr};
 
-use crate::kernel::{KernelModel, StackKind, SymbolHit, Task};
+use crate::kernel::{KernelModel, StackKind, SymbolHit, THREAD_SIZE, Task};
 use orc::{OrcFrameKind, OrcStepError, PtRegs, RegsFrame, StackWords, UnwindRegs};
 
 /// Frames beyond this many are not followed.
@@ -265,15 +265,37 @@ impl StackWords for Words<'_> {
     }
 }
 
+/// The stack `sp` is on. When the trace's task is known but its
+/// `task_struct` could not be read (a page the dump left out), an `sp` on
+/// none of the CPUs' own stacks is on that task's stack, whose bounds
+/// follow from its alignment: a task stack is `THREAD_SIZE` long and
+/// `THREAD_SIZE` aligned (vmalloc'd with `THREAD_ALIGN`, or a naturally
+/// aligned block of pages).
+fn classify(model: &KernelModel<'_>, start: &Start, sp: u64) -> (StackKind, Option<(u64, u64)>) {
+    let found = model.stacks().classify(sp, start.cpu, start.task_stack);
+    match found {
+        (StackKind::Unknown, _)
+            if start.task_stack.is_none() && start.task.is_some() && sp >= KERNEL_SPACE =>
+        {
+            let base = sp & !(THREAD_SIZE - 1);
+            (StackKind::Task, Some((base, base + THREAD_SIZE)))
+        }
+        found => found,
+    }
+}
+
+/// Where the kernel's half of the address space begins with 5-level
+/// paging (with 4 levels, what lies below 0xffff800000000000 is not
+/// canonical, so no stack is there).
+const KERNEL_SPACE: u64 = 0xff00_0000_0000_0000;
+
 /// Walks the stack from `start`.
 pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
     let words = Words(model.memory());
     let mut state = start.regs;
     let mut frames = Vec::new();
     let mut left: Vec<(u64, u64)> = Vec::new();
-    let (mut kind, mut bounds) = model
-        .stacks()
-        .classify(state.sp, start.cpu, start.task_stack);
+    let (mut kind, mut bounds) = classify(model, &start, state.sp);
     let mut regs_at = None;
     let mut recovered = false;
     let trampoline = model.symbols().address_of("arch_rethook_trampoline");
@@ -360,10 +382,7 @@ pub fn unwind(model: &KernelModel<'_>, start: Start) -> Trace {
                 sp: next.sp,
             };
         }
-        let (next_kind, next_bounds) =
-            model
-                .stacks()
-                .classify(next.sp, start.cpu, start.task_stack);
+        let (next_kind, next_bounds) = classify(model, &start, next.sp);
         if next_bounds == bounds {
             if next.sp <= state.sp {
                 break StopReason::NotProgressing {
@@ -533,7 +552,9 @@ pub fn trace_cpu(model: &KernelModel<'_>, cpu: u32) -> Result<TaskTrace, TraceEr
     let task = current.and_then(|a| Task::read(model.memory(), model.layout(), a).ok());
     let mut pt = [0u64; 21];
     pt.copy_from_slice(&regs.registers.0[..21]);
-    let start = start_from_registers(PtRegs(pt), Some(cpu), task.as_ref());
+    let mut start = start_from_registers(PtRegs(pt), Some(cpu), task.as_ref());
+    // unreadable, but known: its stack is still told from the others
+    start.task = start.task.or(current);
     Ok(TaskTrace {
         task,
         cpu: Some(cpu),
@@ -586,7 +607,9 @@ pub fn trace_catch(
         r.di, r.orig_ax, r.ip, r.cs, r.flags, r.sp, r.ss,
     ]);
     let task = Task::read(model.memory(), model.layout(), catch.writer_task).ok();
-    let start = start_from_registers(regs, Some(catch.cpu), task.as_ref());
+    let mut start = start_from_registers(regs, Some(catch.cpu), task.as_ref());
+    // unreadable, but known: its stack is still told from the others
+    start.task = start.task.or(Some(catch.writer_task).filter(|&t| t != 0));
     TaskTrace {
         task,
         cpu: Some(catch.cpu),
