@@ -103,6 +103,28 @@ pub fn find_vmlinux(root: &Path, expected: &Expected) -> Result<PathBuf> {
         })
 }
 
+/// The first vmlinux for `expected` under `root` that is its build (see
+/// [`check_vmlinux`]), and each existing candidate passed over, with why.
+pub fn find_matching_vmlinux(
+    root: &Path,
+    expected: &Expected,
+) -> (Option<PathBuf>, Vec<(PathBuf, Error)>) {
+    let mut passed = Vec::new();
+    let Some(release) = expected.release.as_deref() else {
+        return (None, passed);
+    };
+    for path in vmlinux_candidates(root, release, expected.build_id.as_deref()) {
+        if !path.is_file() {
+            continue;
+        }
+        match open(&path).and_then(|file| check_vmlinux(&ElfImage::parse(&file)?, expected)) {
+            Ok(()) => return (Some(path), passed),
+            Err(e) => passed.push((path, e)),
+        }
+    }
+    (None, passed)
+}
+
 /// The dumps in a crash directory, newest first: kdump-tools'
 /// `/var/crash/STAMP/dump.STAMP` (beside `dmesg.STAMP`), or a `vmcore`
 /// (RHEL's kdump), in `dir` itself or in its subdirectories (one level,

@@ -13,6 +13,7 @@ use ksw_analyze::cfi::DwarfCallFrames;
 use ksw_analyze::debuginfod::Debuginfod;
 use ksw_analyze::kernel::types::DwarfKernelTypes;
 use ksw_analyze::kernel::{KernelModel, VmlinuxLoan};
+use ksw_analyze::locate::Expected;
 use ksw_analyze::report::VmlinuxDebug;
 use ksw_analyze::symbolize::{self, ModuleDebugFile, VmlinuxSource};
 use ksw_analyze::{DebugSections, ElfImage};
@@ -85,30 +86,18 @@ fn dump_build_id(dump: &Dump) -> Option<Vec<u8>> {
 /// release and build ID; a file there of another build is named and
 /// passed over.
 fn find_vmlinux(dump: &Dump, sysroot: &Path) -> Option<PathBuf> {
-    let info = dump.vmcoreinfo()?;
-    let release = info.osrelease.as_deref()?;
-    let build_id = info.trusted_build_id();
-    let id_bytes = dump_build_id(dump);
-    let candidates = ksw_analyze::locate::vmlinux_candidates(sysroot, release, id_bytes.as_deref());
-    for path in candidates {
-        if !path.is_file() {
-            continue;
-        }
-        let checked = ksw_analyze::locate::open(&path)
-            .map_err(anyhow::Error::from)
-            .and_then(|file| {
-                let image = ElfImage::parse(&file)?;
-                Ok(symbolize::check_build(&image, build_id)?)
-            });
-        match checked {
-            Ok(()) => {
-                eprintln!("ksw: note: debug vmlinux: {}", path.display());
-                return Some(path);
-            }
-            Err(e) => eprintln!("ksw: note: {} passed over: {e}", path.display()),
-        }
+    let expected = Expected {
+        release: dump.vmcoreinfo()?.osrelease.clone(),
+        build_id: dump_build_id(dump),
+    };
+    let (found, passed) = ksw_analyze::locate::find_matching_vmlinux(sysroot, &expected);
+    for (path, e) in passed {
+        eprintln!("ksw: note: {} passed over: {e}", path.display());
     }
-    None
+    if let Some(path) = &found {
+        eprintln!("ksw: note: debug vmlinux: {}", path.display());
+    }
+    found
 }
 
 /// The dump's debug vmlinux from debuginfod (or its cache), by the

@@ -239,3 +239,48 @@ fn with_no_flag_at_all_on_the_machines_own_standard_places() {
     assert!(text.contains("ksw_test.c:"), "{text}");
     assert_eq!(text, String::from_utf8(explicit.stdout).unwrap());
 }
+
+/// A vmlinux of another build where the release says is named and passed
+/// over; the right one, under `.build-id/`, is used.
+#[test]
+fn a_vmlinux_of_another_build_is_passed_over_for_the_build_ids() {
+    let (root, dump) = crash_tree();
+    let r = root.path();
+    let boot = r.join("usr/lib/debug/boot");
+    let placed = std::fs::read_dir(&boot)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&placed).unwrap();
+    symlink(common::debug_vmlinux("6.12"), &placed).unwrap();
+    let id = Command::new("readelf")
+        .arg("-n")
+        .arg(common::debug_vmlinux("6.1"))
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&id.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+        .expect("a build ID");
+    let by_id = r.join(format!("usr/lib/debug/.build-id/{}", &id[..2]));
+    std::fs::create_dir_all(&by_id).unwrap();
+    symlink(
+        common::debug_vmlinux("6.1"),
+        by_id.join(format!("{}.debug", &id[2..])),
+    )
+    .unwrap();
+    let out = ksw(&[Path::new("analyze"), &dump, Path::new("--sysroot"), r]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} passed over", placed.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("debug vmlinux: {}", by_id.display())),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ksw_test.c:"));
+}
