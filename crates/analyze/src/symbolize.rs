@@ -245,18 +245,12 @@ pub fn module_debug_files(
                 }
             };
         // not on disk: the build ID in memory, asked for by the fetcher
-        let path = match (local, fetch) {
-            (Some(p), _) => p,
-            (None, Some(fetch)) => {
-                let id = sections
-                    .as_ref()
-                    .and_then(|s| crate::kernel::modules::build_id(model.memory(), s));
-                match id.and_then(|id| fetch(&m.name, &id)) {
-                    Some(p) => p,
-                    None => continue,
-                }
-            }
-            (None, None) => continue,
+        let Some(path) = local.or_else(|| {
+            let fetch = fetch?;
+            let id = crate::kernel::modules::build_id(model.memory(), sections.as_ref()?)?;
+            fetch(&m.name, &id)
+        }) else {
+            continue;
         };
         let file = match crate::locate::open(&path) {
             Ok(f) => f,

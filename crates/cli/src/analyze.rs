@@ -72,8 +72,9 @@ fn summarize(args: &AnalyzeArgs, dumps: &[PathBuf]) -> Result<String> {
     let bar = StepBar::new(dumps.len() as u64, "reading the dumps", args.json);
     let lines: Vec<DumpLine> = dumps
         .iter()
+        .map(|dump| (dump, build_report(args, dump)))
         .inspect(|_| bar.step())
-        .map(|dump| match build_report(args, dump) {
+        .map(|(dump, report)| match report {
             Ok(r) => DumpLine {
                 dump: dump.clone(),
                 release: r.release.clone(),
