@@ -6,6 +6,8 @@
 //! Everything borrows from the dump and the mapped files, so the inputs
 //! live in one stack frame and a command runs inside [`with_inputs`].
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -33,6 +35,9 @@ pub(crate) struct InputPaths<'a> {
     pub(crate) offline: bool,
     /// The output is JSON (no progress bar).
     pub(crate) json: bool,
+    /// The notes and warnings already printed, for a command that loads
+    /// its inputs again and again (`ksw live --watch`): each is said once.
+    pub(crate) said: Option<&'a RefCell<HashSet<String>>>,
 }
 
 impl<'a> InputPaths<'a> {
@@ -51,7 +56,18 @@ impl<'a> InputPaths<'a> {
             sysroot: &debug.sysroot,
             offline: debug.offline,
             json,
+            said: None,
         }
+    }
+
+    /// Prints `line` to stderr, unless it was already said.
+    fn say(&self, line: String) {
+        if let Some(said) = self.said {
+            if !said.borrow_mut().insert(line.clone()) {
+                return;
+            }
+        }
+        eprintln!("{line}");
     }
 }
 
@@ -85,32 +101,37 @@ fn dump_build_id(dump: &Dump) -> Option<Vec<u8>> {
 /// The dump's debug vmlinux in the standard places under `sysroot`, by
 /// release and build ID; a file there of another build is named and
 /// passed over.
-fn find_vmlinux(dump: &Dump, sysroot: &Path) -> Option<PathBuf> {
+fn find_vmlinux(dump: &Dump, paths: &InputPaths<'_>) -> Option<PathBuf> {
     let expected = Expected {
         release: dump.vmcoreinfo()?.osrelease.clone(),
         build_id: dump_build_id(dump),
     };
-    let (found, passed) = ksw_analyze::locate::find_matching_vmlinux(sysroot, &expected);
+    let (found, passed) = ksw_analyze::locate::find_matching_vmlinux(paths.sysroot, &expected);
     for (path, e) in passed {
-        eprintln!("ksw: note: {} passed over: {e}", path.display());
+        paths.say(format!("ksw: note: {} passed over: {e}", path.display()));
     }
     if let Some(path) = &found {
-        eprintln!("ksw: note: debug vmlinux: {}", path.display());
+        paths.say(format!("ksw: note: debug vmlinux: {}", path.display()));
     }
     found
 }
 
 /// The dump's debug vmlinux from debuginfod (or its cache), by the
 /// dump's build ID.
-fn fetch_vmlinux(dump: &Dump, client: &Debuginfod, bar: &DownloadBar) -> Option<PathBuf> {
+fn fetch_vmlinux(
+    dump: &Dump,
+    client: &Debuginfod,
+    bar: &DownloadBar,
+    paths: &InputPaths<'_>,
+) -> Option<PathBuf> {
     let id = dump_build_id(dump)?;
     match client.debuginfo(&id, bar) {
         Ok(path) => {
-            eprintln!("ksw: note: debug vmlinux: {}", path.display());
+            paths.say(format!("ksw: note: debug vmlinux: {}", path.display()));
             Some(path)
         }
         Err(e) => {
-            eprintln!("ksw: note: debug vmlinux: debuginfod: {e}");
+            paths.say(format!("ksw: note: debug vmlinux: debuginfod: {e}"));
             None
         }
     }
@@ -146,8 +167,8 @@ pub(crate) fn with_inputs<T>(
     let bar = DownloadBar::new(paths.json);
     let found = match paths.vmlinux {
         Some(_) => None,
-        None => find_vmlinux(&dump, paths.sysroot)
-            .or_else(|| fetch_vmlinux(&dump, debuginfod.as_ref()?, &bar)),
+        None => find_vmlinux(&dump, paths)
+            .or_else(|| fetch_vmlinux(&dump, debuginfod.as_ref()?, &bar, paths)),
     };
     let file = paths
         .vmlinux
@@ -182,7 +203,7 @@ pub(crate) fn with_inputs<T>(
     // is built now, so that what it could not read is said with the rest
     model.symbols();
     for w in model.warnings() {
-        eprintln!("ksw: warning: {w}");
+        paths.say(format!("ksw: warning: {w}"));
     }
     // the modules' own .ko files: the flags', the release's, the dump's
     let mut dirs = paths.module_dirs.to_vec();
@@ -200,11 +221,14 @@ pub(crate) fn with_inputs<T>(
         let client = debuginfod.as_ref()?;
         match client.debuginfo(id, &bar) {
             Ok(path) => {
-                eprintln!("ksw: note: module {name}: debug file {}", path.display());
+                paths.say(format!(
+                    "ksw: note: module {name}: debug file {}",
+                    path.display()
+                ));
                 Some(path)
             }
             Err(e) => {
-                eprintln!("ksw: note: module {name}: debuginfod: {e}");
+                paths.say(format!("ksw: note: module {name}: debuginfod: {e}"));
                 None
             }
         }
@@ -212,7 +236,7 @@ pub(crate) fn with_inputs<T>(
     let fetch: Option<&symbolize::FetchByBuildId<'_>> = debuginfod.is_some().then_some(&fetch);
     let (modules, notes) = symbolize::module_debug_files(&model, &dirs, fetch);
     for n in &notes {
-        eprintln!("ksw: note: {n}");
+        paths.say(format!("ksw: note: {n}"));
     }
     let vmlinux = match (&file, &sections, &lines) {
         (Some(file), Some(sections), Some(lines)) => Some(VmlinuxDebug {

@@ -3,6 +3,8 @@
 //! `ksw_analyze::report::LiveReport`; this file renders it as text tables
 //! or JSON and runs the refresh loop.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
@@ -21,8 +23,9 @@ use crate::inputs::{InputPaths, with_inputs};
 
 /// Runs `ksw live`, printing as it goes.
 pub(crate) fn run(args: &LiveArgs) -> Result<ExitCode> {
+    let said = RefCell::new(HashSet::new());
     let Some(interval) = args.watch else {
-        let view = read(args)?;
+        let view = read(args, &said)?;
         print(&render(args, &view))?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -33,13 +36,13 @@ pub(crate) fn run(args: &LiveArgs) -> Result<ExitCode> {
     let redraw = !args.json && std::io::stdout().is_terminal();
     let mut was_loaded = false;
     loop {
-        let view = match read(args) {
+        let view = match read(args, &said) {
             Ok(view) => view,
             // the module's memory may go between reading the module list
             // and reading the module: look again once
             Err(_) if was_loaded => {
                 std::thread::sleep(Duration::from_millis(200));
-                read(args)?
+                read(args, &said)?
             }
             Err(e) => return Err(e),
         };
@@ -80,9 +83,11 @@ fn stopped_within(stop: &AtomicBool, wait: Duration) -> bool {
     }
 }
 
-/// One read of everything, from a fresh open of the memory.
-fn read(args: &LiveArgs) -> Result<LiveReport> {
-    let paths = InputPaths::new(&args.core, &args.vmcoreinfo, &args.debug, args.json);
+/// One read of everything, from a fresh open of the memory; a note about
+/// the inputs is printed the first time only (`said`).
+fn read(args: &LiveArgs, said: &RefCell<HashSet<String>>) -> Result<LiveReport> {
+    let mut paths = InputPaths::new(&args.core, &args.vmcoreinfo, &args.debug, args.json);
+    paths.said = Some(said);
     with_inputs(&paths, |inputs| {
         let debug = DebugInputs {
             vmlinux: inputs.vmlinux,

@@ -679,3 +679,44 @@ fn live_watch_stops_cleanly_on_sigint_and_when_the_module_unloads() {
         );
     }
 }
+
+/// `ksw live --watch` loads its inputs again for every view; a note about
+/// them (here: the `.ko` files of another build) is said once, not once
+/// per view.
+#[test]
+fn watch_says_each_note_once() {
+    use std::process::{Command, Stdio};
+    let Some(root) = fixtures() else { return };
+    let dump = root.join("6.1/kstackwatch-panic-fire/dump.kdump-zlib");
+    let foreign = root.join("6.12/kstackwatch-panic-fire/modules");
+    let child = Command::new(env!("CARGO_BIN_EXE_ksw"))
+        .arg("live")
+        .args(["--watch", "0.2", "--offline", "--core"])
+        .arg(&dump)
+        .arg("--module-dir")
+        .arg(&foreign)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let views = String::from_utf8_lossy(&out.stdout)
+        .matches("read from")
+        .count();
+    assert!(views >= 3, "{views} views");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("is another build"))
+        .collect();
+    assert!(!notes.is_empty(), "{err}");
+    let distinct: HashSet<&str> = notes.iter().copied().collect();
+    assert_eq!(distinct.len(), notes.len(), "{err}");
+}
