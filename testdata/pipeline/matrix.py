@@ -57,6 +57,7 @@ def kstackwatch_runs(series):
         Run("kstackwatch-panic-init", "kstackwatch-panic", project_modules=True,
             append=cx16),
         stress_run("kstackwatch-stress"),
+        stress_run("kstackwatch-stress-exitwindow"),
         Run("kstackwatch-bench", "kstackwatch-bench", mode="none",
             project_modules=True, append=cx16),
         Run("kstackwatch-bench-4cpu", "kstackwatch-bench", mode="none", cpus=4,
@@ -90,7 +91,7 @@ def analyze_runs(series):
 
 # What `pipeline stress-rate` boots again and again: the stress script's
 # variants (testdata/scenarios/kstackwatch-stress.sh; "kstackwatch-stress"
-# is also a fixture), its reconfiguration phase split in two
+# and "kstackwatch-stress-exitwindow" are also fixtures), its reconfiguration phase split in two
 # (kstackwatch-stress-split.sh), and reproductions without kstackwatch of
 # what TCG does to the guest (testdata/scenarios/tcg-*.sh).
 STRESS_VARIANTS = ("kstackwatch-stress-noconfig", "kstackwatch-stress",

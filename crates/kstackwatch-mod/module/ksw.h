@@ -148,7 +148,8 @@ struct ksw_stats {
 /* ksw_main.c: the global state */
 struct ksw_state {
 	struct ksw_config cfg;		/* stable while enabled */
-	bool enabled;			/* probes act only when set */
+	bool enabled;			/* entries and arms act only when set */
+	bool exits_enabled;		/* exits disarm only when set */
 	bool watching;			/* a config is installed */
 	unsigned int gen;		/* bumped on every start and stop */
 	atomic_t pending_ipis;		/* async IPIs not yet run */

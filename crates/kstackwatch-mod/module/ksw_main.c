@@ -28,6 +28,41 @@ static void ksw_reset_stats(void)
 	memset(&ksw.stats, 0, sizeof(ksw.stats));
 }
 
+/* Exits first, so that every activation that arms also disarms. */
+static void ksw_enable(void)
+{
+	/* publishes ksw.cfg, the watchpoints and the task table to exits */
+	smp_store_release(&ksw.exits_enabled, true);
+	/* the same to entries, arms and hits */
+	smp_store_release(&ksw.enabled, true);
+}
+
+/*
+ * Switch the handlers off so that nothing they use is in use, and no
+ * returned frame is left watched on any CPU.  The steps, in this order:
+ *
+ *  - no more entries or arms, and wait for the arms in flight (every
+ *    handler runs with preemption disabled);
+ *  - aim every watchpoint at the placeholder on every CPU, and wait until
+ *    each CPU has;
+ *  - only then no more exits, and wait for those in flight.
+ *
+ * Exits keep disarming until the park has reached every CPU because a
+ * victim that returns in between would otherwise leave its frame watched
+ * on its own CPU until the park's IPI arrives, and that IPI is taken on
+ * the victim's stack right below the returned frame: the push is a hit
+ * (under QEMU TCG the interrupt is lost for good, see the README).  A
+ * victim's own exit disarms on its CPU before it returns.
+ */
+static void ksw_quiesce(void)
+{
+	WRITE_ONCE(ksw.enabled, false);
+	synchronize_rcu();
+	ksw_watch_park_all();
+	WRITE_ONCE(ksw.exits_enabled, false);
+	synchronize_rcu();
+}
+
 /**
  * ksw_start() - install a parsed config
  * @cfg: the config
@@ -49,11 +84,7 @@ int ksw_start(const struct ksw_config *cfg)
 	ret = ksw_probe_init(cfg);
 	if (ret)
 		goto err_watch;
-	/*
-	 * Publishes ksw.cfg and the watchpoints; pairs with the
-	 * smp_load_acquire() of ksw.enabled in every handler.
-	 */
-	smp_store_release(&ksw.enabled, true);
+	ksw_enable();
 	ksw.watching = true;
 	pr_info("start watching: %s\n", cfg->raw);
 	return 0;
@@ -71,17 +102,14 @@ err:
  * Swaps the watchpoints and the parameters without unregistering and
  * re-registering the probes, so no kernel text is patched while the
  * function may be running on other CPUs.  The handlers are switched off
- * and waited for (they all run with preemption disabled) before anything
- * they use is freed.
+ * and waited for (ksw_quiesce()) before anything they use is freed.
  * Return: 0, or a negative errno with the module idle.
  */
 int ksw_reconfigure(const struct ksw_config *cfg)
 {
 	int ret;
 
-	WRITE_ONCE(ksw.enabled, false);
-	ksw_watch_park_all();
-	synchronize_rcu();
+	ksw_quiesce();
 	ksw_watch_exit();
 	ksw_task_reset_all();
 	WRITE_ONCE(ksw.gen, ksw.gen + 1);
@@ -94,11 +122,7 @@ int ksw_reconfigure(const struct ksw_config *cfg)
 		memset(&ksw.cfg, 0, sizeof(ksw.cfg));
 		return ret;
 	}
-	/*
-	 * Publishes the new config, watchpoints and task table; pairs with
-	 * the smp_load_acquire() of ksw.enabled in every handler.
-	 */
-	smp_store_release(&ksw.enabled, true);
+	ksw_enable();
 	pr_info("start watching: %s (probes kept)\n", cfg->raw);
 	return 0;
 }
@@ -108,9 +132,7 @@ void ksw_stop(void)
 {
 	if (!ksw.watching)
 		return;
-	WRITE_ONCE(ksw.enabled, false);
-	ksw_watch_park_all();
-	/* waits for running handlers */
+	ksw_quiesce();
 	ksw_probe_exit();
 	/* drains pending IPIs, then frees the breakpoints */
 	ksw_watch_exit();

@@ -60,7 +60,7 @@ static bool ksw_func_entry(bool in_task_ctx)
 {
 	struct ksw_task_ctx *ctx;
 
-	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
+	/* pairs with smp_store_release() in ksw_enable() */
 	if (!smp_load_acquire(&ksw.enabled))
 		return false;
 	if (!in_task_ctx) {
@@ -85,11 +85,11 @@ static void ksw_func_exit(void)
 	bool disarmed = false;
 
 	/*
-	 * Off while a reconfiguration frees the watchpoints and the task
-	 * table.  Pairs with smp_store_release() in ksw_start() and
-	 * ksw_reconfigure().
+	 * Off while a stop or a reconfiguration frees the watchpoints and
+	 * the task table, but only once every CPU has parked them: see
+	 * ksw_quiesce().  Pairs with smp_store_release() in ksw_enable().
 	 */
-	if (!smp_load_acquire(&ksw.enabled))
+	if (!smp_load_acquire(&ksw.exits_enabled))
 		return;
 	ctx = ksw_task_get(current, false);
 	if (!ctx)
@@ -194,7 +194,7 @@ static bool ksw_try_arm(struct kprobe *kp, struct pt_regs *regs)
 	struct ksw_wp *wp;
 	int cur;
 
-	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
+	/* pairs with smp_store_release() in ksw_enable() */
 	if (!smp_load_acquire(&ksw.enabled))
 		return false;
 	/* the entry hook did not count this activation: nothing to arm */
@@ -223,17 +223,6 @@ static bool ksw_try_arm(struct kprobe *kp, struct pt_regs *regs)
 	wp->depth = cur;
 	wp->old_value = ksw_read_value(addr, ksw.cfg.watch_len);
 	ksw_wp_arm(wp, addr);
-	/*
-	 * A stop or a reconfiguration that began meanwhile has parked every
-	 * watchpoint and will not see this one: take it back.  The barrier
-	 * orders the new target before the load, as ksw_watch_park_all()
-	 * orders ksw.enabled = false before its targets.
-	 */
-	smp_mb();
-	if (!READ_ONCE(ksw.enabled)) {
-		ksw_wp_disarm(wp);
-		return false;
-	}
 	ctx->wp = wp;
 	ctx->armed_depth = cur;
 	ctx->sp = sp;

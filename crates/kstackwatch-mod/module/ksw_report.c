@@ -370,13 +370,11 @@ void ksw_watch_handler(struct perf_event *bp, struct perf_sample_data *data,
 	if (ksw_wp_is_placeholder(addr))
 		return;
 	/*
-	 * While a stop or a reconfiguration tears the watch down, exits no
-	 * longer disarm, so a returned frame may still be watched and its
-	 * reuse by the next call must not be reported.  And this CPU may
+	 * While a stop or a reconfiguration tears the watch down, a hit is
+	 * on a watch that is being parked, not reported.  And this CPU may
 	 * still watch the watchpoint's previous target while the IPI that
 	 * retargets it is in flight: such a hit is not about @addr either.
-	 * The load pairs with smp_store_release() in ksw_start() and
-	 * ksw_reconfigure().
+	 * The load pairs with smp_store_release() in ksw_enable().
 	 */
 	if (!smp_load_acquire(&ksw.enabled) ||
 	    counter_arch_bp(bp)->address != addr) {

@@ -98,8 +98,8 @@ static void ksw_task_exit(void *data, struct task_struct *t)
 {
 	struct ksw_task_ctx *ctx;
 
-	/* pairs with smp_store_release() in ksw_start()/ksw_reconfigure() */
-	if (!smp_load_acquire(&ksw.enabled))
+	/* pairs with smp_store_release() in ksw_enable() */
+	if (!smp_load_acquire(&ksw.exits_enabled))
 		return;
 	ctx = ksw_task_get(t, false);
 	if (!ctx)

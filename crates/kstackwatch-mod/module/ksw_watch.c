@@ -373,27 +373,30 @@ static void ksw_drain_ipis(void)
 		  atomic_read(&ksw.pending_ipis));
 }
 
+static void ksw_park_local(void *unused)
+{
+	int i;
+
+	for (i = 0; i < READ_ONCE(ksw_nr_wps); i++)
+		ksw_wp_apply_local(&ksw_wps[i]);
+}
+
 /**
  * ksw_watch_park_all() - aim every watchpoint at the placeholder
  *
- * Called by a stop or a reconfiguration right after it has switched the
- * handlers off: from then on a returning victim no longer disarms (the
- * task table is about to go), so a watch left on its returned frame would
- * fire on whatever next uses that stack while the handlers drain.  A
- * stale hit at best; under QEMU TCG an interrupt frame pushed onto a
- * watched word loses the interrupt for good (see the README).  The
- * watchpoints stay taken: an arm racing with this takes its own back (see
- * ksw_try_arm()).
+ * Called by a stop or a reconfiguration once no arm can run any more, and
+ * while exits still disarm (see ksw_quiesce()).  Returns when every
+ * online CPU has applied it, so that the exits may then stop disarming.
+ * The watchpoints stay taken until they are freed.
  */
 void ksw_watch_park_all(void)
 {
 	int i;
 
-	/* ksw.enabled = false before any target: pairs with ksw_try_arm() */
-	smp_mb();
 	cpus_read_lock();
 	for (i = 0; i < READ_ONCE(ksw_nr_wps); i++)
-		ksw_wp_update(&ksw_wps[i], (unsigned long)&ksw_holder);
+		WRITE_ONCE(ksw_wps[i].addr, (unsigned long)&ksw_holder);
+	on_each_cpu(ksw_park_local, NULL, 1);
 	cpus_read_unlock();
 }
 
