@@ -30,8 +30,14 @@ fn traces(args: &BtArgs, inputs: &Inputs<'_>) -> Result<String> {
         Ok(tasks)
     };
     let traces: Vec<TaskTrace> = if let Some(seq) = args.catch {
-        let catches = ksw_analyze::kernel::catch_log::read(model)?
-            .context("kstackwatch is not loaded in this dump (no ksw_catch_log symbol)")?;
+        let ring = ksw_analyze::report::find_catch_log(model)
+            .map_err(anyhow::Error::msg)
+            .context("reading kstackwatch's catch ring")?
+            .context("kstackwatch is not loaded in this dump")?;
+        for w in &ring.warnings {
+            eprintln!("ksw: warning: {w}");
+        }
+        let catches = ring.catches;
         let c = if seq == 0 {
             catches.last()
         } else {

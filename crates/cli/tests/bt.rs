@@ -753,3 +753,32 @@ fn return_addresses_taken_by_the_exit_probe_are_recovered() {
         );
     }
 }
+
+#[test]
+fn a_catch_that_is_not_there_is_named() {
+    let Some(root) = fixtures() else { return };
+    let run = |args: &[&str], dump: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ksw"))
+            .arg("bt")
+            .arg(dump)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for series in ["6.1", "6.12"] {
+        let sysrq = root.join(series).join("sysrq/dump.kdump-zlib");
+        let err = run(&["--catch"], &sysrq);
+        assert!(
+            err.contains("kstackwatch is not loaded in this dump"),
+            "{err}"
+        );
+        let caught = root.join(series).join("kstackwatch-panic/dump.kdump-zlib");
+        let err = run(&["--catch", "99"], &caught);
+        assert!(
+            err.contains("no catch 99 in the ring (it holds [1])"),
+            "{err}"
+        );
+    }
+}

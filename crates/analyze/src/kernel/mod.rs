@@ -13,10 +13,8 @@
 //! - [`stacks`]: which stack an address is on (task, IRQ, exception);
 //! - [`orc_table`]: the kernel's ORC tables, for [`crate::unwind`];
 //! - [`modules`]: the loaded modules, their symbols and ORC tables;
-//! - [`catch_log`]: kstackwatch's catch ring, when it is loaded;
 //! - [`kstackwatch`]: kstackwatch's live state (slots, tasks, counters).
 
-pub mod catch_log;
 pub mod kstackwatch;
 pub mod layout;
 pub mod modules;
