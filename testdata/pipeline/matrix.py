@@ -141,15 +141,21 @@ def stress_run(name):
 def reconfig_counters(final):
     """What the module counted in a stress boot's reconfiguration phase:
     its #DB hits, how many of them the exit-path filter dropped (the
-    exit-window hits) and how many became catches."""
-    state = final / "after-reconfig.state"
-    if not state.exists():
-        return {}
+    exit-window hits) and how many became catches, summed over its configs
+    (each config restarts the counters: reconfig.counters has each one's
+    before it was replaced, after-reconfig.state the last one's)."""
+    lines = []
+    for name in ("reconfig.counters", "after-reconfig.state"):
+        path = final / name
+        if path.exists():
+            text = path.read_text(errors="replace")
+            lines += (text.split() if name == "reconfig.counters"
+                      else text.replace(": ", ":").splitlines())
     counters = {}
-    for line in state.read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
+    for field in lines:
+        key, _, value = field.partition(":")
         if key in ("hits", "trampoline_filtered", "catches") and value.strip().isdigit():
-            counters[key] = int(value)
+            counters[key] = counters.get(key, 0) + int(value)
     return counters
 
 

@@ -61,6 +61,12 @@ ksw_workers() {
 	fi
 }
 
+# the counters of the config about to be replaced (each config restarts
+# them): its #DB hits, the exit-window hits among them, its catches
+ksw_counters() {
+	echo "$1 $(grep -E '^(hits|trampoline_filtered|catches|catch_log):' /proc/kstackwatch | tr -d ' ' | tr '\n' ' ')"
+}
+
 # 50 reconfigurations under 200 workers; the first config is installed
 # before the workers start, so every reconfiguration keeps the probes and
 # no text is patched under them (see the reload loop below)
@@ -73,6 +79,7 @@ while [ $i -lt 50 ]; do
 	echo "ksw-stress: reconfiguration $i"
 	ksw_workers
 	if [ $((i % 2)) = 0 ]; then c=$kv; else c=$pos; fi
+	[ -n "$noconfig" ] || ksw_counters "reconfig $i" >> "$OUT/reconfig.counters"
 	err=$(ksw_arm "$c")
 	if [ -z "$err" ]; then
 		ok=$((ok + 1))
@@ -119,8 +126,7 @@ while [ $i -lt 50 ]; do
 	echo "ksw-stress: reload $i"
 	err=$(ksw_arm "$kv")
 	echo "mthread 20 2 $mt_flags" > /proc/kstackwatch_test
-	echo "cycle $i $(grep -E '^(catches|catch_log):' /proc/kstackwatch | tr -d ' ' | tr '\n' ' ')" \
-		>> "$OUT/reload.counters"
+	ksw_counters "cycle $i" >> "$OUT/reload.counters"
 	good=1
 	[ -z "$err" ] || { echo "reload $i: $err" >> "$OUT/reload.err"; good=; }
 	rmmod kstackwatch || { echo "rmmod $i failed" >> "$OUT/reload.err"; good=; }

@@ -83,6 +83,12 @@ def state(path):
     return out
 
 
+def counter_lines(path):
+    """The stress script's per-config counter lines (`WHAT N key:value...`)."""
+    return [{k: int(v) for k, v in (f.split(":") for f in line.split()[2:])}
+            for line in Path(path).read_text().splitlines()]
+
+
 class Catches(unittest.TestCase):
     def each(self):
         for series in SERIES:
@@ -716,18 +722,17 @@ class Stress(unittest.TestCase):
                                  (d / "reload.err").read_text()
                                  if (d / "reload.err").exists() else "")
                 self.assertEqual(state(d / "reload.done")["reloads"], "50")
-                cycles = (d / "reload.counters").read_text().splitlines()
+                cycles = counter_lines(d / "reload.counters")
                 self.assertEqual(len(cycles), 50)
                 # the module of cycle 0 has seen the earlier phases too
                 before = (int(state(d / "after-reconfig.state")["catch_log"])
                           + int(state(d / "hotplug.state")["catches"]))
                 counts = []
-                for line in cycles:
-                    f = dict(x.split(":") for x in line.split()[2:])
+                for f in cycles:
                     # a fresh module per cycle: its ring holds this cycle only
-                    self.assertEqual(int(f["catch_log"]), int(f["catches"]) + before, line)
+                    self.assertEqual(f["catch_log"], f["catches"] + before, f)
                     before = 0
-                    counts.append(int(f["catches"]))
+                    counts.append(f["catches"])
                 got = self.phase(d, "reload")
                 self.assertEqual(len(got), sum(counts))
                 # 10 of each cycle's 40 calls are corrupted
@@ -749,14 +754,26 @@ class Stress(unittest.TestCase):
                 self.assertFalse((d / "reconfig.err").exists())
                 self.assertEqual(state(d / "reconfig.done")["reconfigurations"], "50")
                 st = state(d / "after-reconfig.state")
-                self.assertGreater(int(st["trampoline_filtered"]), 0,
-                                   "no return wrote the watched word")
+                # each config restarts the counters: reconfig.counters has
+                # every replaced config's, the state the last one's
+                configs = counter_lines(d / "reconfig.counters")
+                self.assertEqual(len(configs), 50)
+                configs.append({k: int(v) for k, v in st.items() if v.isdigit()})
+                window = sum(c["trampoline_filtered"] for c in configs)
+                self.assertGreater(window, 0, "no return wrote the watched word")
                 # the corrupting thread writes buf[2], which is not watched
+                self.assertEqual(sum(c["catches"] for c in configs), 0)
                 self.assertEqual(st["catch_log"], "0")
                 self.assertEqual(st["arms"], st["disarms"])
                 self.assertEqual(self.phase(d, "reconfig"), [])
                 self.assertFalse((d / "reload.err").exists())
                 self.assertEqual(state(d / "reload.done")["reloads"], "50")
+                cycles = counter_lines(d / "reload.counters")
+                self.assertEqual(len(cycles), 50)
+                # 40 calls a cycle, every armed one's return writes the word
+                self.assertGreaterEqual(sum(c["trampoline_filtered"] > 0 for c in cycles), 45,
+                                        cycles)
+                self.assertEqual(sum(c["catches"] for c in cycles), 0)
                 self.assertEqual(self.phase(d, "reload"), [])
 
     def test_no_slot_leaked(self):
