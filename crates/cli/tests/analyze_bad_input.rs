@@ -309,3 +309,41 @@ fn the_ring_is_found_by_its_magic_when_its_symbol_is_gone() {
     );
     assert_eq!(v["catch"]["victim"]["slot"]["kind"], "variable");
 }
+
+#[test]
+fn a_victim_that_wrote_its_own_frame_is_placed_without_its_task_struct() {
+    let Some(root) = fixtures() else { return };
+    let dir = root.join("6.1/kstackwatch-panic-init");
+    let modules = dir.join("modules");
+    let args = ["--module-dir", modules.to_str().unwrap()];
+    // an address no page table maps: the task_struct cannot be read
+    let gone = 0xffff_ffff_ff00_0000u64.to_le_bytes();
+    // the victim wrote its own local (the init scenario): the catch
+    // record's registers are its stack at the write
+    let mut d = PatchableDump::load(&dir.join("dump.elf"));
+    d.patch(d.slot(0, offset_of!(Catch, victim_task)), &gone);
+    d.patch(d.slot(0, offset_of!(Catch, writer_task)), &gone);
+    let (v, code, err) = d.analyze(&args);
+    assert_eq!(code, 0, "{err}");
+    let v = v.unwrap();
+    let victim = &v["catch"]["victim"];
+    assert_eq!(victim["function"], "test_initcall_victim", "{victim}");
+    assert_eq!(victim["slot"]["kind"], "variable", "{victim}");
+    assert_eq!(victim["slot"]["path"], "local", "{victim}");
+    assert!(
+        v["warnings"]
+            .to_string()
+            .contains("it is the writer, so its stack is the catch record's"),
+        "{}",
+        v["warnings"]
+    );
+    // another task's unreadable task_struct is no such stack: not placed
+    let mut d = PatchableDump::load(&dir.join("dump.elf"));
+    d.patch(d.slot(0, offset_of!(Catch, victim_task)), &gone);
+    let (v, code, err) = d.analyze(&args);
+    assert_eq!(code, 0, "{err}");
+    let v = v.unwrap();
+    let victim = &v["catch"]["victim"];
+    assert!(victim["function"].is_null(), "{victim}");
+    assert_eq!(victim["slot"]["kind"], "not-in-a-frame", "{victim}");
+}

@@ -153,8 +153,38 @@ pub(super) fn explain(
         unwound_sp: None,
         disagreements: Vec::new(),
     };
-    let task = match Task::read(model.memory(), model.layout(), c.victim_task) {
-        Ok(t) => t,
+    let (low, high, traced) = match Task::read(model.memory(), model.layout(), c.victim_task) {
+        Ok(task) => {
+            if task.pid != c.victim_pid {
+                let why = format!(
+                    "the task_struct at {:#x} now belongs to pid {} ({}), not the victim pid {} ({}): the victim has exited and its task_struct was reused",
+                    c.victim_task, task.pid, task.comm, c.victim_pid, victim.comm
+                );
+                warnings.push(format!("victim: {why}"));
+                victim.slot = Slot::NotInAFrame { why };
+                return (victim, depth, None);
+            }
+            let low = task.stack;
+            (
+                low,
+                low.wrapping_add(THREAD_SIZE),
+                unwind::trace_task(model, &task),
+            )
+        }
+        // the victim wrote its own frame: the catch record holds its
+        // registers at the write, and its stack is THREAD_SIZE-aligned
+        Err(e) if c.victim_task != 0 && c.victim_task == c.writer_task => {
+            warnings.push(format!(
+                "victim: its task_struct at {:#x} is not readable ({e}); it is the writer, so its stack is the catch record's, at the write",
+                c.victim_task
+            ));
+            let low = c.watch_addr & !(THREAD_SIZE - 1);
+            (
+                low,
+                low.wrapping_add(THREAD_SIZE),
+                Ok(unwind::trace_catch(model, c)),
+            )
+        }
         Err(e) => {
             victim.slot = Slot::NotInAFrame {
                 why: format!(
@@ -166,16 +196,6 @@ pub(super) fn explain(
             return (victim, depth, None);
         }
     };
-    if task.pid != c.victim_pid {
-        let why = format!(
-            "the task_struct at {:#x} now belongs to pid {} ({}), not the victim pid {} ({}): the victim has exited and its task_struct was reused",
-            c.victim_task, task.pid, task.comm, c.victim_pid, victim.comm
-        );
-        warnings.push(format!("victim: {why}"));
-        victim.slot = Slot::NotInAFrame { why };
-        return (victim, depth, None);
-    }
-    let (low, high) = (task.stack, task.stack.wrapping_add(THREAD_SIZE));
     if !(low..high).contains(&c.watch_addr) {
         let why = format!(
             "the watched address {:#x} is not on the victim's stack [{low:#x}, {high:#x})",
@@ -185,7 +205,7 @@ pub(super) fn explain(
         victim.slot = Slot::NotInAFrame { why };
     }
     let mut check = None;
-    let mut trace = match unwind::trace_task(model, &task) {
+    let mut trace = match traced {
         Ok(t) => t,
         Err(e) => {
             let why = format!("the victim's stack could not be unwound: {e}");
