@@ -17,6 +17,7 @@ use object::{Object, ObjectSection};
 use crate::dwarf::{DebugSections, Reader};
 use crate::elf::{DebugFile, ElfImage};
 use crate::kernel::KernelModel;
+use crate::locate::hex;
 
 /// One level of the inline chain at a pc.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -202,10 +203,6 @@ impl ModuleDebugFile {
         let sections = DebugSections::load(&image)?;
         f(&sections)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fetches a module's debug file by its name and build ID (debuginfod),

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 use ksw_analyze::kernel::{KernelModel, Module, modules};
+use ksw_analyze::locate::hex;
 use ksw_analyze::symbolize;
 use ksw_analyze::unwind::{Frame, Trace};
 use serde::Serialize;
@@ -27,10 +28,6 @@ struct ModuleLine {
     build_id: Option<String>,
     /// `struct module`.
     address: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn line(model: &KernelModel<'_>, m: &Module) -> ModuleLine {
