@@ -12,6 +12,15 @@ use ksw_vmcore::{KernelMemory, VirtAddr};
 
 use super::{KernelLayout, Result, THREAD_SIZE};
 
+/// The bounds of the task stack that holds `addr`, from its alignment
+/// alone, for a task whose `task_struct` cannot be read: a task stack is
+/// `THREAD_SIZE` long and `THREAD_SIZE` aligned (vmalloc'd with
+/// `THREAD_ALIGN`, or a naturally aligned block of pages).
+pub fn aligned_task_stack(addr: u64) -> (u64, u64) {
+    let base = addr & !(THREAD_SIZE - 1);
+    (base, base + THREAD_SIZE)
+}
+
 /// The kind of stack an address is on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -12,6 +12,7 @@ use super::{
     DebugInputs, Gap, ResolveCheck, WatchFacts, annotate_trace, frame_gaps, frame_variables,
 };
 use crate::elf::DebugFile;
+use crate::kernel::stacks::aligned_task_stack;
 use crate::kernel::{KernelModel, THREAD_SIZE, Task};
 use crate::locals::FrameVariable;
 use crate::resolve::{ResolveRequest, VariableLocation, frame_layout, resolve};
@@ -164,26 +165,18 @@ pub(super) fn explain(
                 victim.slot = Slot::NotInAFrame { why };
                 return (victim, depth, None);
             }
-            let low = task.stack;
-            (
-                low,
-                low.wrapping_add(THREAD_SIZE),
-                unwind::trace_task(model, &task),
-            )
+            let (low, high) = task.stack_range();
+            (low, high, unwind::trace_task(model, &task))
         }
         // the victim wrote its own frame: the catch record holds its
-        // registers at the write, and its stack is THREAD_SIZE-aligned
+        // registers at the write, and its stack follows from alignment
         Err(e) if c.victim_task != 0 && c.victim_task == c.writer_task => {
             warnings.push(format!(
                 "victim: its task_struct at {:#x} is not readable ({e}); it is the writer, so its stack is the catch record's, at the write",
                 c.victim_task
             ));
-            let low = c.watch_addr & !(THREAD_SIZE - 1);
-            (
-                low,
-                low.wrapping_add(THREAD_SIZE),
-                Ok(unwind::trace_catch(model, c)),
-            )
+            let (low, high) = aligned_task_stack(c.watch_addr);
+            (low, high, Ok(unwind::trace_catch(model, c)))
         }
         Err(e) => {
             victim.slot = Slot::NotInAFrame {

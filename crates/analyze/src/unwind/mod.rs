@@ -17,7 +17,8 @@ pub mod sp_track;
 
 use ksw_vmcore::{KernelMemory, VirtAddr};
 
-use crate::kernel::{KernelModel, StackKind, SymbolHit, THREAD_SIZE, Task};
+use crate::kernel::stacks::aligned_task_stack;
+use crate::kernel::{KernelModel, StackKind, SymbolHit, Task};
 use orc::{OrcFrameKind, OrcStepError, PtRegs, RegsFrame, StackWords, UnwindRegs};
 
 /// Frames beyond this many are not followed.
@@ -268,17 +269,14 @@ impl StackWords for Words<'_> {
 /// The stack `sp` is on. When the trace's task is known but its
 /// `task_struct` could not be read (a page the dump left out), an `sp` on
 /// none of the CPUs' own stacks is on that task's stack, whose bounds
-/// follow from its alignment: a task stack is `THREAD_SIZE` long and
-/// `THREAD_SIZE` aligned (vmalloc'd with `THREAD_ALIGN`, or a naturally
-/// aligned block of pages).
+/// follow from its alignment ([`aligned_task_stack`]).
 fn classify(model: &KernelModel<'_>, start: &Start, sp: u64) -> (StackKind, Option<(u64, u64)>) {
     let found = model.stacks().classify(sp, start.cpu, start.task_stack);
     match found {
         (StackKind::Unknown, _)
             if start.task_stack.is_none() && start.task.is_some() && sp >= KERNEL_SPACE =>
         {
-            let base = sp & !(THREAD_SIZE - 1);
-            (StackKind::Task, Some((base, base + THREAD_SIZE)))
+            (StackKind::Task, Some(aligned_task_stack(sp)))
         }
         found => found,
     }
