@@ -18,6 +18,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::elf::ElfImage;
@@ -97,6 +98,20 @@ pub struct Debuginfod {
     cache: PathBuf,
     offline: bool,
     max_size: u64,
+    /// One HTTP agent for every fetch, made at the first: its connections
+    /// and TLS setup are reused across the files of one run.
+    agent: OnceLock<ureq::Agent>,
+}
+
+/// The HTTP agent: HTTP errors are answers to read, not failures, and a
+/// server that does not answer is given up on.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .build()
+        .into()
 }
 
 impl Debuginfod {
@@ -128,6 +143,7 @@ impl Debuginfod {
             cache,
             offline,
             max_size,
+            agent: OnceLock::new(),
         })
     }
 
@@ -189,13 +205,9 @@ impl Debuginfod {
             url: url.clone(),
             what,
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let response = agent
+        let response = self
+            .agent
+            .get_or_init(agent)
             .get(&url)
             .call()
             .map_err(|e| server_err(format!("cannot be reached: {e}")))?;
@@ -303,6 +315,7 @@ mod tests {
             cache: cache.to_path_buf(),
             offline,
             max_size: DEFAULT_MAX_SIZE,
+            agent: OnceLock::new(),
         }
     }
 
