@@ -6,6 +6,13 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ksw_analyze::debuginfod::DownloadProgress;
 
+/// A bar of `len` (unknown: `None`) on stderr when it is a terminal and
+/// the output is not JSON, else none.
+fn watched_bar(len: Option<u64>, json: bool) -> Option<ProgressBar> {
+    let shown = !json && std::io::stderr().is_terminal();
+    shown.then(|| ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()))
+}
+
 /// A bar over `n` steps (the dumps of `ksw analyze --all`), drawn only
 /// where a person watches.
 pub(crate) struct StepBar {
@@ -16,15 +23,13 @@ impl StepBar {
     /// A bar of `n` steps when stderr is a terminal and the output is not
     /// JSON.
     pub(crate) fn new(n: u64, what: &str, json: bool) -> Self {
-        let shown = !json && std::io::stderr().is_terminal();
-        let bar = shown.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+        let bar = watched_bar(Some(n), json);
+        if let Some(bar) = &bar {
             if let Ok(style) = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}") {
                 bar.set_style(style);
             }
             bar.set_message(format!("ksw: {what}"));
-            bar
-        });
+        }
         StepBar { bar }
     }
 
@@ -52,9 +57,8 @@ pub(crate) struct DownloadBar {
 impl DownloadBar {
     /// A bar when stderr is a terminal and the output is not JSON.
     pub(crate) fn new(json: bool) -> Self {
-        let shown = !json && std::io::stderr().is_terminal();
         DownloadBar {
-            bar: shown.then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())),
+            bar: watched_bar(None, json),
         }
     }
 }
