@@ -243,14 +243,18 @@ fn every_catch_names_the_store_line_and_the_victim_variable() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|w| {
-                    !w.as_str()
-                        .is_some_and(|s| s.contains("was excluded from the dump"))
-                })
+                .filter(|w| !names_an_excluded_page(w))
                 .collect();
             assert!(unexplained.is_empty(), "{what}: {unexplained:?}");
         }
     }
+}
+
+/// Whether a report's warning names a page the dump left out.
+fn names_an_excluded_page(warning: &Value) -> bool {
+    warning
+        .as_str()
+        .is_some_and(|s| s.contains("was excluded from the dump"))
 }
 
 /// A report without what an excluded writer task_struct changes: the
@@ -303,12 +307,9 @@ fn every_format_of_one_crash_gives_the_same_report() {
                 // the writer's task_struct: allowed only where the report
                 // says so, and nothing else may differ
                 let named = |v: &Value| {
-                    v["warnings"].as_array().is_some_and(|w| {
-                        w.iter().any(|w| {
-                            w.as_str()
-                                .is_some_and(|s| s.contains("was excluded from the dump"))
-                        })
-                    })
+                    v["warnings"]
+                        .as_array()
+                        .is_some_and(|w| w.iter().any(names_an_excluded_page))
                 };
                 assert!(
                     named(&other) || named(&first),
